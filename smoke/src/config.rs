@@ -1,0 +1,349 @@
+//! What a server listens on and the limits it runs with.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Sessions whose fd is below this live in a flat array indexed by fd; the rest in a hash map.
+/// A process here may hold 20,000 files; 65,536 covers a default-configured Linux box, and the
+/// array only grows as high as the largest fd actually seen.
+pub const DEFAULT_FD_CACHE: usize = 65_536;
+/// Output buffered for one connection above which smoke stops reading from it until the peer
+/// catches up. 1 MiB keeps a fast link busy across a few round trips while bounding what one slow
+/// reader can pin.
+pub const DEFAULT_MAX_WRITE_BUFFER: usize = 1 << 20;
+/// Unconsumed input kept for one connection before it is closed with
+/// [`CloseReason::InputOverflow`](crate::CloseReason::InputOverflow): a handler that never
+/// consumes must not let a peer grow memory without limit.
+pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
+/// Bytes read from one connection per wake-up before the worker serves the others; 256 KiB is
+/// a few scratch buffers' worth, enough to drain a burst without letting a flood starve anyone.
+pub const DEFAULT_READ_BUDGET: usize = 256 << 10;
+/// How long [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) waits for pending output
+/// to flush before closing what is left.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The protocol a listener speaks. Later protocols (HTTP, WebSocket, UDP) add variants here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Raw TCP: bytes in, bytes out, through [`Handler`](crate::Handler).
+    Tcp,
+}
+
+impl Protocol {
+    /// The lowercase name used in attribute keys, environment variables and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// Where a listener binds: a bare port (on [`Config::bind`]'s address) or a full `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// A port on the configured bind address; 0 asks the kernel for a free one.
+    Port(u16),
+    /// `"127.0.0.1:9090"`, `"[::1]:9090"`, `"localhost:9090"`.
+    Addr(String),
+}
+
+impl From<u16> for Listen {
+    fn from(port: u16) -> Listen {
+        Listen::Port(port)
+    }
+}
+
+impl From<&str> for Listen {
+    fn from(addr: &str) -> Listen {
+        Listen::Addr(addr.to_owned())
+    }
+}
+
+impl From<String> for Listen {
+    fn from(addr: String) -> Listen {
+        Listen::Addr(addr)
+    }
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(addr: SocketAddr) -> Listen {
+        Listen::Addr(addr.to_string())
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Port(port) => write!(f, "{port}"),
+            Listen::Addr(addr) => f.write_str(addr),
+        }
+    }
+}
+
+impl Listen {
+    /// Parses a listener as written in an attribute or environment variable: a port or host:port.
+    pub fn parse(text: &str) -> Result<Listen, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty listener: expected a port or host:port".into());
+        }
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            return text
+                .parse::<u16>()
+                .map(Listen::Port)
+                .map_err(|_| format!("port {text} is out of range (0..=65535)"));
+        }
+        match text.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(Listen::Addr(text.to_owned())),
+            _ => Err(format!("`{text}` is neither a port nor host:port")),
+        }
+    }
+
+    pub(crate) fn resolve(&self, bind: IpAddr) -> io::Result<SocketAddr> {
+        match self {
+            Listen::Port(port) => Ok(SocketAddr::new(bind, *port)),
+            Listen::Addr(text) => {
+                if let Ok(addr) = text.parse::<SocketAddr>() {
+                    return Ok(addr);
+                }
+                let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve `{text}`"));
+                text.to_socket_addrs().map_err(|_| invalid())?.next().ok_or_else(invalid)
+            }
+        }
+    }
+}
+
+/// A server's configuration: listeners, worker threads and limits. Built with chained setters;
+/// every limit has a documented default.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = smoke::Config::new()
+///     .tcp(9090)
+///     .tcp("127.0.0.1:9091")
+///     .threads(2)
+///     .idle_timeout(Some(Duration::from_secs(30)));
+/// assert_eq!(config.listeners.len(), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listeners in the order they were added; see [`Config::tcp`].
+    pub listeners: Vec<(Protocol, Listen)>,
+    /// See [`Config::bind`].
+    pub bind: IpAddr,
+    /// See [`Config::threads`].
+    pub threads: usize,
+    /// See [`Config::fd_cache`].
+    pub fd_cache: usize,
+    /// See [`Config::max_connections`].
+    pub max_connections: usize,
+    /// See [`Config::idle_timeout`].
+    pub idle_timeout: Option<Duration>,
+    /// See [`Config::max_write_buffer`].
+    pub max_write_buffer: usize,
+    /// See [`Config::max_read_buffer`].
+    pub max_read_buffer: usize,
+    /// See [`Config::read_budget`].
+    pub read_budget: usize,
+    /// See [`Config::shutdown_timeout`].
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// No listeners, one worker per available core, default limits.
+    pub fn new() -> Config {
+        Config {
+            listeners: Vec::new(),
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            threads: 0,
+            fd_cache: DEFAULT_FD_CACHE,
+            max_connections: usize::MAX,
+            idle_timeout: None,
+            max_write_buffer: DEFAULT_MAX_WRITE_BUFFER,
+            max_read_buffer: DEFAULT_MAX_READ_BUFFER,
+            read_budget: DEFAULT_READ_BUDGET,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+
+    /// Adds a raw TCP listener: a port (on the [`bind`](Config::bind) address) or `"host:port"`.
+    pub fn tcp(self, listen: impl Into<Listen>) -> Config {
+        self.listen(Protocol::Tcp, listen)
+    }
+
+    /// Adds a listener for `protocol`.
+    pub fn listen(mut self, protocol: Protocol, listen: impl Into<Listen>) -> Config {
+        self.listeners.push((protocol, listen.into()));
+        self
+    }
+
+    /// The address bare ports bind to. Default `0.0.0.0`; `::` listens on IPv6 (and IPv4, unless
+    /// the host sets `net.ipv6.bindv6only`).
+    pub fn bind(mut self, addr: IpAddr) -> Config {
+        self.bind = addr;
+        self
+    }
+
+    /// Worker threads; 0 (the default) means one per available core.
+    pub fn threads(mut self, threads: usize) -> Config {
+        self.threads = threads;
+        self
+    }
+
+    /// Fds below this are looked up in a flat array, the rest in a hash map. Default
+    /// [`DEFAULT_FD_CACHE`]. Connections are never refused because of their fd.
+    pub fn fd_cache(mut self, fd_cache: usize) -> Config {
+        self.fd_cache = fd_cache;
+        self
+    }
+
+    /// Open connections across all workers; each worker takes its share (rounded up). At the
+    /// limit a worker stops accepting (connections wait in the kernel's backlog) until one of its
+    /// connections closes. Default: unlimited.
+    pub fn max_connections(mut self, max: usize) -> Config {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Closes connections with no I/O for this long ([`CloseReason::Timeout`](crate::CloseReason)).
+    /// Default: none.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Config {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Buffered output per connection above which reading from it pauses. Default
+    /// [`DEFAULT_MAX_WRITE_BUFFER`].
+    pub fn max_write_buffer(mut self, bytes: usize) -> Config {
+        self.max_write_buffer = bytes.max(1);
+        self
+    }
+
+    /// Unconsumed input per connection above which it is closed. Default
+    /// [`DEFAULT_MAX_READ_BUFFER`].
+    pub fn max_read_buffer(mut self, bytes: usize) -> Config {
+        self.max_read_buffer = bytes.max(1);
+        self
+    }
+
+    /// Bytes read from one connection per wake-up. Default [`DEFAULT_READ_BUDGET`].
+    pub fn read_budget(mut self, bytes: usize) -> Config {
+        self.read_budget = bytes.max(1);
+        self
+    }
+
+    /// How long shutdown waits for pending output. Default [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Config {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Applies the documented environment overrides, so a deployment (or a test) can move a
+    /// compiled server without rebuilding it:
+    ///
+    /// | variable | value | effect |
+    /// |---|---|---|
+    /// | `SMOKE_TCP` | port or host:port, comma-separated | replaces every TCP listener |
+    /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
+    /// | `SMOKE_BIND` | an IP address | address for bare ports |
+    ///
+    /// A malformed value is an `InvalidInput` error naming the variable and the value.
+    pub fn apply_env(self) -> io::Result<Config> {
+        self.apply_overrides(|name| std::env::var(name).ok())
+    }
+
+    /// [`apply_env`](Config::apply_env) over any lookup (used by tests without touching the
+    /// process environment).
+    pub fn apply_overrides(mut self, lookup: impl Fn(&str) -> Option<String>) -> io::Result<Config> {
+        let bad = |name: &str, value: &str, why: String| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{name}={value:?}: {why}"))
+        };
+        if let Some(value) = lookup("SMOKE_BIND") {
+            self.bind = value.trim().parse().map_err(|_| bad("SMOKE_BIND", &value, "expected an IP address".into()))?;
+        }
+        if let Some(value) = lookup("SMOKE_THREADS") {
+            self.threads = match value.trim() {
+                "auto" => 0,
+                n => match n.parse::<usize>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => {
+                        return Err(bad("SMOKE_THREADS", &value, "expected `auto` or a number >= 1".into()));
+                    }
+                },
+            };
+        }
+        for protocol in [Protocol::Tcp] {
+            let name = format!("SMOKE_{}", protocol.name().to_ascii_uppercase());
+            if let Some(value) = lookup(&name) {
+                let mut parsed = Vec::new();
+                for part in value.split(',') {
+                    parsed.push(Listen::parse(part).map_err(|why| bad(&name, &value, why))?);
+                }
+                self.listeners.retain(|(p, _)| *p != protocol);
+                self.listeners.extend(parsed.into_iter().map(|listen| (protocol, listen)));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The worker count this configuration starts: `threads`, or the available cores when 0.
+    pub fn worker_threads(&self) -> usize {
+        if self.threads > 0 { self.threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_values_parse_as_port_or_host_port() {
+        assert_eq!(Listen::parse("9090"), Ok(Listen::Port(9090)));
+        assert_eq!(Listen::parse(" 0 "), Ok(Listen::Port(0)));
+        assert_eq!(Listen::parse("127.0.0.1:80"), Ok(Listen::Addr("127.0.0.1:80".into())));
+        assert_eq!(Listen::parse("[::1]:80"), Ok(Listen::Addr("[::1]:80".into())));
+        assert_eq!(Listen::parse("localhost:8080"), Ok(Listen::Addr("localhost:8080".into())));
+        assert!(Listen::parse("70000").unwrap_err().contains("out of range"));
+        assert!(Listen::parse("host:").is_err());
+        assert!(Listen::parse(":80").is_err());
+        assert!(Listen::parse("").is_err());
+    }
+
+    #[test]
+    fn environment_overrides_replace_listeners_and_threads() {
+        let env = |name: &str| match name {
+            "SMOKE_TCP" => Some("127.0.0.1:0,7000".to_string()),
+            "SMOKE_THREADS" => Some("3".to_string()),
+            "SMOKE_BIND" => Some("::1".to_string()),
+            _ => None,
+        };
+        let config = Config::new().tcp(9090).threads(1).apply_overrides(env).unwrap();
+        assert_eq!(
+            config.listeners,
+            [(Protocol::Tcp, Listen::Addr("127.0.0.1:0".into())), (Protocol::Tcp, Listen::Port(7000))]
+        );
+        assert_eq!(config.worker_threads(), 3);
+        assert_eq!(config.bind, "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn malformed_overrides_name_the_variable_and_value() {
+        let only = |key: &'static str, value: &'static str| move |name: &str| (name == key).then(|| value.to_string());
+        let err = Config::new().apply_overrides(only("SMOKE_THREADS", "zero")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_THREADS=\"zero\": expected `auto` or a number >= 1");
+        let err = Config::new().apply_overrides(only("SMOKE_TCP", "99999")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_TCP=\"99999\": port 99999 is out of range (0..=65535)");
+        let err = Config::new().apply_overrides(only("SMOKE_BIND", "nowhere")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_BIND=\"nowhere\": expected an IP address");
+        assert_eq!(Config::new().threads(4).apply_overrides(only("SMOKE_THREADS", "auto")).unwrap().threads, 0);
+    }
+}

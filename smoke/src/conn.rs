@@ -1,0 +1,235 @@
+//! The handle a handler gets for its connection.
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+
+use crate::buf::{BufPool, Output};
+use crate::server::Shared;
+use crate::stats::{Counters, Stats};
+use crate::sys::Stream;
+
+/// Why a connection ended; passed to [`Handler::on_close`](crate::Handler::on_close).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its side (end of stream) and all pending output was flushed.
+    PeerClosed,
+    /// The peer reset the connection (ECONNRESET, or EPIPE while sending).
+    Reset,
+    /// Another I/O error on the socket.
+    Error(io::ErrorKind),
+    /// No I/O for `idle_timeout`.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// The handler called [`Conn::close`] and pending output was flushed.
+    Closed,
+    /// The handler called [`Conn::abort`]: reset sent, pending output dropped.
+    Aborted,
+    /// A handler call panicked; the connection was reset.
+    HandlerPanicked,
+    /// Unconsumed input exceeded `max_read_buffer`.
+    InputOverflow,
+}
+
+impl CloseReason {
+    /// True for the reasons that count as errors in [`Stats::errors`].
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            CloseReason::Reset | CloseReason::Error(_) | CloseReason::HandlerPanicked | CloseReason::InputOverflow
+        )
+    }
+
+    pub(crate) fn from_io(error: &io::Error) -> CloseReason {
+        match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+                CloseReason::Reset
+            }
+            kind => CloseReason::Error(kind),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::Reset => f.write_str("reset by peer"),
+            CloseReason::Error(kind) => write!(f, "I/O error: {kind}"),
+            CloseReason::Timeout => f.write_str("idle timeout"),
+            CloseReason::Shutdown => f.write_str("server shutdown"),
+            CloseReason::Closed => f.write_str("closed by handler"),
+            CloseReason::Aborted => f.write_str("aborted by handler"),
+            CloseReason::HandlerPanicked => f.write_str("handler panicked"),
+            CloseReason::InputOverflow => f.write_str("unconsumed input above max_read_buffer"),
+        }
+    }
+}
+
+/// A connection's identity, unique across all workers for the life of the server (fds are
+/// reused; ids are not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    /// Bits of the id that count connections within a worker; the worker index sits above them.
+    const SEQUENCE_BITS: u32 = 48;
+
+    pub(crate) fn new(worker: usize, sequence: u64) -> ConnId {
+        ConnId(((worker as u64) << Self::SEQUENCE_BITS) | (sequence & ((1 << Self::SEQUENCE_BITS) - 1)))
+    }
+
+    /// The worker thread (0-based) that owns the connection.
+    pub fn worker(self) -> usize {
+        (self.0 >> Self::SEQUENCE_BITS) as usize
+    }
+
+    /// The id as a number, e.g. for logs or maps.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.worker(), self.0 & ((1 << Self::SEQUENCE_BITS) - 1))
+    }
+}
+
+/// Per-connection state bits, kept in one small word next to the connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Flags(pub(crate) u16);
+
+impl Flags {
+    /// The handler asked to close once output is flushed.
+    pub(crate) const CLOSE: u16 = 1 << 0;
+    /// The handler asked for a reset.
+    pub(crate) const ABORT: u16 = 1 << 1;
+    /// The handler asked to shut down the write side once output is flushed.
+    pub(crate) const SHUTDOWN_WRITE: u16 = 1 << 2;
+    /// The write side has been shut down.
+    pub(crate) const WRITE_SHUT: u16 = 1 << 3;
+    /// The peer ended its stream.
+    pub(crate) const READ_CLOSED: u16 = 1 << 4;
+    /// The socket may hold unread bytes (edge seen, EAGAIN not yet).
+    pub(crate) const READ_READY: u16 = 1 << 5;
+    /// EPOLLOUT is registered because output is waiting for room in the socket.
+    pub(crate) const WRITE_ARMED: u16 = 1 << 6;
+    /// The connection sits in the worker's retry queue.
+    pub(crate) const QUEUED: u16 = 1 << 7;
+    /// The close comes from server shutdown (reported as [`CloseReason::Shutdown`]).
+    pub(crate) const SHUTTING_DOWN: u16 = 1 << 8;
+    /// A handler call panicked: the session is not called again (not even on_close).
+    pub(crate) const PANICKED: u16 = 1 << 9;
+
+    #[inline]
+    pub(crate) fn has(self, bits: u16) -> bool {
+        self.0 & bits != 0
+    }
+    #[inline]
+    pub(crate) fn set(&mut self, bits: u16) {
+        self.0 |= bits;
+    }
+    #[inline]
+    pub(crate) fn clear(&mut self, bits: u16) {
+        self.0 &= !bits;
+    }
+}
+
+/// The handle a handler gets for its connection: buffered writes and the connection's controls.
+///
+/// Writes are buffered and leave in one `send` when the handler returns (after every read of the
+/// current wake-up has been handed to it); what the socket cannot take is queued and sent as the
+/// peer reads. See [`Handler`](crate::Handler) for an example.
+pub struct Conn<'a> {
+    pub(crate) stream: &'a Stream,
+    pub(crate) out: &'a mut Output,
+    pub(crate) flags: &'a mut Flags,
+    pub(crate) pool: &'a mut BufPool,
+    pub(crate) counters: &'a Counters,
+    pub(crate) shared: &'a Shared,
+    pub(crate) id: ConnId,
+}
+
+impl fmt::Debug for Conn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn").field("id", &self.id).field("buffered", &self.buffered()).finish()
+    }
+}
+
+impl Conn<'_> {
+    /// Queues `data` for sending. Ignored after [`abort`](Conn::abort).
+    #[inline]
+    pub fn write(&mut self, data: &[u8]) {
+        if !data.is_empty() && !self.flags.has(Flags::ABORT) {
+            self.out.push(data, self.pool, self.counters);
+        }
+    }
+
+    /// Queues several slices, in order, as one write.
+    pub fn write_vectored(&mut self, parts: &[IoSlice<'_>]) {
+        for part in parts {
+            self.write(part);
+        }
+    }
+
+    /// Bytes written but not yet accepted by the kernel.
+    #[inline]
+    pub fn buffered(&self) -> usize {
+        self.out.pending()
+    }
+
+    /// Closes the connection once pending output is flushed; no more input is delivered.
+    pub fn close(&mut self) {
+        self.flags.set(Flags::CLOSE);
+    }
+
+    /// Resets the connection (RST) at once, dropping pending output.
+    pub fn abort(&mut self) {
+        self.flags.set(Flags::ABORT);
+    }
+
+    /// Sends FIN once pending output is flushed; input keeps arriving until the peer closes.
+    pub fn shutdown_write(&mut self) {
+        self.flags.set(Flags::SHUTDOWN_WRITE);
+    }
+
+    /// True once [`close`](Conn::close) or [`abort`](Conn::abort) was called.
+    pub fn is_closing(&self) -> bool {
+        self.flags.has(Flags::CLOSE | Flags::ABORT)
+    }
+
+    /// The remote address (a system call; cache it in the session if you need it often).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// The local address the connection arrived on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// This connection's id, stable for its life and never reused while the server runs.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The counters of all workers, summed (a few relaxed atomic loads per worker).
+    pub fn server_stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}
+
+/// `write!(conn, ...)` formats straight into the output queue.
+impl io::Write for Conn<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        Conn::write(self, data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,53 @@
+//! The callbacks a TCP session implements.
+
+use crate::conn::{CloseReason, Conn};
+
+/// A TCP session: one value per connection, owned by the worker thread that accepted it.
+///
+/// Only [`on_data`](Handler::on_data) is required. The session does not need to be `Send`: it
+/// is created on its worker and never leaves it.
+///
+/// ```no_run
+/// use smoke::{CloseReason, Config, Conn, Handler};
+///
+/// /// Answers every line with its length.
+/// #[derive(Default)]
+/// struct LineLengths;
+///
+/// impl Handler for LineLengths {
+///     fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+///         let mut consumed = 0;
+///         while let Some(end) = input[consumed..].iter().position(|&b| b == b'\n') {
+///             conn.write(format!("{}\n", end).as_bytes());
+///             consumed += end + 1;
+///         }
+///         consumed // a partial line is handed back with the next bytes
+///     }
+/// }
+///
+/// fn main() -> std::io::Result<()> {
+///     smoke::serve(Config::new().tcp(9000), |_conn: &mut Conn| LineLengths)
+/// }
+/// ```
+pub trait Handler: 'static {
+    /// A connection was accepted and its session created.
+    fn on_connect(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// New input arrived. `input` is everything not yet consumed; return how many bytes (from
+    /// the front) were consumed. The rest is kept and handed back, followed by the next bytes.
+    /// While a call consumes something and input remains, it is called again with the rest, so
+    /// a handler may also take one message per call. Values above `input.len()` count as all.
+    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize;
+
+    /// Output that had to wait for the peer (backpressure) has been fully sent.
+    fn on_write(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// The connection ended; writes made here are discarded.
+    fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
+        let _ = (conn, reason);
+    }
+}

@@ -1,0 +1,232 @@
+//! Starting, running and stopping a server.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crate::config::{Config, Protocol};
+use crate::conn::Conn;
+use crate::handler::Handler;
+use crate::stats::{Counters, Stats};
+use crate::sys::{Epoll, EventFd, Events, Interest, Listener, ShutdownSignals};
+use crate::worker::{Limits, Worker};
+
+/// State every worker and the handle can see. Nothing here is written on the hot path except
+/// each worker's own counters.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) stopping: AtomicBool,
+    pub(crate) workers: Box<[WorkerShared]>,
+    /// Written by a worker whose loop ends, so a thread waiting in `wait_for_signal` notices.
+    pub(crate) exited: EventFd,
+}
+
+#[derive(Debug)]
+pub(crate) struct WorkerShared {
+    pub(crate) counters: Counters,
+    pub(crate) waker: EventFd,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> Stats {
+        Stats::sum(self.workers.iter().map(|w| &w.counters))
+    }
+}
+
+/// A running server: its bound addresses, its counters, and the way to stop it.
+///
+/// Dropping the handle shuts the server down (as [`shutdown`](ServerHandle::shutdown) does).
+#[derive(Debug)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    addrs: Vec<(Protocol, SocketAddr)>,
+}
+
+impl ServerHandle {
+    /// Every listener's bound address (port 0 resolved), in configuration order.
+    pub fn local_addrs(&self) -> &[(Protocol, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The first listener's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addrs[0].1
+    }
+
+    /// All workers' counters, summed.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Each worker's counters, by worker index.
+    pub fn worker_stats(&self) -> Vec<Stats> {
+        self.shared.workers.iter().map(|w| w.counters.snapshot()).collect()
+    }
+
+    /// Stops accepting, lets pending output flush (up to `shutdown_timeout`), closes every
+    /// connection with [`CloseReason::Shutdown`](crate::CloseReason::Shutdown) and joins the
+    /// workers.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    /// Blocks until SIGINT or SIGTERM (or until a worker stops on its own), then shuts down.
+    pub fn wait_for_signal(mut self) -> io::Result<()> {
+        {
+            let signals = ShutdownSignals::install()?;
+            let epoll = Epoll::new()?;
+            epoll.add(signals.as_raw_fd(), 0, Interest::READABLE)?;
+            epoll.add(self.shared.exited.as_raw_fd(), 1, Interest::READABLE)?;
+            let mut events = Events::with_capacity(2);
+            while events.len() == 0 {
+                epoll.wait(&mut events, None)?;
+            }
+            if events.get(0).token == 0 {
+                log::info!("shutdown signal received; draining connections");
+            }
+        }
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for worker in self.shared.workers.iter() {
+            worker.waker.wake();
+        }
+        let mut panicked = 0;
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                panicked += 1;
+            }
+        }
+        if panicked > 0 {
+            return Err(io::Error::other(format!("{panicked} worker thread(s) panicked")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            log::error!("{e}");
+        }
+    }
+}
+
+/// Starts a server and returns at once with its handle. `new_session` builds each connection's
+/// session on the worker that accepted it (before [`Handler::on_connect`]).
+///
+/// Binding happens here, so an address in use is reported by this call:
+/// `bind 127.0.0.1:9090 (tcp): address in use`.
+///
+/// ```
+/// use smoke::{Config, Conn, Handler};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+///         conn.write(input);
+///         input.len()
+///     }
+/// }
+///
+/// let server = smoke::spawn(Config::new().tcp("127.0.0.1:0").threads(1), |_: &mut Conn| Echo)?;
+/// let addr = server.local_addr();
+/// # use std::io::{Read, Write};
+/// let mut client = std::net::TcpStream::connect(addr)?;
+/// client.write_all(b"ping")?;
+/// let mut reply = [0; 4];
+/// client.read_exact(&mut reply)?;
+/// assert_eq!(&reply, b"ping");
+/// server.shutdown()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn spawn<S, F>(config: Config, new_session: F) -> io::Result<ServerHandle>
+where
+    S: Handler,
+    F: Fn(&mut Conn<'_>) -> S + Send + Sync + 'static,
+{
+    if config.listeners.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listener configured"));
+    }
+    let threads = config.worker_threads();
+    let mut addrs = Vec::with_capacity(config.listeners.len());
+    for (protocol, listen) in &config.listeners {
+        let wanted = listen
+            .resolve(config.bind)
+            .map_err(|e| io::Error::new(e.kind(), format!("listen {listen} ({}): {e}", protocol.name())))?;
+        let bound = Listener::probe_exclusive(wanted).map_err(|e| bind_error(wanted, *protocol, e))?;
+        addrs.push((*protocol, bound));
+    }
+
+    let mut workers = Vec::with_capacity(threads);
+    let mut setups = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let epoll = Epoll::new()?;
+        let mut listeners = Vec::with_capacity(addrs.len());
+        for &(protocol, addr) in &addrs {
+            listeners.push(Listener::bind(addr).map_err(|e| bind_error(addr, protocol, e))?);
+        }
+        workers.push(WorkerShared { counters: Counters::default(), waker: EventFd::new()? });
+        setups.push((epoll, listeners));
+    }
+    let shared =
+        Arc::new(Shared { stopping: AtomicBool::new(false), workers: workers.into(), exited: EventFd::new()? });
+    let limits = Limits::from_config(&config, threads);
+    let new_session = Arc::new(new_session);
+
+    let mut handle = ServerHandle { shared: shared.clone(), threads: Vec::with_capacity(threads), addrs };
+    for (index, (epoll, listeners)) in setups.into_iter().enumerate() {
+        let worker_parts = (epoll, listeners, shared.clone(), new_session.clone(), limits.clone());
+        let thread = std::thread::Builder::new().name(format!("smoke-worker-{index}")).spawn(move || {
+            let (epoll, listeners, shared, new_session, limits) = worker_parts;
+            let exited = ExitNotice(shared.clone());
+            match Worker::<S, F>::new(index, epoll, listeners, shared, new_session, limits) {
+                Ok(worker) => worker.run(),
+                Err(e) => log::error!("worker {index} failed to start: {e}"),
+            }
+            drop(exited);
+        })?;
+        handle.threads.push(thread);
+    }
+    Ok(handle)
+}
+
+/// Runs a server until SIGINT or SIGTERM, then drains and stops it: [`spawn`] followed by
+/// [`ServerHandle::wait_for_signal`].
+pub fn serve<S, F>(config: Config, new_session: F) -> io::Result<()>
+where
+    S: Handler,
+    F: Fn(&mut Conn<'_>) -> S + Send + Sync + 'static,
+{
+    let server = spawn(config, new_session)?;
+    for (protocol, addr) in server.local_addrs() {
+        log::info!("listening on {addr} ({})", protocol.name());
+    }
+    server.wait_for_signal()
+}
+
+/// Tells `wait_for_signal` that a worker's loop ended, however it ended (including a panic).
+struct ExitNotice(Arc<Shared>);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        self.0.exited.wake();
+    }
+}
+
+fn bind_error(addr: SocketAddr, protocol: Protocol, error: io::Error) -> io::Error {
+    let why = match error.raw_os_error() {
+        Some(libc::EADDRINUSE) => "address in use".to_owned(),
+        Some(libc::EADDRNOTAVAIL) => "address not available on this host".to_owned(),
+        Some(libc::EACCES) => "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)".to_owned(),
+        Some(libc::EAFNOSUPPORT) => "address family not supported (is IPv6 disabled?)".to_owned(),
+        _ => error.to_string(),
+    };
+    io::Error::new(error.kind(), format!("bind {addr} ({}): {why}", protocol.name()))
+}

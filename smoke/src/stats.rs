@@ -1,0 +1,91 @@
+//! Per-worker counters and the snapshot that sums them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a server's counters (one worker's, or all workers' summed).
+///
+/// Counters only grow, except `buffers_held`, which is the number of input/output buffers lent
+/// to connections right now: it drops to zero when every connection is idle, because an idle
+/// connection holds no heap buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed, for any reason.
+    pub closed: u64,
+    /// Connections that ended in an error: reset by the peer, an I/O error, a handler panic, or
+    /// input above `max_read_buffer`.
+    pub errors: u64,
+    /// Handler calls that panicked (each also closed its connection).
+    pub panics: u64,
+    /// `accept` failures other than "nothing pending", such as EMFILE.
+    pub accept_errors: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Buffers lent to connections right now (see above).
+    pub buffers_held: u64,
+}
+
+impl Stats {
+    /// Connections open right now.
+    pub fn current(&self) -> u64 {
+        self.accepted - self.closed
+    }
+
+    fn add(mut self, other: &Stats) -> Stats {
+        self.accepted += other.accepted;
+        self.closed += other.closed;
+        self.errors += other.errors;
+        self.panics += other.panics;
+        self.accept_errors += other.accept_errors;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.buffers_held += other.buffers_held;
+        self
+    }
+
+    pub(crate) fn sum<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Stats {
+        all.into_iter().fold(Stats::default(), |total, counters| total.add(&counters.snapshot()))
+    }
+}
+
+/// One worker's live counters. Only the owning worker writes them, so an update is a plain load
+/// and store (no locked read-modify-write on the hot path); readers on other threads may see a
+/// value a moment old, never a torn one. Padded to its own cache lines so workers do not share.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) closed: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) buffers_held: AtomicU64,
+}
+
+/// Adds to a counter owned by the calling worker.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        // Read `closed` before `accepted` so `current()` never underflows on a racing accept.
+        let closed = self.closed.load(Relaxed);
+        Stats {
+            accepted: self.accepted.load(Relaxed),
+            closed,
+            errors: self.errors.load(Relaxed),
+            panics: self.panics.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            buffers_held: self.buffers_held.load(Relaxed),
+        }
+    }
+}

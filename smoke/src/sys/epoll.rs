@@ -1,0 +1,122 @@
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::syscall;
+
+/// What a registration waits for. Every registration is edge-triggered: the runtime always reads
+/// or writes until `EAGAIN` (or re-queues the fd itself), so level-triggered re-reporting would
+/// only cost wake-ups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Interest(u32);
+
+impl Interest {
+    pub(crate) const READABLE: Interest = Interest(libc::EPOLLIN as u32);
+    pub(crate) const READ_WRITE: Interest = Interest((libc::EPOLLIN | libc::EPOLLOUT) as u32);
+
+    fn bits(self) -> u32 {
+        self.0 | libc::EPOLLET as u32
+    }
+}
+
+/// An epoll instance owned by one worker thread.
+#[derive(Debug)]
+pub(crate) struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    pub(crate) fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes only flags; on success it returns a new fd we now own.
+        let fd = unsafe { syscall!(epoll_create1(libc::EPOLL_CLOEXEC))? };
+        // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
+    }
+
+    pub(crate) fn add(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, interest)
+    }
+
+    pub(crate) fn modify(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, interest)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
+        let mut event = libc::epoll_event { events: interest.bits(), u64: token };
+        // SAFETY: `event` is a valid epoll_event that outlives the call; the kernel copies it.
+        unsafe { syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event))? };
+        Ok(())
+    }
+
+    /// Waits for events; `None` blocks indefinitely. An interrupted wait returns no events.
+    pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout_ms = match timeout {
+            None => -1,
+            // Round up so a 0.4 ms deadline does not turn into a busy poll with timeout 0.
+            Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
+        };
+        events.list.clear();
+        let capacity = events.list.capacity() as libc::c_int;
+        // SAFETY: the kernel writes at most `capacity` entries into the vector's spare capacity,
+        // which is allocated and exclusively borrowed for the duration of the call.
+        let res = unsafe { syscall!(epoll_wait(self.fd.as_raw_fd(), events.list.as_mut_ptr(), capacity, timeout_ms)) };
+        match res {
+            Ok(n) => {
+                // SAFETY: epoll_wait initialised exactly `n` (<= capacity) entries.
+                unsafe { events.list.set_len(n as usize) };
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A reusable buffer of ready events.
+pub(crate) struct Events {
+    list: Vec<libc::epoll_event>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").field("len", &self.list.len()).finish()
+    }
+}
+
+/// One ready event, copied out of the kernel's (packed) record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Event {
+    pub(crate) token: u64,
+    flags: u32,
+}
+
+impl Event {
+    pub(crate) fn is_readable(&self) -> bool {
+        self.flags & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0
+    }
+    pub(crate) fn is_writable(&self) -> bool {
+        self.flags & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
+    }
+}
+
+impl Events {
+    pub(crate) fn with_capacity(capacity: usize) -> Events {
+        Events { list: Vec::with_capacity(capacity) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Event {
+        let raw = self.list[index];
+        Event { token: raw.u64, flags: raw.events }
+    }
+}

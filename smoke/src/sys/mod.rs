@@ -1,0 +1,28 @@
+//! The only home of `unsafe` in smoke: thin, checked wrappers over the Linux system calls the
+//! runtime needs. Everything above this module works with safe types (`OwnedFd`, `SocketAddr`,
+//! slices) and never sees a raw libc call.
+#![allow(unsafe_code)]
+
+pub(crate) mod epoll;
+pub(crate) mod eventfd;
+pub(crate) mod signal;
+pub(crate) mod socket;
+
+pub(crate) use epoll::{Epoll, Events, Interest};
+pub(crate) use eventfd::EventFd;
+pub(crate) use signal::ShutdownSignals;
+pub(crate) use socket::{Listener, Stream};
+
+/// Calls a libc function and turns its `-1` return into the thread's `errno` as an `io::Error`.
+/// The caller's `unsafe` block and its SAFETY comment cover the call itself.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        let res = libc::$fn($($arg),*);
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;

@@ -1,0 +1,85 @@
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use super::EventFd;
+use super::syscall;
+
+/// The eventfd the signal handler writes to; -1 while nobody waits for signals.
+static SIGNAL_EVENT_FD: AtomicI32 = AtomicI32::new(-1);
+
+const SHUTDOWN_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+
+/// SIGINT and SIGTERM turned into a readable fd, through a process-wide handler that writes to
+/// an eventfd (the self-pipe pattern). A handler, unlike a signal mask, works whichever thread
+/// the kernel delivers the signal to, so user threads need no special setup. Dropping restores
+/// the previous handlers.
+#[derive(Debug)]
+pub(crate) struct ShutdownSignals {
+    event: EventFd,
+    previous: [libc::sigaction; 2],
+}
+
+extern "C" fn on_shutdown_signal(_signal: libc::c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot; we restore it so the interrupted
+    // code does not see the handler's errno. write(2) is async-signal-safe.
+    unsafe {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        let fd = SIGNAL_EVENT_FD.load(Ordering::Relaxed);
+        if fd >= 0 {
+            let one: u64 = 1;
+            libc::write(fd, (&raw const one).cast(), 8);
+        }
+        *errno = saved;
+    }
+}
+
+impl ShutdownSignals {
+    pub(crate) fn install() -> io::Result<ShutdownSignals> {
+        let event = EventFd::new()?;
+        if SIGNAL_EVENT_FD.compare_exchange(-1, event.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "another server is already waiting for SIGINT/SIGTERM",
+            ));
+        }
+        // SAFETY: an all-zero sigaction is a valid value (no flags, empty mask) to fill in.
+        let mut action: libc::sigaction = unsafe { mem::zeroed() };
+        action.sa_sigaction = on_shutdown_signal as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: an all-zero sigaction is valid storage for the previous action.
+        let mut previous: [libc::sigaction; 2] = unsafe { mem::zeroed() };
+        for (i, &signal) in SHUTDOWN_SIGNALS.iter().enumerate() {
+            // SAFETY: `action` is initialised and its handler only touches async-signal-safe state;
+            // `previous[i]` is valid storage for the old action.
+            if let Err(e) = unsafe { syscall!(sigaction(signal, &action, &mut previous[i])) } {
+                restore(&previous[..i]);
+                SIGNAL_EVENT_FD.store(-1, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        Ok(ShutdownSignals { event, previous })
+    }
+}
+
+fn restore(previous: &[libc::sigaction]) {
+    for (signal, action) in SHUTDOWN_SIGNALS.iter().zip(previous) {
+        // SAFETY: `action` is the value sigaction reported for this signal before we replaced it.
+        unsafe { libc::sigaction(*signal, action, std::ptr::null_mut()) };
+    }
+}
+
+impl Drop for ShutdownSignals {
+    fn drop(&mut self) {
+        restore(&self.previous);
+        SIGNAL_EVENT_FD.store(-1, Ordering::SeqCst);
+    }
+}
+
+impl AsRawFd for ShutdownSignals {
+    fn as_raw_fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+}

@@ -1,0 +1,641 @@
+//! One worker thread's event loop: its epoll instance, its listeners, its sessions.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::buf::{BufPool, Output};
+use crate::config::Config;
+use crate::conn::{CloseReason, Conn, ConnId, Flags};
+use crate::handler::Handler;
+use crate::server::Shared;
+use crate::stats::{Counters, bump};
+use crate::sys::{Epoll, Events, Interest, Listener, Stream};
+use crate::table::SessionTable;
+
+/// Every read lands here first; only input a handler leaves unconsumed is copied into a
+/// per-connection buffer. 64 KiB takes a full TSO burst or 16 pipelined requests in one recv.
+const SCRATCH_SIZE: usize = 64 << 10;
+/// Ready events taken per epoll_wait.
+const EVENTS_PER_WAIT: usize = 1024;
+/// Connections accepted per listener per wake-up before the others get a turn.
+const ACCEPT_BATCH: usize = 128;
+/// Pause after an accept failure such as EMFILE: long enough not to spin on a full fd table,
+/// short enough that clients in the backlog barely notice once fds free up.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Tokens with the top bit set are the worker's own fds; the rest are connections, encoded as
+/// `generation << 32 | fd` so an event queued for a closed fd can never reach a new connection
+/// that reuses the number.
+const SPECIAL_TOKEN: u64 = 1 << 63;
+const WAKER_TOKEN: u64 = SPECIAL_TOKEN;
+const LISTENER_TOKEN: u64 = SPECIAL_TOKEN | (1 << 32);
+const GENERATION_MASK: u32 = 0x7fff_ffff;
+
+fn connection_token(fd: RawFd, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(fd as u32)
+}
+
+/// The configuration a worker needs, resolved once.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    fd_cache: usize,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
+    max_write_buffer: usize,
+    max_read_buffer: usize,
+    read_budget: usize,
+    shutdown_timeout: Duration,
+}
+
+impl Limits {
+    pub(crate) fn from_config(config: &Config, threads: usize) -> Limits {
+        Limits {
+            fd_cache: config.fd_cache,
+            max_connections: config.max_connections.div_ceil(threads).max(1),
+            idle_timeout: config.idle_timeout,
+            max_write_buffer: config.max_write_buffer,
+            max_read_buffer: config.max_read_buffer,
+            read_budget: config.read_budget,
+            shutdown_timeout: config.shutdown_timeout,
+        }
+    }
+}
+
+/// One connection's state in the session table.
+struct Connection<S> {
+    session: S,
+    stream: Stream,
+    id: ConnId,
+    generation: u32,
+    flags: Flags,
+    /// Milliseconds since the worker started, at the last I/O (wrapping).
+    last_active: u32,
+    /// Unconsumed input; unallocated while there is none.
+    input: Vec<u8>,
+    out: Output,
+}
+
+/// What woke a connection up.
+#[derive(Clone, Copy, Debug)]
+enum Wake {
+    Connected,
+    Readable,
+    Writable,
+    Retry,
+}
+
+/// The worker's pieces a connection borrows while it runs, split from the session table.
+struct Io<'a> {
+    epoll: &'a Epoll,
+    scratch: &'a mut [u8],
+    pool: &'a mut BufPool,
+    shared: &'a Shared,
+    counters: &'a Counters,
+    limits: &'a Limits,
+    retry: &'a mut Vec<u64>,
+}
+
+pub(crate) struct Worker<S, F> {
+    index: usize,
+    epoll: Epoll,
+    listeners: Vec<Listener>,
+    shared: Arc<Shared>,
+    new_session: Arc<F>,
+    limits: Limits,
+    table: SessionTable<Connection<S>>,
+    scratch: Box<[u8]>,
+    pool: BufPool,
+    /// Tokens to run again without waiting for an event (read budget spent, reading resumed,
+    /// accept batch spent).
+    retry: Vec<u64>,
+    sequence: u64,
+    started: Instant,
+    now: u32,
+    accept_paused_until: Option<u32>,
+    accept_full: bool,
+    accept_failing: bool,
+    next_idle_sweep: Option<u32>,
+    drain_deadline: Option<u32>,
+    closing: Vec<RawFd>,
+}
+
+impl<S, F> Worker<S, F>
+where
+    S: Handler,
+    F: Fn(&mut Conn<'_>) -> S,
+{
+    pub(crate) fn new(
+        index: usize,
+        epoll: Epoll,
+        listeners: Vec<Listener>,
+        shared: Arc<Shared>,
+        new_session: Arc<F>,
+        limits: Limits,
+    ) -> io::Result<Worker<S, F>> {
+        epoll.add(shared.workers[index].waker.as_raw_fd(), WAKER_TOKEN, Interest::READABLE)?;
+        for (i, listener) in listeners.iter().enumerate() {
+            epoll.add(listener.as_raw_fd(), LISTENER_TOKEN | i as u64, Interest::READABLE)?;
+        }
+        let next_idle_sweep = limits.idle_timeout.map(|_| 0);
+        Ok(Worker {
+            index,
+            epoll,
+            listeners,
+            shared,
+            new_session,
+            table: SessionTable::new(limits.fd_cache),
+            limits,
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            pool: BufPool::default(),
+            retry: Vec::new(),
+            sequence: 0,
+            started: Instant::now(),
+            now: 0,
+            accept_paused_until: None,
+            accept_full: false,
+            accept_failing: false,
+            next_idle_sweep,
+            drain_deadline: None,
+            closing: Vec::new(),
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
+        let mut retrying = Vec::new();
+        loop {
+            self.now = self.started.elapsed().as_millis() as u32;
+            let timeout = self.next_timeout();
+            if let Err(e) = self.epoll.wait(&mut events, timeout) {
+                log::error!("worker {}: epoll_wait failed, stopping: {e}", self.index);
+                break;
+            }
+            self.now = self.started.elapsed().as_millis() as u32;
+            for i in 0..events.len() {
+                let event = events.get(i);
+                if event.token & SPECIAL_TOKEN != 0 {
+                    self.special(event.token);
+                } else if event.is_readable() {
+                    self.wake(event.token, Wake::Readable);
+                } else if event.is_writable() {
+                    self.wake(event.token, Wake::Writable);
+                }
+            }
+            std::mem::swap(&mut self.retry, &mut retrying);
+            for token in retrying.drain(..) {
+                if token & SPECIAL_TOKEN != 0 {
+                    self.special(token);
+                } else {
+                    self.wake(token, Wake::Retry);
+                }
+            }
+            self.run_timers();
+            if self.drain_deadline.is_none() && self.shared.stopping.load(Ordering::Relaxed) {
+                self.begin_shutdown();
+            }
+            if let Some(deadline) = self.drain_deadline
+                && (self.table.is_empty() || self.now.wrapping_sub(deadline) as i32 >= 0)
+            {
+                self.close_all(CloseReason::Shutdown);
+                break;
+            }
+        }
+        self.close_all(CloseReason::Shutdown);
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        if !self.retry.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [self.accept_paused_until, self.next_idle_sweep, self.drain_deadline]
+            .into_iter()
+            .flatten()
+            .map(|at| Duration::from_millis((at.wrapping_sub(self.now) as i32).max(0) as u64))
+            .min()
+    }
+
+    fn special(&mut self, token: u64) {
+        if token == WAKER_TOKEN {
+            self.shared.workers[self.index].waker.drain();
+        } else {
+            self.accept_from((token & 0xffff_ffff) as usize);
+        }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.shared.workers[self.index].counters
+    }
+
+    fn accept_from(&mut self, listener: usize) {
+        if self.accept_paused_until.is_some() || self.accept_full || listener >= self.listeners.len() {
+            return;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            if self.table.len() >= self.limits.max_connections {
+                self.accept_full = true;
+                return;
+            }
+            match self.listeners[listener].accept() {
+                Ok(stream) => {
+                    if self.accept_failing {
+                        self.accept_failing = false;
+                        log::info!("worker {}: accepting connections again", self.index);
+                    }
+                    self.open(stream);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO)) => {}
+                Err(e) => {
+                    bump(&self.counters().accept_errors, 1);
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        log::warn!(
+                            "worker {}: accept failed ({e}); retrying every {} ms while existing connections are served",
+                            self.index,
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                    }
+                    self.accept_paused_until = Some(self.now.wrapping_add(ACCEPT_BACKOFF.as_millis() as u32));
+                    return;
+                }
+            }
+        }
+        self.retry.push(LISTENER_TOKEN | listener as u64);
+    }
+
+    fn accept_all(&mut self) {
+        for listener in 0..self.listeners.len() {
+            self.accept_from(listener);
+        }
+    }
+
+    fn open(&mut self, stream: Stream) {
+        let fd = stream.as_raw_fd();
+        if let Err(e) = stream.set_nodelay() {
+            log::debug!("TCP_NODELAY on fd {fd}: {e}");
+        }
+        self.sequence += 1;
+        let generation = self.sequence as u32 & GENERATION_MASK;
+        if let Err(e) = self.epoll.add(fd, connection_token(fd, generation), Interest::READABLE) {
+            log::warn!("worker {}: cannot register accepted connection: {e}", self.index);
+            return;
+        }
+        let id = ConnId::new(self.index, self.sequence);
+        let counters = &self.shared.workers[self.index].counters;
+        let mut out = Output::default();
+        let mut flags = Flags::default();
+        let session = {
+            let mut conn = Conn {
+                stream: &stream,
+                out: &mut out,
+                flags: &mut flags,
+                pool: &mut self.pool,
+                counters,
+                shared: &self.shared,
+                id,
+            };
+            guarded(counters, id, "new session", || (self.new_session)(&mut conn))
+        };
+        bump(&counters.accepted, 1);
+        let Some(session) = session else {
+            out.discard(&mut self.pool, counters);
+            let _ = stream.set_reset_on_close();
+            bump(&counters.closed, 1);
+            bump(&counters.errors, 1);
+            return;
+        };
+        let connection =
+            Connection { session, stream, id, generation, flags, last_active: self.now, input: Vec::new(), out };
+        if self.table.insert(fd, connection).is_some() {
+            log::error!("worker {}: fd {fd} was still in the session table; dropped the stale entry", self.index);
+        }
+        self.wake(connection_token(fd, generation), Wake::Connected);
+    }
+
+    /// Runs one connection after an event, and closes it if that is the outcome.
+    fn wake(&mut self, token: u64, why: Wake) {
+        let fd = (token & 0xffff_ffff) as u32 as RawFd;
+        let generation = (token >> 32) as u32;
+        let Some(connection) = self.table.get_mut(fd) else {
+            return;
+        };
+        if connection.generation != generation {
+            return;
+        }
+        let mut io = Io {
+            epoll: &self.epoll,
+            scratch: &mut self.scratch,
+            pool: &mut self.pool,
+            shared: &self.shared,
+            counters: &self.shared.workers[self.index].counters,
+            limits: &self.limits,
+            retry: &mut self.retry,
+        };
+        connection.last_active = self.now;
+        if let Some(reason) = connection.run(&mut io, fd, why) {
+            self.close(fd, reason);
+        }
+    }
+
+    fn close(&mut self, fd: RawFd, reason: CloseReason) {
+        let Some(mut connection) = self.table.remove(fd) else {
+            return;
+        };
+        let counters = &self.shared.workers[self.index].counters;
+        if matches!(reason, CloseReason::Aborted | CloseReason::HandlerPanicked)
+            && let Err(e) = connection.stream.set_reset_on_close()
+        {
+            log::debug!("SO_LINGER on fd {fd}: {e}");
+        }
+        let Connection { session, stream, id, flags, out, input, .. } = &mut connection;
+        if !flags.has(Flags::PANICKED) {
+            let mut conn =
+                Conn { stream, out: &mut *out, flags, pool: &mut self.pool, counters, shared: &self.shared, id: *id };
+            guarded(counters, *id, "on_close", || session.on_close(&mut conn, reason));
+        }
+        out.discard(&mut self.pool, counters);
+        self.pool.give(input, counters);
+        drop(connection);
+        bump(&counters.closed, 1);
+        if reason.is_error() {
+            bump(&counters.errors, 1);
+        }
+        if self.accept_full && self.drain_deadline.is_none() {
+            self.accept_full = false;
+            self.accept_all();
+        }
+    }
+
+    fn run_timers(&mut self) {
+        if let Some(at) = self.accept_paused_until
+            && self.now.wrapping_sub(at) as i32 >= 0
+        {
+            self.accept_paused_until = None;
+            self.accept_all();
+        }
+        if let (Some(at), Some(idle)) = (self.next_idle_sweep, self.limits.idle_timeout)
+            && self.now.wrapping_sub(at) as i32 >= 0
+        {
+            let idle_ms = idle.as_millis().min(i32::MAX as u128) as u32;
+            let now = self.now;
+            self.closing.extend(
+                self.table.iter_mut().filter(|(_, c)| now.wrapping_sub(c.last_active) >= idle_ms).map(|(fd, _)| fd),
+            );
+            for fd in std::mem::take(&mut self.closing) {
+                self.close(fd, CloseReason::Timeout);
+            }
+            // Sweep a few times per timeout: a connection closes at most a quarter late.
+            let interval = (idle_ms / 4).clamp(10, 1000);
+            self.next_idle_sweep = Some(now.wrapping_add(interval));
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.drain_deadline =
+            Some(self.now.wrapping_add(self.limits.shutdown_timeout.as_millis().min(i32::MAX as u128) as u32));
+        // Closing the listeners stops new connections at once; the kernel resets any still
+        // queued on this worker's socket.
+        self.listeners.clear();
+        self.accept_paused_until = None;
+        self.closing.extend(self.table.iter_mut().map(|(fd, c)| {
+            c.flags.set(Flags::CLOSE | Flags::SHUTTING_DOWN);
+            fd
+        }));
+        for fd in std::mem::take(&mut self.closing) {
+            if let Some(c) = self.table.get_mut(fd) {
+                let token = connection_token(fd, c.generation);
+                self.wake(token, Wake::Retry);
+            }
+        }
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        self.closing.extend(self.table.iter_mut().map(|(fd, _)| fd));
+        for fd in std::mem::take(&mut self.closing) {
+            self.close(fd, reason);
+        }
+    }
+}
+
+/// Runs a handler call; a panic is logged, counted and reported as `None`.
+fn guarded<R>(counters: &Counters, id: ConnId, what: &str, call: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            bump(&counters.panics, 1);
+            log::error!("handler {what} panicked on connection {id}; resetting the connection");
+            None
+        }
+    }
+}
+
+impl<S: Handler> Connection<S> {
+    fn conn<'a>(
+        stream: &'a Stream,
+        out: &'a mut Output,
+        flags: &'a mut Flags,
+        id: ConnId,
+        pool: &'a mut BufPool,
+        shared: &'a Shared,
+        counters: &'a Counters,
+    ) -> Conn<'a> {
+        Conn { stream, out, flags, pool, counters, shared, id }
+    }
+
+    fn can_read(&self, limits: &Limits) -> bool {
+        !self.flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED | Flags::READ_CLOSED)
+            && self.out.pending() < limits.max_write_buffer
+    }
+
+    /// Reads (if there is something to read and room to answer), hands input to the handler,
+    /// sends once, and reports whether the connection is done.
+    fn run(&mut self, io: &mut Io<'_>, fd: RawFd, why: Wake) -> Option<CloseReason> {
+        match why {
+            Wake::Connected => {
+                let Connection { session, stream, id, flags, out, .. } = self;
+                let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
+                if guarded(io.counters, *id, "on_connect", || session.on_connect(&mut conn)).is_none() {
+                    self.flags.set(Flags::PANICKED);
+                }
+            }
+            Wake::Readable => self.flags.set(Flags::READ_READY),
+            Wake::Writable => {}
+            Wake::Retry => self.flags.clear(Flags::QUEUED),
+        }
+        if self.flags.has(Flags::READ_READY)
+            && self.can_read(io.limits)
+            && let Some(reason) = self.read(io)
+        {
+            return Some(reason);
+        }
+        self.settle(io, fd)
+    }
+
+    fn read(&mut self, io: &mut Io<'_>) -> Option<CloseReason> {
+        let mut budget = io.limits.read_budget;
+        while budget > 0 && self.can_read(io.limits) {
+            let buffered = self.input.capacity() > 0;
+            let result = if buffered {
+                if self.input.len() >= io.limits.max_read_buffer {
+                    return Some(CloseReason::InputOverflow);
+                }
+                let room = (io.limits.max_read_buffer - self.input.len()).min(SCRATCH_SIZE).min(budget);
+                self.input.reserve(room);
+                self.stream.recv_spare(&mut self.input, room).map(|n| (n, room))
+            } else {
+                let room = SCRATCH_SIZE.min(budget);
+                self.stream.recv(&mut io.scratch[..room]).map(|n| (n, room))
+            };
+            let (n, requested) = match result {
+                Ok((0, _)) => {
+                    self.flags.set(Flags::READ_CLOSED);
+                    self.flags.clear(Flags::READ_READY);
+                    return None;
+                }
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flags.clear(Flags::READ_READY);
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(CloseReason::from_io(&e)),
+            };
+            bump(&io.counters.bytes_in, n as u64);
+            budget -= n;
+            if buffered {
+                self.feed_buffered(io);
+            } else {
+                self.feed_scratch(io, n);
+            }
+            if n < requested {
+                // A short read emptied the socket's queue; anything arriving later raises a
+                // new edge, so the EAGAIN-confirming recv would be a wasted system call.
+                self.flags.clear(Flags::READ_READY);
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Calls on_data on `input` until it is consumed, the handler stops consuming, or the
+    /// connection is closing; returns how much was consumed.
+    fn deliver(&mut self, io: &mut Io<'_>, input: &[u8]) -> usize {
+        let Connection { session, stream, id, flags, out, .. } = self;
+        let mut consumed = 0;
+        while consumed < input.len() && !flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
+            let rest = &input[consumed..];
+            let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
+            match guarded(io.counters, *id, "on_data", || session.on_data(&mut conn, rest)) {
+                Some(0) => break,
+                Some(n) => consumed += n.min(rest.len()),
+                None => flags.set(Flags::PANICKED),
+            }
+        }
+        consumed
+    }
+
+    fn feed_scratch(&mut self, io: &mut Io<'_>, n: usize) {
+        let scratch = std::mem::take(&mut io.scratch);
+        let consumed = self.deliver(io, &scratch[..n]);
+        if consumed < n && !self.flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
+            self.input = io.pool.take(io.counters);
+            self.input.extend_from_slice(&scratch[consumed..n]);
+        }
+        io.scratch = scratch;
+    }
+
+    fn feed_buffered(&mut self, io: &mut Io<'_>) {
+        let input = std::mem::take(&mut self.input);
+        let consumed = self.deliver(io, &input);
+        self.input = input;
+        if consumed == self.input.len() || self.flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
+            io.pool.give(&mut self.input, io.counters);
+        } else if consumed > 0 {
+            self.input.drain(..consumed);
+        }
+    }
+
+    /// Sends pending output once, (dis)arms EPOLLOUT, and applies close/shutdown requests.
+    fn settle(&mut self, io: &mut Io<'_>, fd: RawFd) -> Option<CloseReason> {
+        if self.flags.has(Flags::PANICKED) {
+            return Some(CloseReason::HandlerPanicked);
+        }
+        if self.flags.has(Flags::ABORT) {
+            return Some(CloseReason::Aborted);
+        }
+        if self.out.pending() > 0 {
+            if let Err(reason) = self.send(io) {
+                return Some(reason);
+            }
+            if self.out.pending() == 0 && self.flags.has(Flags::WRITE_ARMED) {
+                // The backlog is gone: stop EPOLLOUT and let the handler stream more.
+                if let Err(e) = io.epoll.modify(fd, connection_token(fd, self.generation), Interest::READABLE) {
+                    return Some(CloseReason::from_io(&e));
+                }
+                self.flags.clear(Flags::WRITE_ARMED);
+                let Connection { session, stream, id, flags, out, .. } = self;
+                let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
+                if guarded(io.counters, *id, "on_write", || session.on_write(&mut conn)).is_none() {
+                    return Some(CloseReason::HandlerPanicked);
+                }
+                if self.flags.has(Flags::ABORT) {
+                    return Some(CloseReason::Aborted);
+                }
+                if self.out.pending() > 0
+                    && let Err(reason) = self.send(io)
+                {
+                    return Some(reason);
+                }
+            }
+            if self.out.pending() > 0 && !self.flags.has(Flags::WRITE_ARMED) {
+                if let Err(e) = io.epoll.modify(fd, connection_token(fd, self.generation), Interest::READ_WRITE) {
+                    return Some(CloseReason::from_io(&e));
+                }
+                self.flags.set(Flags::WRITE_ARMED);
+            }
+        }
+        if self.out.pending() == 0 {
+            if self.flags.has(Flags::CLOSE) {
+                return Some(if self.flags.has(Flags::SHUTTING_DOWN) {
+                    CloseReason::Shutdown
+                } else {
+                    CloseReason::Closed
+                });
+            }
+            if self.flags.has(Flags::READ_CLOSED) {
+                return Some(CloseReason::PeerClosed);
+            }
+            if self.flags.has(Flags::SHUTDOWN_WRITE) && !self.flags.has(Flags::WRITE_SHUT) {
+                if let Err(e) = self.stream.shutdown_write() {
+                    return Some(CloseReason::from_io(&e));
+                }
+                self.flags.set(Flags::WRITE_SHUT);
+            }
+        }
+        if self.flags.has(Flags::READ_READY) && !self.flags.has(Flags::QUEUED) && self.can_read(io.limits) {
+            self.flags.set(Flags::QUEUED);
+            io.retry.push(connection_token(fd, self.generation));
+        }
+        None
+    }
+
+    /// One send of the pending output.
+    fn send(&mut self, io: &mut Io<'_>) -> Result<(), CloseReason> {
+        loop {
+            match self.stream.send(self.out.unsent()) {
+                Ok(n) => {
+                    bump(&io.counters.bytes_out, n as u64);
+                    self.out.consume(n, io.pool, io.counters);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CloseReason::from_io(&e)),
+            }
+        }
+    }
+}
