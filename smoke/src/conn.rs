@@ -123,6 +123,10 @@ impl Flags {
     pub(crate) const SHUTTING_DOWN: u16 = 1 << 8;
     /// A handler call panicked: the session is not called again (not even on_close).
     pub(crate) const PANICKED: u16 = 1 << 9;
+    /// The handler asked for on_write once the output queue is empty.
+    pub(crate) const WANT_WRITE: u16 = 1 << 10;
+    /// epoll reported the peer's FIN: read until recv says so, short reads notwithstanding.
+    pub(crate) const PEER_HUNG_UP: u16 = 1 << 11;
 
     #[inline]
     pub(crate) fn has(self, bits: u16) -> bool {
@@ -194,6 +198,14 @@ impl Conn<'_> {
     /// Sends FIN once pending output is flushed; input keeps arriving until the peer closes.
     pub fn shutdown_write(&mut self) {
         self.flags.set(Flags::SHUTDOWN_WRITE);
+    }
+
+    /// Asks for [`Handler::on_write`](crate::Handler::on_write) as soon as the output queue is
+    /// empty: right after this wake-up's send if everything fits in the socket, otherwise when
+    /// the backlog has drained. A producer streaming a large body calls this after each chunk
+    /// it writes, and gets asked for the next one exactly when the peer can take it.
+    pub fn want_write(&mut self) {
+        self.flags.set(Flags::WANT_WRITE);
     }
 
     /// True once [`close`](Conn::close) or [`abort`](Conn::abort) was called.

@@ -41,7 +41,8 @@ pub trait Handler: 'static {
     /// a handler may also take one message per call. Values above `input.len()` count as all.
     fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize;
 
-    /// Output that had to wait for the peer (backpressure) has been fully sent.
+    /// The output queue is empty again: output that had to wait for the peer (backpressure) has
+    /// been fully sent, or [`Conn::want_write`] asked for this call.
     fn on_write(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::buf::{BufPool, Output};
+use crate::buf::{BufPool, Output, POOL_BUFFER_SIZE};
 use crate::config::Config;
 use crate::conn::{CloseReason, Conn, ConnId, Flags};
 use crate::handler::Handler;
@@ -19,6 +19,8 @@ use crate::table::SessionTable;
 /// Every read lands here first; only input a handler leaves unconsumed is copied into a
 /// per-connection buffer. 64 KiB takes a full TSO burst or 16 pipelined requests in one recv.
 const SCRATCH_SIZE: usize = 64 << 10;
+/// Kept input grows once less than this is free behind it, so a recv is never tiny.
+const MIN_READ_ROOM: usize = 4 << 10;
 /// Ready events taken per epoll_wait.
 const EVENTS_PER_WAIT: usize = 1024;
 /// Connections accepted per listener per wake-up before the others get a turn.
@@ -83,7 +85,7 @@ struct Connection<S> {
 #[derive(Clone, Copy, Debug)]
 enum Wake {
     Connected,
-    Readable,
+    Readable { hung_up: bool },
     Writable,
     Retry,
 }
@@ -180,7 +182,7 @@ where
                 if event.token & SPECIAL_TOKEN != 0 {
                     self.special(event.token);
                 } else if event.is_readable() {
-                    self.wake(event.token, Wake::Readable);
+                    self.wake(event.token, Wake::Readable { hung_up: event.is_hung_up() });
                 } else if event.is_writable() {
                     self.wake(event.token, Wake::Writable);
                 }
@@ -462,7 +464,12 @@ impl<S: Handler> Connection<S> {
                     self.flags.set(Flags::PANICKED);
                 }
             }
-            Wake::Readable => self.flags.set(Flags::READ_READY),
+            Wake::Readable { hung_up } => {
+                self.flags.set(Flags::READ_READY);
+                if hung_up {
+                    self.flags.set(Flags::PEER_HUNG_UP);
+                }
+            }
             Wake::Writable => {}
             Wake::Retry => self.flags.clear(Flags::QUEUED),
         }
@@ -483,8 +490,13 @@ impl<S: Handler> Connection<S> {
                 if self.input.len() >= io.limits.max_read_buffer {
                     return Some(CloseReason::InputOverflow);
                 }
-                let room = (io.limits.max_read_buffer - self.input.len()).min(SCRATCH_SIZE).min(budget);
-                self.input.reserve(room);
+                if self.input.capacity() - self.input.len() < MIN_READ_ROOM {
+                    // Double: a message that spans many reads costs log(n) copies, not n.
+                    self.input.reserve(self.input.len().max(POOL_BUFFER_SIZE));
+                }
+                let room = (self.input.capacity() - self.input.len())
+                    .min(io.limits.max_read_buffer - self.input.len())
+                    .min(budget);
                 self.stream.recv_spare(&mut self.input, room).map(|n| (n, room))
             } else {
                 let room = SCRATCH_SIZE.min(budget);
@@ -511,9 +523,11 @@ impl<S: Handler> Connection<S> {
             } else {
                 self.feed_scratch(io, n);
             }
-            if n < requested {
+            if n < requested && !self.flags.has(Flags::PEER_HUNG_UP) {
                 // A short read emptied the socket's queue; anything arriving later raises a
-                // new edge, so the EAGAIN-confirming recv would be a wasted system call.
+                // new edge, so the EAGAIN-confirming recv would be a wasted system call. Not so
+                // for a FIN that came with the data we just read: its edge was the one that
+                // woke us (EPOLLRDHUP), so keep reading until recv reports the end.
                 self.flags.clear(Flags::READ_READY);
                 return None;
             }
@@ -559,7 +573,8 @@ impl<S: Handler> Connection<S> {
         }
     }
 
-    /// Sends pending output once, (dis)arms EPOLLOUT, and applies close/shutdown requests.
+    /// Sends pending output once, (dis)arms EPOLLOUT, tells the handler when a backlog has
+    /// drained, and applies close/shutdown requests.
     fn settle(&mut self, io: &mut Io<'_>, fd: RawFd) -> Option<CloseReason> {
         if self.flags.has(Flags::PANICKED) {
             return Some(CloseReason::HandlerPanicked);
@@ -567,6 +582,7 @@ impl<S: Handler> Connection<S> {
         if self.flags.has(Flags::ABORT) {
             return Some(CloseReason::Aborted);
         }
+        let mut drained = false;
         if self.out.pending() > 0 {
             if let Err(reason) = self.send(io) {
                 return Some(reason);
@@ -577,26 +593,31 @@ impl<S: Handler> Connection<S> {
                     return Some(CloseReason::from_io(&e));
                 }
                 self.flags.clear(Flags::WRITE_ARMED);
-                let Connection { session, stream, id, flags, out, .. } = self;
-                let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
-                if guarded(io.counters, *id, "on_write", || session.on_write(&mut conn)).is_none() {
-                    return Some(CloseReason::HandlerPanicked);
-                }
-                if self.flags.has(Flags::ABORT) {
-                    return Some(CloseReason::Aborted);
-                }
-                if self.out.pending() > 0
-                    && let Err(reason) = self.send(io)
-                {
-                    return Some(reason);
-                }
+                drained = true;
             }
-            if self.out.pending() > 0 && !self.flags.has(Flags::WRITE_ARMED) {
-                if let Err(e) = io.epoll.modify(fd, connection_token(fd, self.generation), Interest::READ_WRITE) {
-                    return Some(CloseReason::from_io(&e));
-                }
-                self.flags.set(Flags::WRITE_ARMED);
+        }
+        let asked = self.out.pending() == 0 && self.flags.has(Flags::WANT_WRITE);
+        if (drained || asked) && !self.flags.has(Flags::CLOSE) {
+            self.flags.clear(Flags::WANT_WRITE);
+            let Connection { session, stream, id, flags, out, .. } = self;
+            let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
+            if guarded(io.counters, *id, "on_write", || session.on_write(&mut conn)).is_none() {
+                return Some(CloseReason::HandlerPanicked);
             }
+            if self.flags.has(Flags::ABORT) {
+                return Some(CloseReason::Aborted);
+            }
+            if self.out.pending() > 0
+                && let Err(reason) = self.send(io)
+            {
+                return Some(reason);
+            }
+        }
+        if self.out.pending() > 0 && !self.flags.has(Flags::WRITE_ARMED) {
+            if let Err(e) = io.epoll.modify(fd, connection_token(fd, self.generation), Interest::READ_WRITE) {
+                return Some(CloseReason::from_io(&e));
+            }
+            self.flags.set(Flags::WRITE_ARMED);
         }
         if self.out.pending() == 0 {
             if self.flags.has(Flags::CLOSE) {
@@ -606,7 +627,7 @@ impl<S: Handler> Connection<S> {
                     CloseReason::Closed
                 });
             }
-            if self.flags.has(Flags::READ_CLOSED) {
+            if self.flags.has(Flags::READ_CLOSED) && !self.flags.has(Flags::WANT_WRITE) {
                 return Some(CloseReason::PeerClosed);
             }
             if self.flags.has(Flags::SHUTDOWN_WRITE) && !self.flags.has(Flags::WRITE_SHUT) {
@@ -616,7 +637,12 @@ impl<S: Handler> Connection<S> {
                 self.flags.set(Flags::WRITE_SHUT);
             }
         }
-        if self.flags.has(Flags::READ_READY) && !self.flags.has(Flags::QUEUED) && self.can_read(io.limits) {
+        // More to read (budget spent, or reading resumed after backpressure), or on_write asked
+        // for another call with nothing queued: no epoll edge will come for either, so run
+        // again on the next loop turn.
+        let wants_read = self.flags.has(Flags::READ_READY) && self.can_read(io.limits);
+        let wants_write = self.flags.has(Flags::WANT_WRITE) && self.out.pending() == 0;
+        if (wants_read || wants_write) && !self.flags.has(Flags::QUEUED) {
             self.flags.set(Flags::QUEUED);
             io.retry.push(connection_token(fd, self.generation));
         }

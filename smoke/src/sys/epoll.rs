@@ -11,8 +11,9 @@ use super::syscall;
 pub(crate) struct Interest(u32);
 
 impl Interest {
-    pub(crate) const READABLE: Interest = Interest(libc::EPOLLIN as u32);
-    pub(crate) const READ_WRITE: Interest = Interest((libc::EPOLLIN | libc::EPOLLOUT) as u32);
+    /// Input, and the peer's FIN reported as EPOLLRDHUP (see [`Event::is_hung_up`]).
+    pub(crate) const READABLE: Interest = Interest((libc::EPOLLIN | libc::EPOLLRDHUP) as u32);
+    pub(crate) const READ_WRITE: Interest = Interest((libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32);
 
     fn bits(self) -> u32 {
         self.0 | libc::EPOLLET as u32
@@ -100,6 +101,11 @@ pub(crate) struct Event {
 impl Event {
     pub(crate) fn is_readable(&self) -> bool {
         self.flags & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0
+    }
+    /// The peer sent FIN (or the connection failed): a read will reach the end, even if this
+    /// event also reported data.
+    pub(crate) fn is_hung_up(&self) -> bool {
+        self.flags & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
     }
     pub(crate) fn is_writable(&self) -> bool {
         self.flags & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
