@@ -1,0 +1,99 @@
+//! Runs each example binary as a user would (on a free port through `SMOKE_TCP`), talks to it
+//! as a client, then stops it with SIGTERM and checks that it exits cleanly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Running {
+    fn start(binary: &str, name: &str) -> Running {
+        let mut child = Command::new(binary)
+            .env("SMOKE_TCP", "127.0.0.1:0")
+            .env("SMOKE_THREADS", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the example");
+        let mut banner = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut banner).unwrap();
+        let prefix = format!("{name} listening on ");
+        let addr = banner
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected banner: {banner:?}"))
+            .parse()
+            .unwrap();
+        Running { child, addr }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+    }
+
+    /// SIGTERM, then the exit status and what the server logged.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        let mut log = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+        (status, log)
+    }
+}
+
+#[test]
+fn hello_answers_hello_and_closes() {
+    let server = Running::start(env!("CARGO_BIN_EXE_hello"), "hello");
+    for _ in 0..3 {
+        let mut client = server.connect();
+        client.write_all(b"hi\n").unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "hello");
+    }
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit {status:?}, log: {log}");
+    assert!(log.contains("shutdown signal received"), "log: {log}");
+}
+
+#[test]
+fn echo_returns_every_byte_and_stops_cleanly_on_sigterm() {
+    let server = Running::start(env!("CARGO_BIN_EXE_echo"), "echo");
+    let mut client = server.connect();
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut writer = client.try_clone().unwrap();
+    let sent = payload.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    sender.join().unwrap();
+    assert!(back == payload, "echoed {} of {} bytes", back.len(), payload.len());
+
+    // A connection still open at SIGTERM is closed by the server as it stops.
+    let mut open = server.connect();
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit {status:?}, log: {log}");
+    let mut rest = Vec::new();
+    assert_eq!(open.read_to_end(&mut rest).unwrap(), 0);
+}
+
+#[test]
+fn a_malformed_override_is_a_clear_startup_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_echo")).env("SMOKE_TCP", "99999").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // `main` returns io::Result, so Rust prints the error's Debug form: the variable, the value
+    // and the reason are all in it.
+    assert!(stderr.contains("SMOKE_TCP=") && stderr.contains("port 99999 is out of range"), "stderr: {stderr}");
+}

@@ -1,0 +1,189 @@
+//! How connections end: resets, half-close, handler close/abort/shutdown_write, idle timeout.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use common::{Rng, connect, echo_server, eventually, round_trip};
+use smoke::{CloseReason, Config, Conn, Handler};
+
+/// Makes the coming close of `stream` send RST (SO_LINGER with a zero timeout).
+fn reset_on_close(stream: &std::net::TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: the fd is a live socket and `linger` is the type SO_LINGER expects.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn a_client_reset_in_the_middle_of_a_large_echo_closes_only_that_connection() {
+    let (server, observed) = echo_server(Config::new().threads(1).max_write_buffer(64 << 10));
+    let mut client = connect(server.local_addr());
+    // Write without reading until our socket is full: by then the kernel's buffers on both sides
+    // are full too and the server is mid-write (output queued, EPOLLOUT armed). Non-blocking, so
+    // the same socket can then be reset from this thread.
+    client.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    let mut blocked_rounds = 0;
+    while blocked_rounds < 200 {
+        match client.write(&chunk) {
+            Ok(_) => blocked_rounds = 0,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                blocked_rounds += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    assert!(server.stats().buffers_held > 0, "the server has output queued: {:?}", server.stats());
+    reset_on_close(&client);
+    drop(client);
+
+    assert!(eventually(Duration::from_secs(10), || observed.closes().len() == 1));
+    assert_eq!(observed.closes(), [CloseReason::Reset]);
+    assert_eq!(server.stats().errors, 1);
+    assert!(eventually(Duration::from_secs(5), || server.stats().buffers_held == 0));
+
+    let mut other = connect(server.local_addr());
+    assert_eq!(round_trip(&mut other, b"still serving"), b"still serving");
+}
+
+#[test]
+fn half_close_gets_every_echo_then_end_of_stream() {
+    let (server, observed) = echo_server(Config::new().threads(1));
+    let mut client = connect(server.local_addr());
+    let payload = Rng::new(3).bytes(300 << 10);
+    let mut writer = client.try_clone().unwrap();
+    let sent = payload.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    sender.join().unwrap();
+    assert!(back == payload, "got {} of {} bytes back", back.len(), payload.len());
+    assert!(eventually(Duration::from_secs(5), || observed.closes() == [CloseReason::PeerClosed]));
+}
+
+/// Answers each message according to its content; after `fin` it only listens.
+#[derive(Default)]
+struct Commands {
+    write_side_shut: bool,
+}
+
+impl Handler for Commands {
+    fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+        if self.write_side_shut {
+            return input.len();
+        }
+        match input {
+            b"close" => {
+                conn.write(b"bye");
+                conn.close();
+            }
+            b"abort" => {
+                conn.write(b"this is never sent");
+                conn.abort();
+            }
+            b"fin" => {
+                conn.write(b"done writing");
+                conn.shutdown_write();
+                self.write_side_shut = true;
+            }
+            other => conn.write(other),
+        }
+        input.len()
+    }
+}
+
+fn command_server(config: Config) -> smoke::ServerHandle {
+    smoke::spawn(config.threads(1).tcp("127.0.0.1:0"), |_: &mut Conn| Commands::default()).unwrap()
+}
+
+#[test]
+fn close_flushes_pending_output_first() {
+    let server = command_server(Config::new());
+    let mut client = connect(server.local_addr());
+    client.write_all(b"close").unwrap();
+    let mut all = Vec::new();
+    client.read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"bye");
+}
+
+#[test]
+fn abort_resets_and_drops_pending_output() {
+    let server = command_server(Config::new());
+    let mut client = connect(server.local_addr());
+    client.write_all(b"abort").unwrap();
+    let mut buf = [0u8; 64];
+    let err = client.read(&mut buf).expect_err("an aborted connection is reset");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert!(eventually(Duration::from_secs(5), || server.stats().closed == 1));
+}
+
+#[test]
+fn shutdown_write_sends_fin_but_keeps_reading() {
+    let server = command_server(Config::new());
+    let mut client = connect(server.local_addr());
+    client.write_all(b"fin").unwrap();
+    let mut all = Vec::new();
+    client.read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"done writing");
+    // The server still reads: our bytes arrive, but it cannot answer any more.
+    client.write_all(b"more input").unwrap();
+    assert!(eventually(Duration::from_secs(5), || server.stats().bytes_in == 13), "server saw {:?}", server.stats());
+    assert_eq!(server.stats().closed, 0);
+}
+
+#[test]
+fn idle_connections_time_out_and_active_ones_do_not() {
+    let (server, observed) = echo_server(Config::new().threads(1).idle_timeout(Some(Duration::from_millis(200))));
+    let mut idle = connect(server.local_addr());
+    let mut active = connect(server.local_addr());
+    let mut buf = [0u8; 1];
+    for _ in 0..10 {
+        assert_eq!(round_trip(&mut active, b"k"), b"k");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The idle one was closed by the server: we read end of stream.
+    assert_eq!(idle.read(&mut buf).unwrap(), 0);
+    assert!(observed.closes().contains(&CloseReason::Timeout));
+    assert_eq!(round_trip(&mut active, b"still open"), b"still open");
+}
+
+#[test]
+fn input_a_handler_never_consumes_is_bounded() {
+    struct Hoarder;
+    impl Handler for Hoarder {
+        fn on_data(&mut self, _: &mut Conn, _: &[u8]) -> usize {
+            0
+        }
+    }
+    let server =
+        smoke::spawn(Config::new().threads(1).max_read_buffer(64 << 10).tcp("127.0.0.1:0"), |_: &mut Conn| Hoarder)
+            .unwrap();
+    let mut client = connect(server.local_addr());
+    let chunk = vec![1u8; 16 << 10];
+    // The server closes once 64 KiB are held; writing then fails or the read sees the close.
+    for _ in 0..64 {
+        if client.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut buf = [0u8; 16];
+    let closed = matches!(client.read(&mut buf), Ok(0) | Err(_));
+    assert!(closed);
+    assert!(eventually(Duration::from_secs(5), || server.stats().errors == 1));
+}
