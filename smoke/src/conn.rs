@@ -125,8 +125,9 @@ impl Flags {
     pub(crate) const PANICKED: u16 = 1 << 9;
     /// The handler asked for on_write once the output queue is empty.
     pub(crate) const WANT_WRITE: u16 = 1 << 10;
-    /// epoll reported the peer's FIN: read until recv says so, short reads notwithstanding.
-    pub(crate) const PEER_HUNG_UP: u16 = 1 << 11;
+    /// epoll reported a FIN, an error or urgent data: read until EAGAIN or the end, short reads
+    /// notwithstanding.
+    pub(crate) const READ_TO_EAGAIN: u16 = 1 << 11;
 
     #[inline]
     pub(crate) fn has(self, bits: u16) -> bool {

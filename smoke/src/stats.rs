@@ -31,7 +31,8 @@ pub struct Stats {
 impl Stats {
     /// Connections open right now.
     pub fn current(&self) -> u64 {
-        self.accepted - self.closed
+        // Counters are read one at a time, so a snapshot may see a close before its accept.
+        self.accepted.saturating_sub(self.closed)
     }
 
     fn add(mut self, other: &Stats) -> Stats {

@@ -59,9 +59,11 @@ impl Limits {
             fd_cache: config.fd_cache,
             max_connections: config.max_connections.div_ceil(threads).max(1),
             idle_timeout: config.idle_timeout,
-            max_write_buffer: config.max_write_buffer,
-            max_read_buffer: config.max_read_buffer,
-            read_budget: config.read_budget,
+            // The fields are public, so the setters' clamping may have been bypassed; a zero
+            // here would stop reading for good (or spin re-queueing a connection).
+            max_write_buffer: config.max_write_buffer.max(1),
+            max_read_buffer: config.max_read_buffer.max(1),
+            read_budget: config.read_budget.max(1),
             shutdown_timeout: config.shutdown_timeout,
         }
     }
@@ -85,7 +87,7 @@ struct Connection<S> {
 #[derive(Clone, Copy, Debug)]
 enum Wake {
     Connected,
-    Readable { hung_up: bool },
+    Readable { stops_short: bool },
     Writable,
     Retry,
 }
@@ -182,7 +184,7 @@ where
                 if event.token & SPECIAL_TOKEN != 0 {
                     self.special(event.token);
                 } else if event.is_readable() {
-                    self.wake(event.token, Wake::Readable { hung_up: event.is_hung_up() });
+                    self.wake(event.token, Wake::Readable { stops_short: event.read_may_stop_short() });
                 } else if event.is_writable() {
                     self.wake(event.token, Wake::Writable);
                 }
@@ -202,10 +204,12 @@ where
             if let Some(deadline) = self.drain_deadline
                 && (self.table.is_empty() || self.now.wrapping_sub(deadline) as i32 >= 0)
             {
-                self.close_all(CloseReason::Shutdown);
                 break;
             }
         }
+        // Also reached when epoll_wait failed: stop accepting before closing what is left.
+        self.listeners.clear();
+        self.accept_full = false;
         self.close_all(CloseReason::Shutdown);
     }
 
@@ -348,6 +352,8 @@ where
             return;
         };
         let counters = &self.shared.workers[self.index].counters;
+        // Input may still be queued (we stopped reading at close()): see discard_unread_input.
+        let unread = connection.flags.has(Flags::READ_READY | Flags::READ_TO_EAGAIN);
         if matches!(reason, CloseReason::Aborted | CloseReason::HandlerPanicked)
             && let Err(e) = connection.stream.set_reset_on_close()
         {
@@ -361,11 +367,19 @@ where
         }
         out.discard(&mut self.pool, counters);
         self.pool.give(input, counters);
-        drop(connection);
+        if unread && matches!(reason, CloseReason::Closed | CloseReason::Shutdown | CloseReason::Timeout) {
+            discard_unread_input(&connection.stream, &mut self.scratch);
+        }
+        // Count before the socket closes, so a peer that sees the close and asks again (the
+        // stats page) finds it counted.
         bump(&counters.closed, 1);
         if reason.is_error() {
             bump(&counters.errors, 1);
         }
+        let Connection { session, stream, id, .. } = connection;
+        // The session's own Drop is user code too: a panic there must not take the worker down.
+        guarded(counters, id, "drop", move || drop(session));
+        drop(stream);
         if self.accept_full && self.drain_deadline.is_none() {
             self.accept_full = false;
             self.accept_all();
@@ -423,6 +437,19 @@ where
     }
 }
 
+/// Reads and drops whatever the peer sent that nobody will read: closing a socket with unread
+/// input makes the kernel send RST and discard the response still queued for the peer. Bounded,
+/// so a peer that keeps sending cannot hold the worker; it gets its reset.
+fn discard_unread_input(stream: &Stream, scratch: &mut [u8]) {
+    const MAX_DISCARD_READS: usize = 16;
+    for _ in 0..MAX_DISCARD_READS {
+        match stream.recv(scratch) {
+            Ok(n) if n > 0 => continue,
+            _ => return,
+        }
+    }
+}
+
 /// Runs a handler call; a panic is logged, counted and reported as `None`.
 fn guarded<R>(counters: &Counters, id: ConnId, what: &str, call: impl FnOnce() -> R) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(call)) {
@@ -464,10 +491,10 @@ impl<S: Handler> Connection<S> {
                     self.flags.set(Flags::PANICKED);
                 }
             }
-            Wake::Readable { hung_up } => {
+            Wake::Readable { stops_short } => {
                 self.flags.set(Flags::READ_READY);
-                if hung_up {
-                    self.flags.set(Flags::PEER_HUNG_UP);
+                if stops_short {
+                    self.flags.set(Flags::READ_TO_EAGAIN);
                 }
             }
             Wake::Writable => {}
@@ -523,11 +550,11 @@ impl<S: Handler> Connection<S> {
             } else {
                 self.feed_scratch(io, n);
             }
-            if n < requested && !self.flags.has(Flags::PEER_HUNG_UP) {
+            if n < requested && !self.flags.has(Flags::READ_TO_EAGAIN) {
                 // A short read emptied the socket's queue; anything arriving later raises a
                 // new edge, so the EAGAIN-confirming recv would be a wasted system call. Not so
-                // for a FIN that came with the data we just read: its edge was the one that
-                // woke us (EPOLLRDHUP), so keep reading until recv reports the end.
+                // after a FIN or urgent data, whose edge already woke us (see
+                // `read_may_stop_short`): then keep reading until recv says so.
                 self.flags.clear(Flags::READ_READY);
                 return None;
             }
@@ -602,6 +629,7 @@ impl<S: Handler> Connection<S> {
             let Connection { session, stream, id, flags, out, .. } = self;
             let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
             if guarded(io.counters, *id, "on_write", || session.on_write(&mut conn)).is_none() {
+                self.flags.set(Flags::PANICKED);
                 return Some(CloseReason::HandlerPanicked);
             }
             if self.flags.has(Flags::ABORT) {

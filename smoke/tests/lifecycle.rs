@@ -138,3 +138,66 @@ fn a_panicking_session_constructor_drops_only_that_connection() {
     assert_eq!(round_trip(&mut first, b"ok"), b"ok");
     assert_eq!(server.stats().panics, 1);
 }
+
+/// Panics in on_write (after a backlog drained) or in its own Drop, as asked.
+struct Fragile {
+    panic_in_drop: bool,
+    closes: Arc<Mutex<Vec<CloseReason>>>,
+}
+
+impl Handler for Fragile {
+    fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+        match input {
+            b"write" => {
+                conn.write(b"x");
+                conn.want_write();
+            }
+            b"drop" => {
+                self.panic_in_drop = true;
+                conn.close();
+            }
+            _ => conn.write(input),
+        }
+        input.len()
+    }
+    fn on_write(&mut self, _: &mut Conn) {
+        panic!("on_write fails");
+    }
+    fn on_close(&mut self, _: &mut Conn, reason: CloseReason) {
+        self.closes.lock().unwrap().push(reason);
+    }
+}
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        if self.panic_in_drop {
+            panic!("drop fails");
+        }
+    }
+}
+
+#[test]
+fn panics_in_on_write_and_in_drop_are_contained() {
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let recorded = closes.clone();
+    let server = smoke::spawn(Config::new().threads(1).tcp("127.0.0.1:0"), move |_: &mut Conn| Fragile {
+        panic_in_drop: false,
+        closes: recorded.clone(),
+    })
+    .unwrap();
+    let mut bystander = connect(server.local_addr());
+    assert_eq!(round_trip(&mut bystander, b"hi"), b"hi");
+
+    for trigger in [&b"write"[..], b"drop"] {
+        let mut client = connect(server.local_addr());
+        std::io::Write::write_all(&mut client, trigger).unwrap();
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+    }
+    assert!(eventually(Duration::from_secs(5), || server.stats().panics == 2));
+    assert_eq!(round_trip(&mut bystander, b"still here"), b"still here");
+    // on_close ran for the session that panicked in Drop (it closed normally first), not for
+    // the one that panicked in on_write.
+    assert_eq!(*closes.lock().unwrap(), [CloseReason::Closed]);
+    assert_eq!(server.stats().closed, 2);
+}

@@ -11,9 +11,11 @@ use super::syscall;
 pub(crate) struct Interest(u32);
 
 impl Interest {
-    /// Input, and the peer's FIN reported as EPOLLRDHUP (see [`Event::is_hung_up`]).
-    pub(crate) const READABLE: Interest = Interest((libc::EPOLLIN | libc::EPOLLRDHUP) as u32);
-    pub(crate) const READ_WRITE: Interest = Interest((libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLOUT) as u32);
+    /// Input, plus the peer's FIN (EPOLLRDHUP) and urgent data (EPOLLPRI): see
+    /// [`Event::read_may_stop_short`].
+    pub(crate) const READABLE: Interest = Interest((libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32);
+    pub(crate) const READ_WRITE: Interest =
+        Interest((libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLOUT) as u32);
 
     fn bits(self) -> u32 {
         self.0 | libc::EPOLLET as u32
@@ -100,12 +102,13 @@ pub(crate) struct Event {
 
 impl Event {
     pub(crate) fn is_readable(&self) -> bool {
-        self.flags & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0
+        self.flags & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32 != 0
     }
-    /// The peer sent FIN (or the connection failed): a read will reach the end, even if this
-    /// event also reported data.
-    pub(crate) fn is_hung_up(&self) -> bool {
-        self.flags & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
+    /// A recv may return less than is queued without the queue being empty: at a FIN or error
+    /// that came with the data (the end is reported by a later recv), or at an urgent-data mark.
+    /// Either way its edge is already spent, so the reader must go on until EAGAIN.
+    pub(crate) fn read_may_stop_short(&self) -> bool {
+        self.flags & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLPRI) as u32 != 0
     }
     pub(crate) fn is_writable(&self) -> bool {
         self.flags & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0

@@ -1,13 +1,19 @@
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::EventFd;
 use super::syscall;
 
-/// The eventfd the signal handler writes to; -1 while nobody waits for signals.
+/// The eventfd the signal handler writes to. Created once and never closed, so a handler
+/// running on another thread while the handlers are being restored can never write into an fd
+/// number that has since been reused.
+static SIGNAL_EVENT: OnceLock<EventFd> = OnceLock::new();
 static SIGNAL_EVENT_FD: AtomicI32 = AtomicI32::new(-1);
+/// One waiter at a time: the handlers are process-wide.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 const SHUTDOWN_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
@@ -17,13 +23,14 @@ const SHUTDOWN_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 /// the previous handlers.
 #[derive(Debug)]
 pub(crate) struct ShutdownSignals {
-    event: EventFd,
+    event: &'static EventFd,
     previous: [libc::sigaction; 2],
 }
 
 extern "C" fn on_shutdown_signal(_signal: libc::c_int) {
     // SAFETY: __errno_location returns this thread's errno slot; we restore it so the interrupted
-    // code does not see the handler's errno. write(2) is async-signal-safe.
+    // code does not see the handler's errno. write(2) is async-signal-safe, and the fd it writes
+    // to is never closed (see SIGNAL_EVENT).
     unsafe {
         let errno = libc::__errno_location();
         let saved = *errno;
@@ -38,13 +45,25 @@ extern "C" fn on_shutdown_signal(_signal: libc::c_int) {
 
 impl ShutdownSignals {
     pub(crate) fn install() -> io::Result<ShutdownSignals> {
-        let event = EventFd::new()?;
-        if SIGNAL_EVENT_FD.compare_exchange(-1, event.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if INSTALLED.swap(true, Ordering::SeqCst) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "another server is already waiting for SIGINT/SIGTERM",
             ));
         }
+        let event = match SIGNAL_EVENT.get() {
+            Some(event) => event,
+            None => match EventFd::new() {
+                // A racing first install may have set it meanwhile; either value works.
+                Ok(event) => SIGNAL_EVENT.get_or_init(|| event),
+                Err(e) => {
+                    INSTALLED.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            },
+        };
+        event.drain();
+        SIGNAL_EVENT_FD.store(event.as_raw_fd(), Ordering::SeqCst);
         // SAFETY: an all-zero sigaction is a valid value (no flags, empty mask) to fill in.
         let mut action: libc::sigaction = unsafe { mem::zeroed() };
         action.sa_sigaction = on_shutdown_signal as *const () as libc::sighandler_t;
@@ -56,7 +75,7 @@ impl ShutdownSignals {
             // `previous[i]` is valid storage for the old action.
             if let Err(e) = unsafe { syscall!(sigaction(signal, &action, &mut previous[i])) } {
                 restore(&previous[..i]);
-                SIGNAL_EVENT_FD.store(-1, Ordering::SeqCst);
+                INSTALLED.store(false, Ordering::SeqCst);
                 return Err(e);
             }
         }
@@ -74,7 +93,7 @@ fn restore(previous: &[libc::sigaction]) {
 impl Drop for ShutdownSignals {
     fn drop(&mut self) {
         restore(&self.previous);
-        SIGNAL_EVENT_FD.store(-1, Ordering::SeqCst);
+        INSTALLED.store(false, Ordering::SeqCst);
     }
 }
 
