@@ -5,12 +5,15 @@
 //! cargo run -p smoke-examples --bin hello      # then: echo hi | nc 127.0.0.1 9090
 //! ```
 
-use smoke::{Config, Conn, Handler};
+use smoke::prelude::*;
 
+#[derive(Default)]
 struct Hello;
 
-impl Handler for Hello {
-    fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+#[smoke::server(tcp = 9090, threads = 2)]
+impl Hello {
+    #[on_data]
+    fn data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
         conn.write(b"hello");
         conn.close();
         input.len()
@@ -19,8 +22,5 @@ impl Handler for Hello {
 
 fn main() -> std::io::Result<()> {
     smoke_examples::init_logging();
-    let config = Config::new().tcp(9090).threads(2).apply_env()?;
-    let server = smoke::spawn(config, |_: &mut Conn| Hello)?;
-    smoke_examples::announce("hello", &server);
-    server.wait_for_signal()
+    Hello::serve()
 }

@@ -1,4 +1,4 @@
-//! What every example shares: a stderr logger and the "listening on" banner.
+//! What every example shares: a stderr logger.
 
 use std::io::Write;
 
@@ -26,12 +26,4 @@ pub fn init_logging() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }
-}
-
-/// Prints where `server` listens (tests read this line to find a port chosen by the kernel).
-pub fn announce(name: &str, server: &smoke::ServerHandle) {
-    for (protocol, addr) in server.local_addrs() {
-        println!("{name} listening on {addr} ({})", protocol.name());
-    }
-    let _ = std::io::stdout().flush();
 }

@@ -1,1 +1,2 @@
-//! Home of the macro ui-tests (`tests/pass`, `tests/fail`), filled by the DSL issue.
+//! Compile-pass and compile-fail tests of `#[smoke::server]`: `tests/pass/*.rs` must build and
+//! run (without binding a port), each `tests/fail/*.rs` must fail with the `.stderr` beside it.

@@ -51,7 +51,7 @@ impl Running {
 
 #[test]
 fn hello_answers_hello_and_closes() {
-    let server = Running::start(env!("CARGO_BIN_EXE_hello"), "hello");
+    let server = Running::start(env!("CARGO_BIN_EXE_hello"), "Hello");
     for _ in 0..3 {
         let mut client = server.connect();
         client.write_all(b"hi\n").unwrap();
@@ -66,7 +66,7 @@ fn hello_answers_hello_and_closes() {
 
 #[test]
 fn echo_returns_every_byte_and_stops_cleanly_on_sigterm() {
-    let server = Running::start(env!("CARGO_BIN_EXE_echo"), "echo");
+    let server = Running::start(env!("CARGO_BIN_EXE_echo"), "Echo");
     let mut client = server.connect();
     let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut writer = client.try_clone().unwrap();
@@ -96,4 +96,27 @@ fn a_malformed_override_is_a_clear_startup_error() {
     // `main` returns io::Result, so Rust prints the error's Debug form: the variable, the value
     // and the reason are all in it.
     assert!(stderr.contains("SMOKE_TCP=") && stderr.contains("port 99999 is out of range"), "stderr: {stderr}");
+}
+
+fn curl(args: &[&str]) -> String {
+    let output =
+        Command::new("curl").args(["--silent", "--show-error", "--max-time", "10"]).args(args).output().unwrap();
+    assert!(output.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn stats_reports_connection_counters_to_curl() {
+    let server = Running::start(env!("CARGO_BIN_EXE_stats"), "StatsPage");
+    let url = format!("http://{}/", server.addr);
+    let first = curl(&[&url]);
+    assert!(first.contains("<h1 style='color:red'>smoke test page!!!</h1>"), "{first}");
+    // The page is written while its own connection is open: opened 1, closed 0, current 1.
+    assert!(first.contains("connections: opened(1): closed(0): current(1) errd(0)"), "{first}");
+    let second = curl(&[&url]);
+    assert!(second.contains("connections: opened(2): closed(1): current(1) errd(0)"), "{second}");
+    let missing = curl(&["--write-out", "%{http_code}", "--output", "/dev/null", &format!("{url}missing")]);
+    assert_eq!(missing, "404");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit {status:?}, log: {log}");
 }

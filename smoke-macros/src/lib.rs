@@ -1,2 +1,31 @@
-//! The attribute macros of smoke. Empty until the DSL lands ("The DSL: #[smoke::server] on an
-//! impl block"); the crate exists so the workspace layout is final from the start.
+//! The attribute macros of smoke. Use them through the `smoke` crate (`smoke::server`,
+//! `smoke::prelude::*`), where they are documented; this crate only turns the attribute and the
+//! annotated impl block into an `impl smoke::Server`.
+//!
+//! Layout: `model` holds the tables of keys and handlers (a protocol adds rows there),
+//! `parse` checks the user's code against them, `expand` writes the output.
+
+mod expand;
+mod model;
+mod parse;
+
+use proc_macro::TokenStream;
+
+/// Turns an inherent impl block into a server; see `smoke::server` for the keys and handlers.
+#[proc_macro_attribute]
+pub fn server(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::server(args.into(), item.into()).into()
+}
+
+macro_rules! helper_attributes {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("Marks the `", stringify!($name), "` handler of a `#[smoke::server]` impl block; ")]
+        #[doc = "meaningful only there (see `smoke::server`)."]
+        #[proc_macro_attribute]
+        pub fn $name(_args: TokenStream, item: TokenStream) -> TokenStream {
+            expand::stray_helper(stringify!($name), item.into()).into()
+        }
+    )*};
+}
+
+helper_attributes!(on_connect, on_data, on_write, on_close);

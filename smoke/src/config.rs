@@ -32,7 +32,18 @@ pub enum Protocol {
     Tcp,
 }
 
+/// Every protocol whose listeners an environment variable (`SMOKE_<NAME>`) can move, including
+/// those a server may not declare: setting the variable for one it lacks is an error, not a no-op.
+const OVERRIDABLE_PROTOCOLS: [&str; 5] = ["tcp", "http", "ws", "udp", "pfring"];
+
 impl Protocol {
+    fn from_name(name: &str) -> Option<Protocol> {
+        match name {
+            "tcp" => Some(Protocol::Tcp),
+            _ => None,
+        }
+    }
+
     /// The lowercase name used in attribute keys, environment variables and messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -253,6 +264,7 @@ impl Config {
     /// | variable | value | effect |
     /// |---|---|---|
     /// | `SMOKE_TCP` | port or host:port, comma-separated | replaces every TCP listener |
+    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP`, `SMOKE_PFRING` | as above | the same for those protocols (an error while this server has none) |
     /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
     /// | `SMOKE_BIND` | an IP address | address for bare ports |
     ///
@@ -281,16 +293,19 @@ impl Config {
                 },
             };
         }
-        for protocol in [Protocol::Tcp] {
-            let name = format!("SMOKE_{}", protocol.name().to_ascii_uppercase());
-            if let Some(value) = lookup(&name) {
-                let mut parsed = Vec::new();
-                for part in value.split(',') {
-                    parsed.push(Listen::parse(part).map_err(|why| bad(&name, &value, why))?);
-                }
-                self.listeners.retain(|(p, _)| *p != protocol);
-                self.listeners.extend(parsed.into_iter().map(|listen| (protocol, listen)));
+        for name in OVERRIDABLE_PROTOCOLS {
+            let variable = format!("SMOKE_{}", name.to_ascii_uppercase());
+            let Some(value) = lookup(&variable) else { continue };
+            let declared = Protocol::from_name(name).filter(|p| self.listeners.iter().any(|(q, _)| q == p));
+            let Some(protocol) = declared else {
+                return Err(bad(&variable, &value, format!("this server has no {name} listener to move")));
+            };
+            let mut parsed = Vec::new();
+            for part in value.split(',') {
+                parsed.push(Listen::parse(part).map_err(|why| bad(&variable, &value, why))?);
             }
+            self.listeners.retain(|(p, _)| *p != protocol);
+            self.listeners.extend(parsed.into_iter().map(|listen| (protocol, listen)));
         }
         Ok(self)
     }
@@ -340,8 +355,12 @@ mod tests {
         let only = |key: &'static str, value: &'static str| move |name: &str| (name == key).then(|| value.to_string());
         let err = Config::new().apply_overrides(only("SMOKE_THREADS", "zero")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_THREADS=\"zero\": expected `auto` or a number >= 1");
-        let err = Config::new().apply_overrides(only("SMOKE_TCP", "99999")).unwrap_err();
+        let err = Config::new().tcp(1).apply_overrides(only("SMOKE_TCP", "99999")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_TCP=\"99999\": port 99999 is out of range (0..=65535)");
+        let err = Config::new().tcp(1).apply_overrides(only("SMOKE_HTTP", "8080")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_HTTP=\"8080\": this server has no http listener to move");
+        let err = Config::new().apply_overrides(only("SMOKE_TCP", "8080")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_TCP=\"8080\": this server has no tcp listener to move");
         let err = Config::new().apply_overrides(only("SMOKE_BIND", "nowhere")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_BIND=\"nowhere\": expected an IP address");
         assert_eq!(Config::new().threads(4).apply_overrides(only("SMOKE_THREADS", "auto")).unwrap().threads, 0);

@@ -30,6 +30,7 @@
 mod buf;
 pub mod config;
 mod conn;
+mod dsl;
 mod handler;
 mod server;
 mod stats;
@@ -39,12 +40,94 @@ mod worker;
 
 pub use config::{Config, Listen, Protocol};
 pub use conn::{CloseReason, Conn, ConnId};
+pub use dsl::Server;
 pub use handler::Handler;
 pub use server::{ServerHandle, serve, spawn};
+pub use smoke_macros::{on_close, on_connect, on_data, on_write};
+
+/// Turns an inherent impl block into a multi-threaded server.
+///
+/// ```no_run
+/// use smoke::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Counter {
+///     reads: u32,
+/// }
+///
+/// #[smoke::server(tcp = 9090, threads = 2)]
+/// impl Counter {
+///     #[on_connect]
+///     fn connect(&mut self, conn: &mut Conn) {
+///         conn.write(b"welcome\n");
+///     }
+///
+///     #[on_data]
+///     fn data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+///         self.reads += 1;
+///         conn.write(input);
+///         input.len()
+///     }
+///
+///     #[on_write]
+///     fn drained(&mut self, _conn: &mut Conn) {}
+///
+///     #[on_close]
+///     fn close(&mut self, _conn: &mut Conn, why: CloseReason) {
+///         println!("closed after {} reads: {why}", self.reads);
+///     }
+/// }
+///
+/// fn main() -> std::io::Result<()> {
+///     Counter::serve()
+/// }
+/// ```
+///
+/// # Keys
+///
+/// | key | value | default | meaning |
+/// |---|---|---|---|
+/// | `tcp` | port, `"host:port"`, or an array of them | — | raw TCP listener(s); at least one listener is required |
+/// | `bind` | IP address string | `"0.0.0.0"` | address for bare ports; `"::"` listens on IPv6 (and IPv4 unless `bindv6only`) |
+/// | `threads` | number ≥ 1 or `"auto"` | `"auto"` | worker threads, each with its own epoll and `SO_REUSEPORT` socket |
+/// | `fd_cache` | number | 65536 | fds below it index a flat array, others a hash map |
+/// | `max_connections` | number ≥ 1 | unlimited | open connections across workers; above it accepting pauses |
+/// | `idle_timeout_ms` | number ≥ 1 | none | close connections with no I/O for this long ([`CloseReason::Timeout`]) |
+/// | `max_write_buffer` | number ≥ 1 | 1 MiB | buffered output above which reading from that connection pauses |
+///
+/// Two listeners may not share a port; every key may be given once. Mistakes are compile
+/// errors pointing at the offending token, all reported at once.
+///
+/// # Handlers
+///
+/// Mark methods with `#[on_connect]`, `#[on_data]`, `#[on_write]`, `#[on_close]` (or their
+/// `#[smoke::on_*]` paths; the prelude brings the short names). A `tcp` server needs `on_data`.
+///
+/// | attribute | signature | called |
+/// |---|---|---|
+/// | `#[on_connect]` | `fn(&mut self, conn: &mut Conn)` | after a connection is accepted and its session built |
+/// | `#[on_connect]` | `fn(conn: &mut Conn) -> Self` | *instead of* `Default`: builds the session |
+/// | `#[on_data]` | `fn(&mut self, conn: &mut Conn, input: &[u8]) -> usize` | with all unconsumed input; returns bytes consumed ([`Handler::on_data`]) |
+/// | `#[on_write]` | `fn(&mut self, conn: &mut Conn)` | when queued output has drained ([`Handler::on_write`]) |
+/// | `#[on_close]` | `fn(&mut self, conn: &mut Conn, why: CloseReason)` | once, when the connection ends |
+///
+/// **Building the session:** with `Default`, unless an `#[on_connect]` takes no `self` and
+/// returns `Self` — then that constructor builds it (and there is no separate connect call).
+///
+/// # Generated
+///
+/// The impl block itself (helper attributes removed), `impl smoke::Server for T` forwarding to
+/// the marked methods, and the inherent functions `T::config()` (the attribute as a
+/// [`Config`]), `T::serve()` (runs until SIGINT/SIGTERM, after applying the environment
+/// overrides of [`Config::apply_env`]: `SMOKE_TCP`, `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP`,
+/// `SMOKE_PFRING`, `SMOKE_THREADS`, `SMOKE_BIND`) and `T::spawn(config)` (starts it and returns
+/// the [`ServerHandle`], for tests). The impl may not define methods with those three names.
+pub use smoke_macros::server;
 pub use stats::Stats;
 pub use table::SessionTable;
 
 /// Everything a server's source usually needs: `use smoke::prelude::*;`.
 pub mod prelude {
-    pub use crate::{CloseReason, Config, Conn, ConnId, Handler, ServerHandle, Stats};
+    pub use crate::{CloseReason, Config, Conn, ConnId, Handler, Server, ServerHandle, Stats};
+    pub use crate::{on_close, on_connect, on_data, on_write};
 }

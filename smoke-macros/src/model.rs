@@ -1,0 +1,246 @@
+//! What the attribute may say: the keys, the protocols, the handlers and their signatures.
+//! A new protocol adds rows to these tables; parsing and expansion are driven by them.
+
+use proc_macro2::Span;
+
+/// A protocol a listener key declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Tcp,
+}
+
+impl Protocol {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// How a key's value is read and what it becomes in the generated `Config`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum KeyKind {
+    /// A port, a "host:port" string, or an array of them: `Config::listen(protocol, ..)`.
+    Listener(Protocol),
+    /// An IP address string: `Config::bind`.
+    Bind,
+    /// "auto" or a number >= 1: `Config::threads`.
+    Threads,
+    /// A number, passed to the `Config` setter of the same name; `min` is the smallest allowed.
+    Count { min: u64 },
+    /// Milliseconds >= 1, passed as a `Duration` to the named `Config` setter.
+    Millis { setter: &'static str },
+}
+
+pub(crate) struct KeySpec {
+    pub(crate) name: &'static str,
+    pub(crate) kind: KeyKind,
+}
+
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec { name: "tcp", kind: KeyKind::Listener(Protocol::Tcp) },
+    KeySpec { name: "bind", kind: KeyKind::Bind },
+    KeySpec { name: "threads", kind: KeyKind::Threads },
+    KeySpec { name: "fd_cache", kind: KeyKind::Count { min: 0 } },
+    KeySpec { name: "max_connections", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "idle_timeout_ms", kind: KeyKind::Millis { setter: "idle_timeout" } },
+    KeySpec { name: "max_write_buffer", kind: KeyKind::Count { min: 1 } },
+];
+
+/// One argument of a handler, after the receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Param {
+    /// `conn: &mut Conn`
+    Conn,
+    /// `input: &[u8]`
+    Bytes,
+    /// `why: CloseReason`
+    CloseReason,
+}
+
+impl Param {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Param::Conn => "conn: &mut Conn",
+            Param::Bytes => "input: &[u8]",
+            Param::CloseReason => "why: CloseReason",
+        }
+    }
+
+    /// The argument's name in the generated forwarding method.
+    pub(crate) fn ident(self) -> &'static str {
+        match self {
+            Param::Conn => "conn",
+            Param::Bytes => "input",
+            Param::CloseReason => "reason",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Returns {
+    Nothing,
+    Usize,
+}
+
+/// A handler attribute and the `smoke::Server` method it becomes.
+pub(crate) struct HandlerSpec {
+    pub(crate) name: &'static str,
+    pub(crate) protocol: Protocol,
+    /// A server declaring `protocol` must give this handler.
+    pub(crate) required: bool,
+    pub(crate) params: &'static [Param],
+    pub(crate) returns: Returns,
+    /// Also accepted without `self`, returning `Self`: the session constructor.
+    pub(crate) may_construct: bool,
+}
+
+impl HandlerSpec {
+    pub(crate) fn signature(&self) -> String {
+        let params: Vec<&str> = self.params.iter().map(|p| p.describe()).collect();
+        let returns = match self.returns {
+            Returns::Nothing => "",
+            Returns::Usize => " -> usize",
+        };
+        format!("fn(&mut self, {}){returns}", params.join(", "))
+    }
+}
+
+pub(crate) const HANDLERS: &[HandlerSpec] = &[
+    HandlerSpec {
+        name: "on_connect",
+        protocol: Protocol::Tcp,
+        required: false,
+        params: &[Param::Conn],
+        returns: Returns::Nothing,
+        may_construct: true,
+    },
+    HandlerSpec {
+        name: "on_data",
+        protocol: Protocol::Tcp,
+        required: true,
+        params: &[Param::Conn, Param::Bytes],
+        returns: Returns::Usize,
+        may_construct: false,
+    },
+    HandlerSpec {
+        name: "on_write",
+        protocol: Protocol::Tcp,
+        required: false,
+        params: &[Param::Conn],
+        returns: Returns::Nothing,
+        may_construct: false,
+    },
+    HandlerSpec {
+        name: "on_close",
+        protocol: Protocol::Tcp,
+        required: false,
+        params: &[Param::Conn, Param::CloseReason],
+        returns: Returns::Nothing,
+        may_construct: false,
+    },
+];
+
+/// Methods the macro generates on the session type; a user method may not take these names.
+pub(crate) const GENERATED_METHODS: &[&str] = &["config", "serve", "spawn"];
+
+/// A listener as written.
+#[derive(Debug)]
+pub(crate) enum ListenValue {
+    Port(u16),
+    /// "host:port", checked to have a valid port.
+    Addr {
+        text: String,
+        host: String,
+        port: u16,
+    },
+}
+
+impl ListenValue {
+    pub(crate) fn port(&self) -> u16 {
+        match self {
+            ListenValue::Port(port) | ListenValue::Addr { port, .. } => *port,
+        }
+    }
+    /// The host, or `None` for a bare port (which binds the `bind` address).
+    pub(crate) fn host(&self) -> Option<&str> {
+        match self {
+            ListenValue::Port(_) => None,
+            ListenValue::Addr { host, .. } => Some(host),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) protocol: Protocol,
+    pub(crate) value: ListenValue,
+    pub(crate) span: Span,
+}
+
+/// A setting other than a listener, as it will be applied to the `Config`.
+#[derive(Debug)]
+pub(crate) enum Setting {
+    Bind(std::net::IpAddr),
+    Threads(u64),
+    Count { setter: &'static str, value: u64 },
+    Millis { setter: &'static str, value: u64 },
+}
+
+/// How a handler method is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    Method,
+    Constructor,
+}
+
+pub(crate) struct BoundHandler {
+    pub(crate) spec: &'static HandlerSpec,
+    pub(crate) method: syn::Ident,
+    pub(crate) form: Form,
+}
+
+/// Everything the attribute and the impl block said, checked.
+#[derive(Default)]
+pub(crate) struct Model {
+    pub(crate) declared: Vec<Protocol>,
+    pub(crate) listeners: Vec<Listener>,
+    pub(crate) settings: Vec<Setting>,
+    pub(crate) handlers: Vec<BoundHandler>,
+    /// Every handler attribute seen with its method, well-formed or not (so one mistake in a
+    /// signature is not also reported as a missing handler).
+    pub(crate) seen: Vec<(&'static str, syn::Ident)>,
+}
+
+impl Model {
+    /// The attribute names this protocol's key (even with a value that did not parse, so a
+    /// typo in a port is not also reported as a missing listener).
+    pub(crate) fn declares(&self, protocol: Protocol) -> bool {
+        self.declared.contains(&protocol)
+    }
+}
+
+/// The closest of `candidates` to `word` by edit distance, if it is close enough to be a typo.
+pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}

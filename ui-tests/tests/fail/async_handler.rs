@@ -1,0 +1,14 @@
+use smoke::prelude::*;
+
+#[derive(Default)]
+struct S;
+
+#[smoke::server(tcp = 9090)]
+impl S {
+    #[on_data]
+    async fn data(&mut self, _conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        input.len()
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use smoke::prelude::*;
+
+#[derive(Default)]
+struct S;
+
+#[smoke::server(tcp = 9090)]
+impl S {
+    #[on_data]
+    fn data(&mut self, _conn: &mut Conn, input: &[u8]) -> usize {
+        input.len()
+    }
+
+    fn serve(&self) {}
+}
+
+fn main() {}

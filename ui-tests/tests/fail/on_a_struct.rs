@@ -1,0 +1,4 @@
+#[smoke::server(tcp = 9090)]
+struct S;
+
+fn main() {}

@@ -1,0 +1,10 @@
+struct S;
+
+#[smoke::server(tcp = 9090)]
+impl Default for S {
+    fn default() -> Self {
+        S
+    }
+}
+
+fn main() {}

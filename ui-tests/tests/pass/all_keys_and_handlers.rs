@@ -1,0 +1,57 @@
+// Every key of the attribute and every TCP handler, with the prelude's bare attribute names.
+use smoke::prelude::*;
+use std::time::Duration;
+
+#[derive(Default)]
+struct Everything {
+    reads: u32,
+}
+
+#[smoke::server(
+    tcp = [9090, "127.0.0.1:9091"],
+    bind = "::",
+    threads = 3,
+    fd_cache = 1024,
+    max_connections = 5000,
+    idle_timeout_ms = 30000,
+    max_write_buffer = 65536,
+)]
+impl Everything {
+    #[on_connect]
+    fn connect(&mut self, conn: &mut Conn) {
+        conn.write(b"hi");
+    }
+    #[on_data]
+    fn data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+        self.reads += 1;
+        conn.write(input);
+        input.len()
+    }
+    #[on_write]
+    fn drained(&mut self, _conn: &mut Conn) {}
+    #[on_close]
+    fn close(&mut self, _conn: &mut Conn, _why: CloseReason) {}
+
+    // Ordinary methods stay as they are.
+    fn reads(&self) -> u32 {
+        self.reads
+    }
+}
+
+fn main() {
+    let config = Everything::config();
+    assert_eq!(
+        config.listeners,
+        [(smoke::Protocol::Tcp, smoke::Listen::Port(9090)), (smoke::Protocol::Tcp, smoke::Listen::Addr("127.0.0.1:9091".into()))]
+    );
+    assert_eq!(config.bind, "::".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(config.threads, 3);
+    assert_eq!(config.fd_cache, 1024);
+    assert_eq!(config.max_connections, 5000);
+    assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(config.max_write_buffer, 65536);
+    assert_eq!(Everything::default().reads(), 0);
+    // The entry points exist with the documented types.
+    let _: fn() -> std::io::Result<()> = Everything::serve;
+    let _: fn(smoke::Config) -> std::io::Result<smoke::ServerHandle> = Everything::spawn;
+}
