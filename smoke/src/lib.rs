@@ -131,3 +131,8 @@ pub mod prelude {
     pub use crate::{CloseReason, Config, Conn, ConnId, Handler, Server, ServerHandle, Stats};
     pub use crate::{on_close, on_connect, on_data, on_write};
 }
+
+/// The README's code samples, compiled as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
