@@ -1,0 +1,35 @@
+//! HTTP/1.1 protocol pieces as plain functions over buffers (hyper's proto split): request
+//! heads parsed by httparse, body framing with the request-smuggling checks, chunked decoding,
+//! and the cached `Date` header. The event loop and the DSL drive them; these functions never
+//! see a socket, so they are tested (and fuzzable) on bytes alone.
+
+pub(crate) mod chunked;
+pub(crate) mod date;
+pub(crate) mod proto;
+
+/// Why a request is refused; each maps to the status the client gets before the connection
+/// closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// 400: malformed, or framed in a way that could smuggle a request; the text says which.
+    BadRequest(&'static str),
+    /// 431: the header block (or the trailers) above `max_header_bytes`, or more than
+    /// `max_headers` headers.
+    HeaderTooLarge,
+    /// 413: a body above `max_body`.
+    PayloadTooLarge,
+    /// 505: an HTTP version other than 1.0 or 1.1.
+    VersionNotSupported,
+}
+
+impl Rejection {
+    /// The response status.
+    pub fn status(self) -> u16 {
+        match self {
+            Rejection::BadRequest(_) => 400,
+            Rejection::HeaderTooLarge => 431,
+            Rejection::PayloadTooLarge => 413,
+            Rejection::VersionNotSupported => 505,
+        }
+    }
+}

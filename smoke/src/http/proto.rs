@@ -1,0 +1,296 @@
+//! Request heads: parsing (httparse), limits, keep-alive, and body framing with the checks that
+//! stop request smuggling.
+
+use super::Rejection;
+
+/// Header block size above which a request gets 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 << 10;
+/// Header count above which a request gets 431.
+pub const DEFAULT_MAX_HEADERS: usize = 64;
+/// Body size above which a request gets 413.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// Request size limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`DEFAULT_MAX_HEADER_BYTES`].
+    pub max_header_bytes: usize,
+    /// See [`DEFAULT_MAX_HEADERS`].
+    pub max_headers: usize,
+    /// See [`DEFAULT_MAX_BODY`].
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+/// How the body after a head is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head; the headers are in the slice given to [`parse_head`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head<'b> {
+    pub(crate) method: &'b str,
+    pub(crate) target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub(crate) minor_version: u8,
+    pub(crate) header_count: usize,
+    /// Bytes of the head, through the blank line.
+    pub(crate) len: usize,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+}
+
+/// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
+pub(crate) fn parse_head<'b>(
+    buf: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+    limits: &Limits,
+) -> Result<Option<Head<'b>>, Rejection> {
+    let slots = headers.len().min(limits.max_headers);
+    let mut request = httparse::Request::new(&mut headers[..slots]);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => {
+            return Err(Rejection::HeaderTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Rejection::HeaderTooLarge),
+        Err(httparse::Error::Version) if names_another_version(buf) => return Err(Rejection::VersionNotSupported),
+        Err(httparse::Error::Version) => return Err(Rejection::BadRequest("malformed HTTP version")),
+        Err(httparse::Error::HeaderValue | httparse::Error::NewLine) => {
+            return Err(Rejection::BadRequest("malformed header line (obsolete line folding is not accepted)"));
+        }
+        Err(_) => return Err(Rejection::BadRequest("malformed request line or header name")),
+    };
+    if len > limits.max_header_bytes {
+        return Err(Rejection::HeaderTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor_version)) = (request.method, request.path, request.version) else {
+        return Err(Rejection::BadRequest("incomplete request line"));
+    };
+    let headers = &*request.headers;
+
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for header in headers {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            if tokens(header.value).next().is_none() {
+                return Err(Rejection::BadRequest("invalid Content-Length"));
+            }
+            for value in tokens(header.value) {
+                let length = parse_length(value)?;
+                if content_length.is_some_and(|known| known != length) {
+                    return Err(Rejection::BadRequest("conflicting Content-Length values"));
+                }
+                content_length = Some(length);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            for coding in tokens(header.value) {
+                // Only a single, final `chunked` is accepted: anything before it would be a
+                // coding we do not decode, anything after it leaves the length undefined.
+                if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
+                    return Err(Rejection::BadRequest("unsupported Transfer-Encoding (only a single chunked)"));
+                }
+                chunked = true;
+            }
+            transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in tokens(header.value) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    if transfer_encoding && !chunked {
+        return Err(Rejection::BadRequest("empty Transfer-Encoding"));
+    }
+    if chunked && content_length.is_some() {
+        return Err(Rejection::BadRequest("both Content-Length and Transfer-Encoding"));
+    }
+    if chunked && minor_version == 0 {
+        return Err(Rejection::BadRequest("Transfer-Encoding in an HTTP/1.0 request"));
+    }
+    let framing = match content_length {
+        _ if chunked => Framing::Chunked,
+        Some(length) if length > limits.max_body as u64 => return Err(Rejection::PayloadTooLarge),
+        Some(0) | None => Framing::Empty,
+        Some(length) => Framing::Length(length as usize),
+    };
+    Ok(Some(Head {
+        method,
+        target,
+        minor_version,
+        header_count: headers.len(),
+        len,
+        framing,
+        keep_alive: if minor_version == 1 { !close } else { keep_alive_token && !close },
+        expect_continue: expect_continue && framing != Framing::Empty,
+    }))
+}
+
+/// The comma-separated list elements of a header value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty())
+}
+
+fn parse_length(value: &[u8]) -> Result<u64, Rejection> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Rejection::BadRequest("invalid Content-Length"));
+    }
+    Ok(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// True when the request line ends in `HTTP/<digit>.<digit>` (a version we do not speak) rather
+/// than in garbage.
+fn names_another_version(buf: &[u8]) -> bool {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf).trim_ascii_end();
+    matches!(line, [.., b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(buf: &[u8]) -> Result<Option<Head<'_>>, Rejection> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        // The head borrows only `buf`; copy it out so the header array can go.
+        parse_head(buf, &mut headers, &Limits::default())
+    }
+
+    fn head(buf: &[u8]) -> Head<'_> {
+        parse(buf).unwrap().expect("complete head")
+    }
+
+    #[test]
+    fn parses_method_target_version_and_framing() {
+        let h = head(b"GET /plaintext?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((h.method, h.target, h.minor_version, h.header_count), ("GET", "/plaintext?x=1", 1, 1));
+        assert_eq!(h.framing, Framing::Empty);
+        assert_eq!(h.len, 40);
+        assert!(h.keep_alive);
+        let h = head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(h.framing, Framing::Length(5));
+        let h = head(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(5), "identical duplicates are one length");
+        let h = head(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n");
+        assert_eq!(h.framing, Framing::Length(5));
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection_header() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"GET / HTTP/1.1\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false),
+        ];
+        for (request, keep_alive) in cases {
+            assert_eq!(head(request).keep_alive, *keep_alive, "{}", String::from_utf8_lossy(request));
+        }
+    }
+
+    #[test]
+    fn expect_continue_only_matters_with_a_body() {
+        assert!(head(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").expect_continue);
+        assert!(!head(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect_continue);
+    }
+
+    #[test]
+    fn incomplete_heads_ask_for_more_at_every_split() {
+        let full = b"GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n";
+        for split in 0..full.len() {
+            assert_eq!(parse(&full[..split]), Ok(None), "split at {split}");
+        }
+        assert!(parse(full).unwrap().is_some());
+    }
+
+    #[test]
+    fn smuggling_vectors_are_rejected() {
+        let cases: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: empty-name\r\n\r\n",
+            b"GET /\x01 HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+        ];
+        for request in cases {
+            assert!(
+                matches!(parse(request), Err(Rejection::BadRequest(_))),
+                "accepted: {:?} -> {:?}",
+                String::from_utf8_lossy(request),
+                parse(request)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_and_versions_get_their_statuses() {
+        let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        big.resize(DEFAULT_MAX_HEADER_BYTES + 10, b'a');
+        assert_eq!(parse(&big), Err(Rejection::HeaderTooLarge), "incomplete and already too large");
+        big.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse(&big), Err(Rejection::HeaderTooLarge), "complete but too large");
+
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=DEFAULT_MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&many), Err(Rejection::HeaderTooLarge));
+
+        let too_long = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", DEFAULT_MAX_BODY + 1);
+        assert_eq!(parse(too_long.as_bytes()), Err(Rejection::PayloadTooLarge));
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n").unwrap_err().status(),
+            400
+        );
+
+        assert_eq!(parse(b"GET / HTTP/2.0\r\n\r\n"), Err(Rejection::VersionNotSupported));
+        assert_eq!(parse(b"GET / HTTP/1.2\r\n\r\n"), Err(Rejection::VersionNotSupported));
+        assert!(matches!(parse(b"GET / HTTX/1.1\r\n\r\n"), Err(Rejection::BadRequest(_))));
+    }
+}
