@@ -6,9 +6,16 @@ cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
-# The examples' tests stop servers with kill(1); python3 is for later client tests.
-if ! need kill; then
-    apt-get update -qq && apt-get install -y -qq procps
+# Real clients the tests talk to: kill(1) stops example servers, curl and python3's
+# http.client speak HTTP, wrk loads it.
+missing=()
+need kill || missing+=(procps)
+need curl || missing+=(curl)
+need wrk || missing+=(wrk)
+need python3 || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
 echo "== cargo fmt --check"

@@ -122,6 +122,8 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
                 Param::Conn => quote!(&mut ::smoke::Conn<'_>),
                 Param::Bytes => quote!(&[u8]),
                 Param::CloseReason => quote!(::smoke::CloseReason),
+                Param::Request => quote!(&::smoke::http::Request<'_>),
+                Param::Response => quote!(&mut ::smoke::http::Response),
             };
             quote!(#arg: #ty)
         });

@@ -7,12 +7,14 @@ use proc_macro2::Span;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Protocol {
     Tcp,
+    Http,
 }
 
 impl Protocol {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
         }
     }
 }
@@ -39,12 +41,16 @@ pub(crate) struct KeySpec {
 
 pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "tcp", kind: KeyKind::Listener(Protocol::Tcp) },
+    KeySpec { name: "http", kind: KeyKind::Listener(Protocol::Http) },
     KeySpec { name: "bind", kind: KeyKind::Bind },
     KeySpec { name: "threads", kind: KeyKind::Threads },
     KeySpec { name: "fd_cache", kind: KeyKind::Count { min: 0 } },
     KeySpec { name: "max_connections", kind: KeyKind::Count { min: 1 } },
     KeySpec { name: "idle_timeout_ms", kind: KeyKind::Millis { setter: "idle_timeout" } },
     KeySpec { name: "max_write_buffer", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "max_header_bytes", kind: KeyKind::Count { min: 64 } },
+    KeySpec { name: "max_headers", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "max_body", kind: KeyKind::Count { min: 0 } },
 ];
 
 /// One argument of a handler, after the receiver.
@@ -56,6 +62,10 @@ pub(crate) enum Param {
     Bytes,
     /// `why: CloseReason`
     CloseReason,
+    /// `req: &Request`
+    Request,
+    /// `res: &mut Response`
+    Response,
 }
 
 impl Param {
@@ -64,6 +74,8 @@ impl Param {
             Param::Conn => "conn: &mut Conn",
             Param::Bytes => "input: &[u8]",
             Param::CloseReason => "why: CloseReason",
+            Param::Request => "req: &Request",
+            Param::Response => "res: &mut Response",
         }
     }
 
@@ -73,6 +85,8 @@ impl Param {
             Param::Conn => "conn",
             Param::Bytes => "input",
             Param::CloseReason => "reason",
+            Param::Request => "req",
+            Param::Response => "res",
         }
     }
 }
@@ -86,7 +100,8 @@ pub(crate) enum Returns {
 /// A handler attribute and the `smoke::Server` method it becomes.
 pub(crate) struct HandlerSpec {
     pub(crate) name: &'static str,
-    pub(crate) protocol: Protocol,
+    /// The protocol whose connections it handles; `None`: every listener's.
+    pub(crate) protocol: Option<Protocol>,
     /// A server declaring `protocol` must give this handler.
     pub(crate) required: bool,
     pub(crate) params: &'static [Param],
@@ -109,7 +124,7 @@ impl HandlerSpec {
 pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_connect",
-        protocol: Protocol::Tcp,
+        protocol: None,
         required: false,
         params: &[Param::Conn],
         returns: Returns::Nothing,
@@ -117,7 +132,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     },
     HandlerSpec {
         name: "on_data",
-        protocol: Protocol::Tcp,
+        protocol: Some(Protocol::Tcp),
         required: true,
         params: &[Param::Conn, Param::Bytes],
         returns: Returns::Usize,
@@ -125,7 +140,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     },
     HandlerSpec {
         name: "on_write",
-        protocol: Protocol::Tcp,
+        protocol: Some(Protocol::Tcp),
         required: false,
         params: &[Param::Conn],
         returns: Returns::Nothing,
@@ -133,9 +148,17 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     },
     HandlerSpec {
         name: "on_close",
-        protocol: Protocol::Tcp,
+        protocol: None,
         required: false,
         params: &[Param::Conn, Param::CloseReason],
+        returns: Returns::Nothing,
+        may_construct: false,
+    },
+    HandlerSpec {
+        name: "on_request",
+        protocol: Some(Protocol::Http),
+        required: true,
+        params: &[Param::Request, Param::Response],
         returns: Returns::Nothing,
         may_construct: false,
     },

@@ -216,8 +216,7 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
             continue;
         }
         model.seen.push((spec.name, method.sig.ident.clone()));
-        if !model.declares(spec.protocol) {
-            let protocol = spec.protocol.name();
+        if let Some(protocol) = spec.protocol.filter(|p| !model.declares(*p)).map(|p| p.name()) {
             errors.at(
                 &attr,
                 format!(
@@ -346,6 +345,8 @@ fn param_matches(ty: &Type, param: Param) -> bool {
             r.mutability.is_none() && matches!(&*r.elem, Type::Slice(slice) if is_named(&slice.elem, "u8"))
         }
         (Param::CloseReason, ty) => is_named(ty, "CloseReason"),
+        (Param::Request, Type::Reference(r)) => r.mutability.is_none() && is_named(&r.elem, "Request"),
+        (Param::Response, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Response"),
         _ => false,
     }
 }
@@ -359,12 +360,13 @@ pub(crate) fn completeness(model: &Model, errors: &mut Errors) {
         ));
     }
     for spec in HANDLERS.iter().filter(|h| h.required) {
-        if model.declares(spec.protocol) && !model.seen.iter().any(|(name, _)| *name == spec.name) {
+        let Some(protocol) = spec.protocol.filter(|p| model.declares(*p)) else { continue };
+        if !model.seen.iter().any(|(name, _)| *name == spec.name) {
             errors.push(syn::Error::new(
                 Span::call_site(),
                 format!(
                     "a server with a `{}` listener needs an #[{}] handler: `{}`",
-                    spec.protocol.name(),
+                    protocol.name(),
                     spec.name,
                     spec.signature()
                 ),

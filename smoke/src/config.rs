@@ -30,6 +30,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Protocol {
     /// Raw TCP: bytes in, bytes out, through [`Handler`](crate::Handler).
     Tcp,
+    /// HTTP/1.1: requests to [`Server::on_request`](crate::Server::on_request).
+    Http,
 }
 
 /// Every protocol whose listeners an environment variable (`SMOKE_<NAME>`) can move, including
@@ -40,6 +42,7 @@ impl Protocol {
     fn from_name(name: &str) -> Option<Protocol> {
         match name {
             "tcp" => Some(Protocol::Tcp),
+            "http" => Some(Protocol::Http),
             _ => None,
         }
     }
@@ -48,6 +51,7 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct Config {
     pub read_budget: usize,
     /// See [`Config::shutdown_timeout`].
     pub shutdown_timeout: Duration,
+    /// Request size limits of HTTP listeners; see [`Config::max_body`] and its neighbours.
+    pub http_limits: crate::http::Limits,
 }
 
 impl Default for Config {
@@ -183,12 +189,36 @@ impl Config {
             max_read_buffer: DEFAULT_MAX_READ_BUFFER,
             read_budget: DEFAULT_READ_BUDGET,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            http_limits: crate::http::Limits::default(),
         }
     }
 
     /// Adds a raw TCP listener: a port (on the [`bind`](Config::bind) address) or `"host:port"`.
     pub fn tcp(self, listen: impl Into<Listen>) -> Config {
         self.listen(Protocol::Tcp, listen)
+    }
+
+    /// Adds an HTTP/1.1 listener: a port (on the [`bind`](Config::bind) address) or `"host:port"`.
+    pub fn http(self, listen: impl Into<Listen>) -> Config {
+        self.listen(Protocol::Http, listen)
+    }
+
+    /// HTTP: header block size above which a request gets 431. Default 8 KiB.
+    pub fn max_header_bytes(mut self, bytes: usize) -> Config {
+        self.http_limits.max_header_bytes = bytes.max(64);
+        self
+    }
+
+    /// HTTP: header count above which a request gets 431. Default 64, at most 128.
+    pub fn max_headers(mut self, count: usize) -> Config {
+        self.http_limits.max_headers = count.clamp(1, crate::http::session::MAX_HEADER_SLOTS);
+        self
+    }
+
+    /// HTTP: body size above which a request gets 413. Default 1 MiB.
+    pub fn max_body(mut self, bytes: usize) -> Config {
+        self.http_limits.max_body = bytes;
+        self
     }
 
     /// Adds a listener for `protocol`.

@@ -5,6 +5,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
 use crate::buf::{BufPool, Output};
+use crate::config::Protocol;
 use crate::server::Shared;
 use crate::stats::{Counters, Stats};
 use crate::sys::Stream;
@@ -156,6 +157,7 @@ pub struct Conn<'a> {
     pub(crate) counters: &'a Counters,
     pub(crate) shared: &'a Shared,
     pub(crate) id: ConnId,
+    pub(crate) protocol: Protocol,
 }
 
 impl fmt::Debug for Conn<'_> {
@@ -222,6 +224,11 @@ impl Conn<'_> {
     /// The local address the connection arrived on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
+    }
+
+    /// The protocol of the listener that accepted this connection.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// This connection's id, stable for its life and never reused while the server runs.

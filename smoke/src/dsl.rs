@@ -5,9 +5,11 @@
 
 use std::io;
 
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::conn::{CloseReason, Conn};
 use crate::handler::Handler;
+use crate::http::session::{HttpState, serve_requests};
+use crate::http::{Request, Response};
 use crate::server::{ServerHandle, spawn};
 
 /// A session type turned into a server by `#[smoke::server]` (which writes this impl; a manual
@@ -43,10 +45,16 @@ pub trait Server: Sized + 'static {
         let _ = (conn, reason);
     }
 
+    /// Answers one HTTP request (on an `http` listener). The default answers 404.
+    fn on_request(&mut self, req: &Request<'_>, res: &mut Response) {
+        let _ = req;
+        res.status(404);
+    }
+
     /// Starts the server with `config` (usually `Self::config()`, adjusted) and returns its
     /// handle: for tests, and for programs that do more than serve.
     fn spawn(config: Config) -> io::Result<ServerHandle> {
-        spawn(config, |conn: &mut Conn<'_>| Session(Self::new_session(conn)))
+        spawn(config, |conn: &mut Conn<'_>| Session { inner: Self::new_session(conn), http: HttpState::default() })
     }
 
     /// Runs the server until SIGINT/SIGTERM: [`config`](Server::config) with the environment
@@ -62,24 +70,36 @@ pub trait Server: Sized + 'static {
     }
 }
 
-/// Runs a [`Server`] type's handlers as a [`Handler`].
-struct Session<T>(T);
+/// Runs a [`Server`] type's handlers as a [`Handler`], speaking each listener's protocol.
+struct Session<T> {
+    inner: T,
+    http: HttpState,
+}
 
 impl<T: Server> Handler for Session<T> {
     #[inline]
     fn on_connect(&mut self, conn: &mut Conn<'_>) {
-        self.0.on_connect(conn);
+        self.inner.on_connect(conn);
     }
     #[inline]
     fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
-        self.0.on_data(conn, input)
+        match conn.protocol() {
+            Protocol::Tcp => self.inner.on_data(conn, input),
+            Protocol::Http => {
+                let limits = conn.shared.http_limits;
+                let inner = &mut self.inner;
+                serve_requests(&mut self.http, conn, input, &limits, |req, res| inner.on_request(req, res))
+            }
+        }
     }
     #[inline]
     fn on_write(&mut self, conn: &mut Conn<'_>) {
-        self.0.on_write(conn);
+        if conn.protocol() == Protocol::Tcp {
+            self.inner.on_write(conn);
+        }
     }
     #[inline]
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
-        self.0.on_close(conn, reason);
+        self.inner.on_close(conn, reason);
     }
 }

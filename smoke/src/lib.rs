@@ -32,8 +32,7 @@ pub mod config;
 mod conn;
 mod dsl;
 mod handler;
-#[allow(dead_code)] // Wired into the event loop by the HTTP/1.1 issue; tested on bytes until then.
-pub(crate) mod http;
+pub mod http;
 mod server;
 mod stats;
 mod sys;
@@ -45,7 +44,7 @@ pub use conn::{CloseReason, Conn, ConnId};
 pub use dsl::Server;
 pub use handler::Handler;
 pub use server::{ServerHandle, serve, spawn};
-pub use smoke_macros::{on_close, on_connect, on_data, on_write};
+pub use smoke_macros::{on_close, on_connect, on_data, on_request, on_write};
 
 /// Turns an inherent impl block into a multi-threaded server.
 ///
@@ -130,8 +129,9 @@ pub use table::SessionTable;
 
 /// Everything a server's source usually needs: `use smoke::prelude::*;`.
 pub mod prelude {
+    pub use crate::http::{Request, Response};
     pub use crate::{CloseReason, Config, Conn, ConnId, Handler, Server, ServerHandle, Stats};
-    pub use crate::{on_close, on_connect, on_data, on_write};
+    pub use crate::{on_close, on_connect, on_data, on_request, on_write};
 }
 
 /// The README's code samples, compiled as doctests so they cannot drift from the API.

@@ -20,6 +20,7 @@ use crate::worker::{Limits, Worker};
 pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) http_limits: crate::http::Limits,
     /// Written by a worker whose loop ends, so a thread waiting in `wait_for_signal` notices.
     pub(crate) exited: EventFd,
 }
@@ -170,13 +171,17 @@ where
         let epoll = Epoll::new()?;
         let mut listeners = Vec::with_capacity(addrs.len());
         for &(protocol, addr) in &addrs {
-            listeners.push(Listener::bind(addr).map_err(|e| bind_error(addr, protocol, e))?);
+            listeners.push((protocol, Listener::bind(addr).map_err(|e| bind_error(addr, protocol, e))?));
         }
         workers.push(WorkerShared { counters: Counters::default(), waker: EventFd::new()? });
         setups.push((epoll, listeners));
     }
-    let shared =
-        Arc::new(Shared { stopping: AtomicBool::new(false), workers: workers.into(), exited: EventFd::new()? });
+    let shared = Arc::new(Shared {
+        stopping: AtomicBool::new(false),
+        workers: workers.into(),
+        http_limits: config.http_limits,
+        exited: EventFd::new()?,
+    });
     let limits = Limits::from_config(&config, threads);
     let new_session = Arc::new(new_session);
 

@@ -20,6 +20,9 @@ pub struct Stats {
     pub panics: u64,
     /// `accept` failures other than "nothing pending", such as EMFILE.
     pub accept_errors: u64,
+    /// HTTP requests refused by the protocol layer (400, 413, 431, 505), each closing its
+    /// connection.
+    pub rejected: u64,
     /// Bytes received.
     pub bytes_in: u64,
     /// Bytes sent.
@@ -41,6 +44,7 @@ impl Stats {
         self.errors += other.errors;
         self.panics += other.panics;
         self.accept_errors += other.accept_errors;
+        self.rejected += other.rejected;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.buffers_held += other.buffers_held;
@@ -63,6 +67,7 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
+    pub(crate) rejected: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) buffers_held: AtomicU64,
@@ -84,6 +89,7 @@ impl Counters {
             errors: self.errors.load(Relaxed),
             panics: self.panics.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             buffers_held: self.buffers_held.load(Relaxed),

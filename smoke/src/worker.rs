@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::buf::{BufPool, Output, POOL_BUFFER_SIZE};
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::conn::{CloseReason, Conn, ConnId, Flags};
 use crate::handler::Handler;
 use crate::server::Shared;
@@ -55,6 +55,12 @@ pub(crate) struct Limits {
 
 impl Limits {
     pub(crate) fn from_config(config: &Config, threads: usize) -> Limits {
+        // An HTTP request up to its limits must fit in the kept input, or the connection would
+        // be cut before the protocol layer could answer 413/431.
+        let http_request = config.http_limits.max_body + config.http_limits.max_header_bytes + (64 << 10);
+        let serves_http = config.listeners.iter().any(|(p, _)| *p == Protocol::Http);
+        let max_read_buffer =
+            if serves_http { config.max_read_buffer.max(http_request) } else { config.max_read_buffer };
         Limits {
             fd_cache: config.fd_cache,
             max_connections: config.max_connections.div_ceil(threads).max(1),
@@ -62,7 +68,7 @@ impl Limits {
             // The fields are public, so the setters' clamping may have been bypassed; a zero
             // here would stop reading for good (or spin re-queueing a connection).
             max_write_buffer: config.max_write_buffer.max(1),
-            max_read_buffer: config.max_read_buffer.max(1),
+            max_read_buffer: max_read_buffer.max(1),
             read_budget: config.read_budget.max(1),
             shutdown_timeout: config.shutdown_timeout,
         }
@@ -74,6 +80,7 @@ struct Connection<S> {
     session: S,
     stream: Stream,
     id: ConnId,
+    protocol: Protocol,
     generation: u32,
     flags: Flags,
     /// Milliseconds since the worker started, at the last I/O (wrapping).
@@ -106,7 +113,7 @@ struct Io<'a> {
 pub(crate) struct Worker<S, F> {
     index: usize,
     epoll: Epoll,
-    listeners: Vec<Listener>,
+    listeners: Vec<(Protocol, Listener)>,
     shared: Arc<Shared>,
     new_session: Arc<F>,
     limits: Limits,
@@ -135,13 +142,13 @@ where
     pub(crate) fn new(
         index: usize,
         epoll: Epoll,
-        listeners: Vec<Listener>,
+        listeners: Vec<(Protocol, Listener)>,
         shared: Arc<Shared>,
         new_session: Arc<F>,
         limits: Limits,
     ) -> io::Result<Worker<S, F>> {
         epoll.add(shared.workers[index].waker.as_raw_fd(), WAKER_TOKEN, Interest::READABLE)?;
-        for (i, listener) in listeners.iter().enumerate() {
+        for (i, (_, listener)) in listeners.iter().enumerate() {
             epoll.add(listener.as_raw_fd(), LISTENER_TOKEN | i as u64, Interest::READABLE)?;
         }
         let next_idle_sweep = limits.idle_timeout.map(|_| 0);
@@ -245,13 +252,15 @@ where
                 self.accept_full = true;
                 return;
             }
-            match self.listeners[listener].accept() {
+            let (protocol, socket) = &self.listeners[listener];
+            let protocol = *protocol;
+            match socket.accept() {
                 Ok(stream) => {
                     if self.accept_failing {
                         self.accept_failing = false;
                         log::info!("worker {}: accepting connections again", self.index);
                     }
-                    self.open(stream);
+                    self.open(stream, protocol);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO)) => {}
@@ -279,7 +288,7 @@ where
         }
     }
 
-    fn open(&mut self, stream: Stream) {
+    fn open(&mut self, stream: Stream, protocol: Protocol) {
         let fd = stream.as_raw_fd();
         if let Err(e) = stream.set_nodelay() {
             log::debug!("TCP_NODELAY on fd {fd}: {e}");
@@ -303,6 +312,7 @@ where
                 counters,
                 shared: &self.shared,
                 id,
+                protocol,
             };
             guarded(counters, id, "new session", || (self.new_session)(&mut conn))
         };
@@ -314,8 +324,17 @@ where
             bump(&counters.errors, 1);
             return;
         };
-        let connection =
-            Connection { session, stream, id, generation, flags, last_active: self.now, input: Vec::new(), out };
+        let connection = Connection {
+            session,
+            stream,
+            id,
+            protocol,
+            generation,
+            flags,
+            last_active: self.now,
+            input: Vec::new(),
+            out,
+        };
         if self.table.insert(fd, connection).is_some() {
             log::error!("worker {}: fd {fd} was still in the session table; dropped the stale entry", self.index);
         }
@@ -359,10 +378,18 @@ where
         {
             log::debug!("SO_LINGER on fd {fd}: {e}");
         }
-        let Connection { session, stream, id, flags, out, input, .. } = &mut connection;
+        let Connection { session, stream, id, protocol, flags, out, input, .. } = &mut connection;
         if !flags.has(Flags::PANICKED) {
-            let mut conn =
-                Conn { stream, out: &mut *out, flags, pool: &mut self.pool, counters, shared: &self.shared, id: *id };
+            let mut conn = Conn {
+                stream,
+                out: &mut *out,
+                flags,
+                pool: &mut self.pool,
+                counters,
+                shared: &self.shared,
+                id: *id,
+                protocol: *protocol,
+            };
             guarded(counters, *id, "on_close", || session.on_close(&mut conn, reason));
         }
         out.discard(&mut self.pool, counters);
@@ -463,16 +490,15 @@ fn guarded<R>(counters: &Counters, id: ConnId, what: &str, call: impl FnOnce() -
 }
 
 impl<S: Handler> Connection<S> {
+    /// The handler's view of this connection, built from its split-borrowed fields.
     fn conn<'a>(
         stream: &'a Stream,
         out: &'a mut Output,
         flags: &'a mut Flags,
-        id: ConnId,
-        pool: &'a mut BufPool,
-        shared: &'a Shared,
-        counters: &'a Counters,
+        (id, protocol): (ConnId, Protocol),
+        (pool, shared, counters): (&'a mut BufPool, &'a Shared, &'a Counters),
     ) -> Conn<'a> {
-        Conn { stream, out, flags, pool, counters, shared, id }
+        Conn { stream, out, flags, pool, counters, shared, id, protocol }
     }
 
     fn can_read(&self, limits: &Limits) -> bool {
@@ -485,8 +511,8 @@ impl<S: Handler> Connection<S> {
     fn run(&mut self, io: &mut Io<'_>, fd: RawFd, why: Wake) -> Option<CloseReason> {
         match why {
             Wake::Connected => {
-                let Connection { session, stream, id, flags, out, .. } = self;
-                let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
+                let Connection { session, stream, id, protocol, flags, out, .. } = self;
+                let mut conn = Self::conn(stream, out, flags, (*id, *protocol), (io.pool, io.shared, io.counters));
                 if guarded(io.counters, *id, "on_connect", || session.on_connect(&mut conn)).is_none() {
                     self.flags.set(Flags::PANICKED);
                 }
@@ -565,11 +591,11 @@ impl<S: Handler> Connection<S> {
     /// Calls on_data on `input` until it is consumed, the handler stops consuming, or the
     /// connection is closing; returns how much was consumed.
     fn deliver(&mut self, io: &mut Io<'_>, input: &[u8]) -> usize {
-        let Connection { session, stream, id, flags, out, .. } = self;
+        let Connection { session, stream, id, protocol, flags, out, .. } = self;
         let mut consumed = 0;
         while consumed < input.len() && !flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
             let rest = &input[consumed..];
-            let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
+            let mut conn = Self::conn(stream, out, flags, (*id, *protocol), (io.pool, io.shared, io.counters));
             match guarded(io.counters, *id, "on_data", || session.on_data(&mut conn, rest)) {
                 Some(0) => break,
                 Some(n) => consumed += n.min(rest.len()),
@@ -626,8 +652,8 @@ impl<S: Handler> Connection<S> {
         let asked = self.out.pending() == 0 && self.flags.has(Flags::WANT_WRITE);
         if (drained || asked) && !self.flags.has(Flags::CLOSE) {
             self.flags.clear(Flags::WANT_WRITE);
-            let Connection { session, stream, id, flags, out, .. } = self;
-            let mut conn = Self::conn(stream, out, flags, *id, io.pool, io.shared, io.counters);
+            let Connection { session, stream, id, protocol, flags, out, .. } = self;
+            let mut conn = Self::conn(stream, out, flags, (*id, *protocol), (io.pool, io.shared, io.counters));
             if guarded(io.counters, *id, "on_write", || session.on_write(&mut conn)).is_none() {
                 self.flags.set(Flags::PANICKED);
                 return Some(CloseReason::HandlerPanicked);

@@ -1,11 +1,16 @@
-//! HTTP/1.1 protocol pieces as plain functions over buffers (hyper's proto split): request
-//! heads parsed by httparse, body framing with the request-smuggling checks, chunked decoding,
-//! and the cached `Date` header. The event loop and the DSL drive them; these functions never
-//! see a socket, so they are tested (and fuzzable) on bytes alone.
+//! HTTP/1.1: request heads parsed by httparse with the request-smuggling checks, chunked
+//! decoding, the cached `Date` header, and the per-connection driver that answers pipelined
+//! requests in order. The protocol pieces are plain functions over buffers (hyper's proto
+//! split), tested on bytes alone; the event loop and the DSL drive them.
 
 pub(crate) mod chunked;
 pub(crate) mod date;
+mod message;
 pub(crate) mod proto;
+pub(crate) mod session;
+
+pub use message::{Request, Response};
+pub use proto::{DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
 
 /// Why a request is refused; each maps to the status the client gets before the connection
 /// closes.

@@ -1,0 +1,290 @@
+//! What an `#[on_request]` handler sees: the [`Request`] (borrowed from the input buffer) and the
+//! [`Response`] it fills (buffers reused per worker thread).
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use super::proto::Head;
+
+/// A complete HTTP/1.x request, borrowed from the connection's input: no copies.
+#[derive(Debug)]
+pub struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    minor_version: u8,
+    headers: &'a [httparse::Header<'a>],
+    body: &'a [u8],
+    peer: Option<SocketAddr>,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(
+        head: &Head<'a>,
+        headers: &'a [httparse::Header<'a>],
+        body: &'a [u8],
+        peer: Option<SocketAddr>,
+    ) -> Request<'a> {
+        let (path, query) = match head.target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (head.target, None),
+        };
+        Request { method: head.method, path, query, minor_version: head.minor_version, headers, body, peer }
+    }
+
+    /// `GET`, `POST`, ... as sent (methods are case-sensitive).
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+    /// The target without its query: `/users/7` for `/users/7?full=1`.
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+    /// The query after `?`, if any, undecoded.
+    pub fn query(&self) -> Option<&'a str> {
+        self.query
+    }
+    /// `"HTTP/1.1"` or `"HTTP/1.0"`.
+    pub fn version(&self) -> &'static str {
+        if self.minor_version == 1 { "HTTP/1.1" } else { "HTTP/1.0" }
+    }
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers_named(name).next()
+    }
+    /// The first header named `name` as text, if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&'a str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+    /// Every header named `name`, in order (repeated headers are kept).
+    pub fn headers_named<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+    /// All headers, in order, as (name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        self.headers.iter().map(|h| (h.name, h.value))
+    }
+    /// The complete body (Content-Length, or chunked and already decoded).
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+    /// The client's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+}
+
+/// The response an `#[on_request]` handler fills. `Content-Length` and `Date` are added by smoke;
+/// the status defaults to 200 with an empty body.
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    /// Set by `text`/`html`/`json`; an explicit Content-Type header takes precedence.
+    content_type: Option<&'static str>,
+    explicit_content_type: bool,
+    headers: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Default for Response {
+    fn default() -> Response {
+        Response {
+            status: 200,
+            content_type: None,
+            explicit_content_type: false,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+}
+
+impl Response {
+    pub(crate) fn reset(&mut self) {
+        self.status = 200;
+        self.content_type = None;
+        self.explicit_content_type = false;
+        self.headers.clear();
+        self.body.clear();
+    }
+
+    /// Sets the status code (100..=999; anything else is sent as 500).
+    pub fn status(&mut self, status: u16) -> &mut Response {
+        self.status = status;
+        self
+    }
+
+    /// The status code set so far.
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
+
+    /// Adds a header (an explicit `Content-Type` wins over the one `text`/`html`/`json` set).
+    /// A name that is not a token, or a value with CR, LF or NUL (which could
+    /// inject headers), is dropped with a logged warning. `Content-Length` is always computed by
+    /// smoke and ignored here.
+    pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Response {
+        let value = value.as_ref();
+        let valid_name = !name.is_empty() && name.bytes().all(is_token_byte);
+        let valid_value = !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
+        if !valid_name || !valid_value {
+            log::warn!("dropped response header {name:?}: invalid name or value");
+            return self;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            return self;
+        }
+        self.explicit_content_type |= name.eq_ignore_ascii_case("content-type");
+        self.headers.extend_from_slice(name.as_bytes());
+        self.headers.extend_from_slice(b": ");
+        self.headers.extend_from_slice(value);
+        self.headers.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Replaces the body.
+    pub fn body(&mut self, body: impl AsRef<[u8]>) -> &mut Response {
+        self.body.clear();
+        self.body.extend_from_slice(body.as_ref());
+        self
+    }
+
+    /// The body buffer, to write into (`write!(res.body_mut(), ...)`).
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// A `text/plain; charset=utf-8` body.
+    pub fn text(&mut self, text: &str) -> &mut Response {
+        self.content_type = Some("text/plain; charset=utf-8");
+        self.body(text)
+    }
+
+    /// A `text/html; charset=utf-8` body.
+    pub fn html(&mut self, html: &str) -> &mut Response {
+        self.content_type = Some("text/html; charset=utf-8");
+        self.body(html)
+    }
+
+    /// An `application/json` body from already-serialised bytes.
+    pub fn json(&mut self, json: impl AsRef<[u8]>) -> &mut Response {
+        self.content_type = Some("application/json");
+        self.body(json)
+    }
+
+    /// Appends the serialised response to `out`: status line, Date, Content-Length (unless the
+    /// status forbids a body), Content-Type, the user's headers, Connection: close when closing,
+    /// and the body unless `head_only`.
+    pub(crate) fn write_to(&self, out: &mut impl Write, date: &[u8], head_only: bool, closing: bool) {
+        let status = if (100..=999).contains(&self.status) { self.status } else { 500 };
+        let bodiless = status < 200 || status == 204 || status == 304;
+        let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
+        let _ = out.write_all(date);
+        if !bodiless {
+            let _ = write!(out, "\r\nContent-Length: {}", self.body.len());
+        }
+        if let Some(content_type) = self.content_type.filter(|_| !self.explicit_content_type) {
+            let _ = write!(out, "\r\nContent-Type: {content_type}");
+        }
+        let _ = out.write_all(b"\r\n");
+        let _ = out.write_all(&self.headers);
+        if closing {
+            let _ = out.write_all(b"Connection: close\r\n");
+        }
+        let _ = out.write_all(b"\r\n");
+        if !head_only && !bodiless {
+            let _ = out.write_all(&self.body);
+        }
+    }
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The standard reason phrase, or an empty one (allowed by RFC 9112) for others.
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serialise(res: &Response, head_only: bool, closing: bool) -> String {
+        let mut out = Vec::new();
+        res.write_to(&mut out, b"Thu, 01 Jan 1970 00:00:00 GMT", head_only, closing);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn responses_carry_length_date_type_and_headers() {
+        let mut res = Response::default();
+        res.text("Hello, World!").header("X-Id", "7");
+        assert_eq!(
+            serialise(&res, false, false),
+            "HTTP/1.1 200 OK\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 13\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nX-Id: 7\r\n\r\nHello, World!"
+        );
+        assert!(serialise(&res, true, true).ends_with("X-Id: 7\r\nConnection: close\r\n\r\n"), "HEAD: no body");
+        res.reset();
+        res.status(204).body("ignored");
+        assert_eq!(
+            serialise(&res, false, false),
+            "HTTP/1.1 204 No Content\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn header_injection_and_manual_lengths_are_dropped() {
+        let mut res = Response::default();
+        res.header("X-Evil", "a\r\nSet-Cookie: x=1").header("Bad Name", "v").header("Content-Length", "99");
+        res.header("Content-Type", "image/png").json("{}");
+        let text = serialise(&res, false, false);
+        assert!(!text.contains("Set-Cookie") && !text.contains("Bad Name") && !text.contains("99"), "{text}");
+        assert_eq!(text.matches("Content-Type").count(), 1, "{text}");
+        assert!(text.contains("Content-Type: image/png\r\n"), "{text}");
+        res.reset();
+        res.status(42);
+        assert!(serialise(&res, false, false).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+    }
+}

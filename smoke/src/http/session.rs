@@ -1,0 +1,122 @@
+//! Drives one HTTP/1.x connection: every complete request in the input is parsed, answered in
+//! order, and its response appended to the connection's output (pipelined responses leave in
+//! the runtime's one send); a partial request at the end waits for more bytes.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+use super::chunked::{self, Decoded};
+use super::date::DateCache;
+use super::message::{Request, Response, reason_phrase};
+use super::proto::{self, Framing};
+use super::{Limits, Rejection};
+use crate::conn::Conn;
+use crate::stats::bump;
+
+/// Header slots parsed per request (the stack array httparse fills); `max_headers` above this
+/// is clamped to it.
+pub(crate) const MAX_HEADER_SLOTS: usize = 128;
+
+thread_local! {
+    /// Per worker thread: the response being built (its buffers are reused, so answering
+    /// allocates nothing in steady state) and the cached Date.
+    static SCRATCH: RefCell<(Response, DateCache)> = RefCell::new((Response::default(), DateCache::default()));
+}
+
+/// Per-connection HTTP state. Holds heap memory only while a chunked body is being decoded.
+#[derive(Debug, Default)]
+pub(crate) struct HttpState {
+    peer: Option<SocketAddr>,
+    decoded_body: Vec<u8>,
+    continue_sent: bool,
+}
+
+/// Answers the complete requests at the front of `input`; returns the bytes consumed.
+pub(crate) fn serve_requests(
+    state: &mut HttpState,
+    conn: &mut Conn<'_>,
+    input: &[u8],
+    limits: &Limits,
+    mut handle: impl FnMut(&Request<'_>, &mut Response),
+) -> usize {
+    let mut consumed = 0;
+    while consumed < input.len() && !conn.is_closing() {
+        let buf = &input[consumed..];
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
+        let head = match proto::parse_head(buf, &mut headers, limits) {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(rejection) => return reject(conn, rejection, input.len()),
+        };
+        let (body, used): (&[u8], usize) = match head.framing {
+            Framing::Empty => (&[], head.len),
+            Framing::Length(length) if buf.len() - head.len >= length => {
+                (&buf[head.len..head.len + length], head.len + length)
+            }
+            Framing::Length(_) => {
+                send_continue(state, conn, head.expect_continue);
+                break;
+            }
+            Framing::Chunked => {
+                match chunked::decode(
+                    &buf[head.len..],
+                    &mut state.decoded_body,
+                    limits.max_body,
+                    limits.max_header_bytes,
+                ) {
+                    Ok(Decoded::Complete { consumed }) => (&state.decoded_body[..], head.len + consumed),
+                    Ok(Decoded::Partial) => {
+                        send_continue(state, conn, head.expect_continue);
+                        break;
+                    }
+                    Err(rejection) => return reject(conn, rejection, input.len()),
+                }
+            }
+        };
+        state.continue_sent = false;
+        if state.peer.is_none() {
+            state.peer = conn.peer_addr().ok();
+        }
+        let request = Request::new(&head, &headers[..head.header_count], body, state.peer);
+        let head_only = head.method == "HEAD";
+        SCRATCH.with_borrow_mut(|(response, date)| {
+            response.reset();
+            handle(&request, response);
+            response.write_to(conn, date.get(), head_only, !head.keep_alive);
+        });
+        consumed += used;
+        if head.framing == Framing::Chunked {
+            // An idle connection holds no buffer: the decoded body goes with its request.
+            state.decoded_body = Vec::new();
+        }
+        if !head.keep_alive {
+            conn.close();
+        }
+    }
+    consumed
+}
+
+/// `Expect: 100-continue` gets its interim response once, when the body has not arrived yet.
+fn send_continue(state: &mut HttpState, conn: &mut Conn<'_>, expected: bool) {
+    if expected && !state.continue_sent {
+        conn.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        state.continue_sent = true;
+    }
+}
+
+/// Answers a refused request with its status and closes: nothing after it can be trusted to be
+/// framed correctly.
+fn reject(conn: &mut Conn<'_>, rejection: Rejection, input_len: usize) -> usize {
+    let status = rejection.status();
+    if let Rejection::BadRequest(why) = rejection {
+        log::debug!("{}: 400 Bad Request: {why}", conn.id());
+    }
+    bump(&conn.counters.rejected, 1);
+    SCRATCH.with_borrow_mut(|(_, date)| {
+        let _ = std::io::Write::write_fmt(conn, format_args!("HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status)));
+        conn.write(date.get());
+        conn.write(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    });
+    conn.close();
+    input_len
+}
