@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemImpl, Type};
 
-use crate::model::{Form, GENERATED_METHODS, ListenValue, Model, Param, Returns, Setting};
+use crate::model::{Form, GENERATED_METHODS, ListenValue, Model, Param, Returns, RouteModel, RouteSegment, Setting};
 use crate::parse::{self, Errors};
 
 pub(crate) fn server(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -111,35 +111,48 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
             }
         },
     };
-    let forwards = model.handlers.iter().filter(|h| h.form == Form::Method).map(|handler| {
-        let name = format_ident!("{}", handler.spec.name);
-        let method = &handler.method;
-        // Arguments carry the user's span too, so a type mismatch is reported on their method.
-        let args: Vec<_> =
-            handler.spec.params.iter().map(|p| proc_macro2::Ident::new(p.ident(), method.span())).collect();
-        let params = handler.spec.params.iter().zip(&args).map(|(param, arg)| {
-            let ty = match param {
-                Param::Conn => quote!(&mut ::smoke::Conn<'_>),
-                Param::Bytes => quote!(&[u8]),
-                Param::CloseReason => quote!(::smoke::CloseReason),
-                Param::Request => quote!(&::smoke::http::Request<'_>),
-                Param::Response => quote!(&mut ::smoke::http::Response),
+    let routing = (!model.routes.is_empty()).then(|| routing(model));
+    let forwards = model
+        .handlers
+        .iter()
+        .filter(|h| h.form == Form::Method)
+        // With routes, on_request is the routing function and the user's becomes its fallback.
+        .filter(|h| routing.is_none() || h.spec.name != "on_request")
+        .map(|handler| {
+            let name = format_ident!("{}", handler.spec.name);
+            let method = &handler.method;
+            // Arguments carry the user's span too, so a type mismatch is reported on their method.
+            let args: Vec<_> = handler
+                .spec
+                .params
+                .iter()
+                .map(|p| proc_macro2::Ident::new(&format!("__smoke_{}", p.ident()), method.span()))
+                .collect();
+            let params = handler.spec.params.iter().zip(&args).map(|(param, arg)| {
+                let ty = match param {
+                    Param::Conn => quote!(&mut ::smoke::Conn<'_>),
+                    Param::Bytes => quote!(&[u8]),
+                    Param::CloseReason => quote!(::smoke::CloseReason),
+                    Param::Request => quote!(&::smoke::http::Request<'_>),
+                    Param::Response => quote!(&mut ::smoke::http::Response),
+                };
+                quote!(#arg: #ty)
+            });
+            let returns = match handler.spec.returns {
+                Returns::Nothing => quote!(),
+                Returns::Usize => quote!(-> usize),
             };
-            quote!(#arg: #ty)
-        });
-        let returns = match handler.spec.returns {
-            Returns::Nothing => quote!(),
-            Returns::Usize => quote!(-> usize),
-        };
-        // The call carries the user's span: a type error lands on their method.
-        let call = quote_spanned!(method.span()=> Self::#method(self, #(#args),*));
-        quote! {
-            #[inline]
-            fn #name(&mut self, #(#params),*) #returns {
-                #call
+            // The call carries the user's span: a type error lands on their method.
+            let call = quote_spanned!(method.span()=> Self::#method(self, #(#args),*));
+            let cfgs = &handler.cfgs;
+            quote! {
+                #(#cfgs)*
+                #[inline]
+                fn #name(&mut self, #(#params),*) #returns {
+                    #call
+                }
             }
-        }
-    });
+        });
     quote! {
         impl ::smoke::Server for #self_ty {
             fn config() -> ::smoke::Config {
@@ -147,6 +160,54 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
             }
             #new_session
             #(#forwards)*
+            #routing
+        }
+    }
+}
+
+/// `on_request` that matches the route table (most specific first) and calls the route's
+/// method; the user's `#[on_request]`, if any, answers paths no route has.
+fn routing(model: &Model) -> TokenStream {
+    let mut routes: Vec<&RouteModel> = model.routes.iter().collect();
+    routes.sort_by_key(|r| r.specificity());
+    let table = routes.iter().map(|route| {
+        let method = &route.method;
+        let segments = route.segments.iter().map(|segment| match segment {
+            RouteSegment::Static(text) => quote!(::smoke::http::Segment::Static(#text)),
+            RouteSegment::Param(name) => quote!(::smoke::http::Segment::Param(#name)),
+        });
+        quote!(::smoke::http::Route { method: #method, segments: &[#(#segments),*] })
+    });
+    let arms = routes.iter().enumerate().map(|(index, route)| {
+        let handler = &route.handler;
+        let call = quote_spanned!(handler.span()=> Self::#handler(self, __smoke_req, __smoke_res));
+        quote!(#index => #call,)
+    });
+    let not_found = match model.handlers.iter().find(|h| h.spec.name == "on_request") {
+        Some(fallback) => {
+            let method = &fallback.method;
+            quote_spanned!(method.span()=> Self::#method(self, __smoke_req, __smoke_res))
+        }
+        None => quote!({
+            __smoke_res.status(404);
+        }),
+    };
+    quote! {
+        fn on_request(&mut self, __smoke_req: &::smoke::http::Request<'_>, __smoke_res: &mut ::smoke::http::Response) {
+            const ROUTES: &[::smoke::http::Route] = &[#(#table),*];
+            match ::smoke::http::dispatch(__smoke_req, ROUTES) {
+                ::smoke::http::Dispatch::Found(__smoke_index, __smoke_params) => {
+                    let __smoke_req = &__smoke_req.with_params(__smoke_params);
+                    match __smoke_index {
+                        #(#arms)*
+                        _ => ::core::unreachable!("route index out of the table"),
+                    }
+                }
+                ::smoke::http::Dispatch::MethodNotAllowed(__smoke_allow) => {
+                    __smoke_res.status(405).header("Allow", __smoke_allow);
+                }
+                ::smoke::http::Dispatch::NotFound => #not_found,
+            }
         }
     }
 }
@@ -169,13 +230,14 @@ fn config_expr(model: &Model) -> TokenStream {
             let octets = ip.octets();
             quote!(.bind(::std::net::IpAddr::V6(::std::net::Ipv6Addr::from([#(#octets),*]))))
         }
+        // Unsuffixed literals: rustc checks they fit the setter's usize on this target.
         Setting::Threads(count) => {
-            let count = *count as usize;
+            let count = proc_macro2::Literal::u64_unsuffixed(*count);
             quote!(.threads(#count))
         }
         Setting::Count { setter, value } => {
             let setter = format_ident!("{}", setter);
-            let value = *value as usize;
+            let value = proc_macro2::Literal::u64_unsuffixed(*value);
             quote!(.#setter(#value))
         }
         Setting::Millis { setter, value } => {

@@ -28,4 +28,4 @@ macro_rules! helper_attributes {
     )*};
 }
 
-helper_attributes!(on_connect, on_data, on_write, on_close, on_request);
+helper_attributes!(on_connect, on_data, on_write, on_close, on_request, get, post, put, delete, route);

@@ -108,6 +108,8 @@ pub(crate) struct HandlerSpec {
     pub(crate) returns: Returns,
     /// Also accepted without `self`, returning `Self`: the session constructor.
     pub(crate) may_construct: bool,
+    /// Routes, when there are any, stand in for this required handler (`on_request`).
+    pub(crate) routes_suffice: bool,
 }
 
 impl HandlerSpec {
@@ -129,6 +131,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn],
         returns: Returns::Nothing,
         may_construct: true,
+        routes_suffice: false,
     },
     HandlerSpec {
         name: "on_data",
@@ -137,6 +140,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn, Param::Bytes],
         returns: Returns::Usize,
         may_construct: false,
+        routes_suffice: false,
     },
     HandlerSpec {
         name: "on_write",
@@ -145,6 +149,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn],
         returns: Returns::Nothing,
         may_construct: false,
+        routes_suffice: false,
     },
     HandlerSpec {
         name: "on_close",
@@ -153,6 +158,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn, Param::CloseReason],
         returns: Returns::Nothing,
         may_construct: false,
+        routes_suffice: false,
     },
     HandlerSpec {
         name: "on_request",
@@ -161,8 +167,63 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Request, Param::Response],
         returns: Returns::Nothing,
         may_construct: false,
+        routes_suffice: true,
     },
 ];
+
+/// The signature every route handler shares (that of `on_request`).
+pub(crate) const ROUTE_HANDLER: HandlerSpec = HandlerSpec {
+    name: "route",
+    protocol: Some(Protocol::Http),
+    required: false,
+    params: &[Param::Request, Param::Response],
+    returns: Returns::Nothing,
+    may_construct: false,
+    routes_suffice: false,
+};
+
+/// Route attributes and the method each fixes (`route` names its method itself). Their
+/// handlers have `on_request`'s signature.
+pub(crate) const ROUTE_ATTRIBUTES: &[(&str, Option<&str>)] =
+    &[("get", Some("GET")), ("post", Some("POST")), ("put", Some("PUT")), ("delete", Some("DELETE")), ("route", None)];
+
+/// Route parameters per pattern; must match `smoke::http::MAX_PARAMS`.
+pub(crate) const MAX_ROUTE_PARAMS: usize = 8;
+
+/// A route pattern segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RouteSegment {
+    Static(String),
+    Param(String),
+}
+
+/// `#[get("/users/:id")] fn user(...)`, checked.
+pub(crate) struct RouteModel {
+    pub(crate) method: String,
+    pub(crate) pattern: String,
+    pub(crate) segments: Vec<RouteSegment>,
+    pub(crate) handler: syn::Ident,
+}
+
+impl RouteModel {
+    /// Static segments sort before parameters, position by position: `/users/me` is tried
+    /// before `/users/:id`.
+    pub(crate) fn specificity(&self) -> Vec<u8> {
+        self.segments.iter().map(|s| u8::from(matches!(s, RouteSegment::Param(_)))).collect()
+    }
+
+    /// Two routes conflict when a request could match both equally: same method, and the same
+    /// segments with parameters (whatever their names) in the same places.
+    pub(crate) fn conflicts_with(&self, other: &RouteModel) -> bool {
+        self.method == other.method
+            && self.segments.len() == other.segments.len()
+            && self.segments.iter().zip(&other.segments).all(|pair| match pair {
+                (RouteSegment::Static(a), RouteSegment::Static(b)) => a == b,
+                (RouteSegment::Param(_), RouteSegment::Param(_)) => true,
+                _ => false,
+            })
+    }
+}
 
 /// Methods the macro generates on the session type; a user method may not take these names.
 pub(crate) const GENERATED_METHODS: &[&str] = &["config", "serve", "spawn"];
@@ -221,15 +282,24 @@ pub(crate) struct BoundHandler {
     pub(crate) spec: &'static HandlerSpec,
     pub(crate) method: syn::Ident,
     pub(crate) form: Form,
+    /// The method's `#[cfg(..)]`s, repeated on its forwarding method so both come and go together.
+    pub(crate) cfgs: Vec<syn::Attribute>,
 }
 
 /// Everything the attribute and the impl block said, checked.
 #[derive(Default)]
 pub(crate) struct Model {
+    /// The attribute itself had errors: what it declares is unknown, so checks that depend on
+    /// it (missing listener, missing handler, handler without its protocol) would only add noise.
+    pub(crate) attribute_failed: bool,
     pub(crate) declared: Vec<Protocol>,
     pub(crate) listeners: Vec<Listener>,
     pub(crate) settings: Vec<Setting>,
     pub(crate) handlers: Vec<BoundHandler>,
+    pub(crate) routes: Vec<RouteModel>,
+    /// A route attribute was written, well-formed or not (so a typo in one is not also reported
+    /// as a missing `on_request`).
+    pub(crate) saw_route: bool,
     /// Every handler attribute seen with its method, well-formed or not (so one mistake in a
     /// signature is not also reported as a missing handler).
     pub(crate) seen: Vec<(&'static str, syn::Ident)>,

@@ -44,7 +44,7 @@ pub use conn::{CloseReason, Conn, ConnId};
 pub use dsl::Server;
 pub use handler::Handler;
 pub use server::{ServerHandle, serve, spawn};
-pub use smoke_macros::{on_close, on_connect, on_data, on_request, on_write};
+pub use smoke_macros::{delete, get, on_close, on_connect, on_data, on_request, on_write, post, put, route};
 
 /// Turns an inherent impl block into a multi-threaded server.
 ///
@@ -88,29 +88,43 @@ pub use smoke_macros::{on_close, on_connect, on_data, on_request, on_write};
 ///
 /// | key | value | default | meaning |
 /// |---|---|---|---|
-/// | `tcp` | port, `"host:port"`, or an array of them | — | raw TCP listener(s); at least one listener is required |
+/// | `tcp` | port, `"host:port"`, or an array of them | — | raw TCP listener(s) |
+/// | `http` | port, `"host:port"`, or an array of them | — | HTTP/1.1 listener(s) |
 /// | `bind` | IP address string | `"0.0.0.0"` | address for bare ports; `"::"` listens on IPv6 (and IPv4 unless `bindv6only`) |
 /// | `threads` | number ≥ 1 or `"auto"` | `"auto"` | worker threads, each with its own epoll and `SO_REUSEPORT` socket |
 /// | `fd_cache` | number | 65536 | fds below it index a flat array, others a hash map |
 /// | `max_connections` | number ≥ 1 | unlimited | open connections across workers; above it accepting pauses |
-/// | `idle_timeout_ms` | number ≥ 1 | none | close connections with no I/O for this long ([`CloseReason::Timeout`]) |
+/// | `idle_timeout_ms` | number ≥ 1 | none | close connections with no I/O for this long ([`CloseReason::Timeout`]); keep-alive HTTP connections included |
 /// | `max_write_buffer` | number ≥ 1 | 1 MiB | buffered output above which reading from that connection pauses |
+/// | `max_header_bytes` | number ≥ 64 | 8 KiB | HTTP: a larger header block gets 431 and a close |
+/// | `max_headers` | 1..=128 | 64 | HTTP: more headers get 431 and a close |
+/// | `max_body` | number | 1 MiB | HTTP: a larger body (declared or chunked) gets 413 and a close |
 ///
-/// Two listeners may not share a port; every key may be given once. Mistakes are compile
-/// errors pointing at the offending token, all reported at once.
+/// At least one listener is required. Listeners of one server may not share a port (checked here
+/// for what is visible, and again when binding); every key may be given once. Mistakes are
+/// compile errors pointing at the offending token, all reported at once.
 ///
 /// # Handlers
 ///
-/// Mark methods with `#[on_connect]`, `#[on_data]`, `#[on_write]`, `#[on_close]` (or their
-/// `#[smoke::on_*]` paths; the prelude brings the short names). A `tcp` server needs `on_data`.
+/// Mark methods with the attributes below (bare, as the prelude brings them, or as
+/// `#[smoke::on_data]`). A `tcp` server needs `#[on_data]`; an `http` server needs
+/// `#[on_request]` or at least one route.
 ///
 /// | attribute | signature | called |
 /// |---|---|---|
-/// | `#[on_connect]` | `fn(&mut self, conn: &mut Conn)` | after a connection is accepted and its session built |
+/// | `#[on_connect]` | `fn(&mut self, conn: &mut Conn)` | after a connection (any listener) is accepted and its session built |
 /// | `#[on_connect]` | `fn(conn: &mut Conn) -> Self` | *instead of* `Default`: builds the session |
-/// | `#[on_data]` | `fn(&mut self, conn: &mut Conn, input: &[u8]) -> usize` | with all unconsumed input; returns bytes consumed ([`Handler::on_data`]) |
-/// | `#[on_write]` | `fn(&mut self, conn: &mut Conn)` | when queued output has drained ([`Handler::on_write`]) |
-/// | `#[on_close]` | `fn(&mut self, conn: &mut Conn, why: CloseReason)` | once, when the connection ends |
+/// | `#[on_data]` | `fn(&mut self, conn: &mut Conn, input: &[u8]) -> usize` | TCP: with all unconsumed input; returns bytes consumed ([`Handler::on_data`]) |
+/// | `#[on_write]` | `fn(&mut self, conn: &mut Conn)` | TCP: when queued output has drained ([`Handler::on_write`]) |
+/// | `#[on_close]` | `fn(&mut self, conn: &mut Conn, why: CloseReason)` | once, when a connection (any listener) ends |
+/// | `#[on_request]` | `fn(&mut self, req: &Request, res: &mut Response)` | HTTP: each request; with routes, the requests no route's path matches |
+/// | `#[get("/users/:id")]`, `#[post(..)]`, `#[put(..)]`, `#[delete(..)]`, `#[route(PATCH, "..")]` | as `on_request` | HTTP: requests for that method and path; `req.param("id")` reads `:id` |
+///
+/// Routes match exact segments; `:name` matches one non-empty segment. A static segment wins
+/// over a parameter in the same place (`/users/me` before `/users/:id`); two routes a request
+/// could match equally are a compile error. A `GET` route also answers `HEAD` (without the
+/// body). A path with routes for other methods only gets 405 with `Allow`; a path with no route
+/// goes to `#[on_request]`, or gets 404.
 ///
 /// **Building the session:** with `Default`, unless an `#[on_connect]` takes no `self` and
 /// returns `Self` — then that constructor builds it (and there is no separate connect call).
@@ -131,7 +145,7 @@ pub use table::SessionTable;
 pub mod prelude {
     pub use crate::http::{Request, Response};
     pub use crate::{CloseReason, Config, Conn, ConnId, Handler, Server, ServerHandle, Stats};
-    pub use crate::{on_close, on_connect, on_data, on_request, on_write};
+    pub use crate::{delete, get, on_close, on_connect, on_data, on_request, on_write, post, put, route};
 }
 
 /// The README's code samples, compiled as doctests so they cannot drift from the API.

@@ -161,6 +161,24 @@ where
         let wanted = listen
             .resolve(config.bind)
             .map_err(|e| io::Error::new(e.kind(), format!("listen {listen} ({}): {e}", protocol.name())))?;
+        // Probes close before the real sockets bind, so listeners of this server that overlap
+        // would not see each other: check here, or SO_REUSEPORT would quietly split the port
+        // between them.
+        let overlapping = addrs.iter().find(|(_, taken): &&(Protocol, SocketAddr)| {
+            taken.port() == wanted.port()
+                && wanted.port() != 0
+                && (taken.ip() == wanted.ip() || taken.ip().is_unspecified() || wanted.ip().is_unspecified())
+        });
+        if let Some((other, taken)) = overlapping {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "bind {wanted} ({}): overlaps this server's {} listener on {taken}",
+                    protocol.name(),
+                    other.name()
+                ),
+            ));
+        }
         let bound = Listener::probe_exclusive(wanted).map_err(|e| bind_error(wanted, *protocol, e))?;
         addrs.push((*protocol, bound));
     }

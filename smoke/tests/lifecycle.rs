@@ -201,3 +201,14 @@ fn panics_in_on_write_and_in_drop_are_contained() {
     assert_eq!(*closes.lock().unwrap(), [CloseReason::Closed]);
     assert_eq!(server.stats().closed, 2);
 }
+
+#[test]
+fn two_listeners_of_one_server_on_the_same_address_are_refused() {
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = Config::new().threads(1).tcp(free).http(format!("0.0.0.0:{}", free.port()));
+    let err = smoke::spawn(config, |_: &mut Conn| common::Echo { observed: Default::default() }).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("bind 0.0.0.0:{} (http): overlaps this server's tcp listener on {free}", free.port())
+    );
+}

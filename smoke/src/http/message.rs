@@ -5,9 +5,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use super::proto::Head;
+use super::route::Params;
 
 /// A complete HTTP/1.x request, borrowed from the connection's input: no copies.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     method: &'a str,
     path: &'a str,
@@ -16,6 +17,7 @@ pub struct Request<'a> {
     headers: &'a [httparse::Header<'a>],
     body: &'a [u8],
     peer: Option<SocketAddr>,
+    params: Params<'a>,
 }
 
 impl<'a> Request<'a> {
@@ -29,7 +31,18 @@ impl<'a> Request<'a> {
             Some((path, query)) => (path, Some(query)),
             None => (head.target, None),
         };
-        Request { method: head.method, path, query, minor_version: head.minor_version, headers, body, peer }
+        let params = Params::default();
+        Request { method: head.method, path, query, minor_version: head.minor_version, headers, body, peer, params }
+    }
+
+    /// This request with the parameters of the route it matched (used by generated routing).
+    pub fn with_params(&self, params: Params<'a>) -> Request<'a> {
+        Request { params, ..*self }
+    }
+
+    /// The value of the matched route's `:name` segment (`req.param("id")` for `/users/:id`).
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.params.get(name)
     }
 
     /// `GET`, `POST`, ... as sent (methods are case-sensitive).

@@ -7,10 +7,12 @@ pub(crate) mod chunked;
 pub(crate) mod date;
 mod message;
 pub(crate) mod proto;
+mod route;
 pub(crate) mod session;
 
 pub use message::{Request, Response};
 pub use proto::{DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
+pub use route::{Dispatch, MAX_PARAMS, Params, Route, Segment, dispatch};
 
 /// Why a request is refused; each maps to the status the client gets before the connection
 /// closes.
