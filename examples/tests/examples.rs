@@ -13,8 +13,14 @@ struct Running {
 
 impl Running {
     fn start(binary: &str, name: &str) -> Running {
+        Running::start_with(binary, name, "SMOKE_TCP")
+    }
+
+    /// Starts the example with its listener of `variable` (SMOKE_TCP, SMOKE_HTTP) moved to a
+    /// free loopback port.
+    fn start_with(binary: &str, name: &str, variable: &str) -> Running {
         let mut child = Command::new(binary)
-            .env("SMOKE_TCP", "127.0.0.1:0")
+            .env(variable, "127.0.0.1:0")
             .env("SMOKE_THREADS", "2")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,18 +111,69 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// The numbers in "opened(a): closed(b): current(c) errd(d)".
+fn counters(page: &str) -> [u64; 4] {
+    let line = page.lines().find(|l| l.starts_with("connections:")).unwrap_or_else(|| panic!("{page}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse().unwrap())
+        .collect();
+    numbers.try_into().unwrap_or_else(|_| panic!("{line}"))
+}
+
 #[test]
-fn stats_reports_connection_counters_to_curl() {
-    let server = Running::start(env!("CARGO_BIN_EXE_stats"), "StatsPage");
+fn stats_serves_the_connection_counters_page_to_curl() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_stats"), "StatsPage", "SMOKE_HTTP");
     let url = format!("http://{}/", server.addr);
     let first = curl(&[&url]);
     assert!(first.contains("<h1 style='color:red'>smoke test page!!!</h1>"), "{first}");
-    // The page is written while its own connection is open: opened 1, closed 0, current 1.
-    assert!(first.contains("connections: opened(1): closed(0): current(1) errd(0)"), "{first}");
-    let second = curl(&[&url]);
-    assert!(second.contains("connections: opened(2): closed(1): current(1) errd(0)"), "{second}");
+    // The page is written while its own connection is open.
+    assert_eq!(counters(&first), [1, 0, 1, 0], "{first}");
+    assert!(first.contains("requests on this connection: 1"), "{first}");
+    // Two URLs on one keep-alive connection: the session counts both.
+    let both = curl(&[&url, &url]);
+    assert!(both.contains("requests on this connection: 2"), "{both}");
+    let [opened, closed, current, errored] = counters(both.rsplit("<!doctype").next().unwrap());
+    assert_eq!((opened, errored), (2, 0));
+    assert_eq!(current, opened - closed);
     let missing = curl(&["--write-out", "%{http_code}", "--output", "/dev/null", &format!("{url}missing")]);
     assert_eq!(missing, "404");
     let (status, log) = server.terminate();
     assert!(status.success(), "exit {status:?}, log: {log}");
+}
+
+#[test]
+fn plaintext_and_json_answer_like_the_benchmark_expects() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_plaintext"), "Bench", "SMOKE_HTTP");
+    let base = format!("http://{}", server.addr);
+    let headers = curl(&["--include", &format!("{base}/plaintext")]);
+    assert!(headers.starts_with("HTTP/1.1 200 OK\r\n"), "{headers}");
+    assert!(headers.contains("Server: smoke\r\n") && headers.contains("Date: "), "{headers}");
+    assert!(headers.ends_with("\r\n\r\nHello, World!"), "{headers}");
+    assert_eq!(curl(&[&format!("{base}/json")]), r#"{"message":"Hello, World!"}"#);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn routes_example_stores_notes_and_explains_404_and_405() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_routes"), "Notes", "SMOKE_HTTP");
+    let base = format!("http://{}", server.addr);
+    let code = |args: &[&str]| {
+        let mut all = vec!["--write-out", "%{http_code}", "--output", "/dev/null"];
+        all.extend_from_slice(args);
+        curl(&all)
+    };
+    assert_eq!(code(&["-X", "POST", "--data", "buy milk", &format!("{base}/notes/1")]), "201");
+    assert_eq!(curl(&[&format!("{base}/notes/1")]), "buy milk");
+    assert_eq!(curl(&[&format!("{base}/notes")]), "1: buy milk");
+    assert_eq!(code(&[&format!("{base}/notes/2")]), "404");
+    assert_eq!(code(&[&format!("{base}/elsewhere")]), "404");
+    let not_allowed = curl(&["--include", "-X", "PUT", &format!("{base}/notes")]);
+    assert!(not_allowed.starts_with("HTTP/1.1 405"), "{not_allowed}");
+    assert!(not_allowed.contains("Allow: GET, HEAD\r\n"), "{not_allowed}");
+    assert_eq!(code(&["-X", "DELETE", &format!("{base}/notes/1")]), "204");
+    let (status, _) = server.terminate();
+    assert!(status.success());
 }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use super::proto::Head;
 use super::route::Params;
+use crate::server::Shared;
+use crate::stats::Stats;
 
 /// A complete HTTP/1.x request, borrowed from the connection's input: no copies.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +20,7 @@ pub struct Request<'a> {
     body: &'a [u8],
     peer: Option<SocketAddr>,
     params: Params<'a>,
+    shared: &'a Shared,
 }
 
 impl<'a> Request<'a> {
@@ -26,13 +29,24 @@ impl<'a> Request<'a> {
         headers: &'a [httparse::Header<'a>],
         body: &'a [u8],
         peer: Option<SocketAddr>,
+        shared: &'a Shared,
     ) -> Request<'a> {
         let (path, query) = match head.target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (head.target, None),
         };
         let params = Params::default();
-        Request { method: head.method, path, query, minor_version: head.minor_version, headers, body, peer, params }
+        Request {
+            method: head.method,
+            path,
+            query,
+            minor_version: head.minor_version,
+            headers,
+            body,
+            peer,
+            params,
+            shared,
+        }
     }
 
     /// This request with the parameters of the route it matched (used by generated routing).
@@ -87,6 +101,10 @@ impl<'a> Request<'a> {
     /// The client's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+    /// The counters of all workers, summed (as [`Conn::server_stats`](crate::Conn::server_stats)).
+    pub fn server_stats(&self) -> Stats {
+        self.shared.stats()
     }
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn serve_requests(
         if state.peer.is_none() {
             state.peer = conn.peer_addr().ok();
         }
-        let request = Request::new(&head, &headers[..head.header_count], body, state.peer);
+        let request = Request::new(&head, &headers[..head.header_count], body, state.peer, conn.shared);
         let head_only = head.method == "HEAD";
         SCRATCH.with_borrow_mut(|(response, date)| {
             response.reset();
