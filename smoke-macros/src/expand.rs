@@ -240,9 +240,14 @@ fn config_expr(model: &Model) -> TokenStream {
             let value = proc_macro2::Literal::u64_unsuffixed(*value);
             quote!(.#setter(#value))
         }
-        Setting::Millis { setter, value } => {
+        Setting::Millis { setter, value, optional } => {
             let setter = format_ident!("{}", setter);
-            quote!(.#setter(::core::option::Option::Some(::std::time::Duration::from_millis(#value))))
+            let duration = quote!(::std::time::Duration::from_millis(#value));
+            if *optional {
+                quote!(.#setter(::core::option::Option::Some(#duration)))
+            } else {
+                quote!(.#setter(#duration))
+            }
         }
     });
     quote!(::smoke::Config::new() #(#listeners)* #(#settings)*)

@@ -30,8 +30,9 @@ pub(crate) enum KeyKind {
     Threads,
     /// A number, passed to the `Config` setter of the same name; `min` is the smallest allowed.
     Count { min: u64 },
-    /// Milliseconds >= 1, passed as a `Duration` to the named `Config` setter.
-    Millis { setter: &'static str },
+    /// Milliseconds >= 1, passed as a `Duration` (in `Some` when `optional`) to the named
+    /// `Config` setter.
+    Millis { setter: &'static str, optional: bool },
 }
 
 pub(crate) struct KeySpec {
@@ -46,11 +47,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "threads", kind: KeyKind::Threads },
     KeySpec { name: "fd_cache", kind: KeyKind::Count { min: 0 } },
     KeySpec { name: "max_connections", kind: KeyKind::Count { min: 1 } },
-    KeySpec { name: "idle_timeout_ms", kind: KeyKind::Millis { setter: "idle_timeout" } },
+    KeySpec { name: "idle_timeout_ms", kind: KeyKind::Millis { setter: "idle_timeout", optional: true } },
     KeySpec { name: "max_write_buffer", kind: KeyKind::Count { min: 1 } },
     KeySpec { name: "max_header_bytes", kind: KeyKind::Count { min: 64 } },
     KeySpec { name: "max_headers", kind: KeyKind::Count { min: 1 } },
     KeySpec { name: "max_body", kind: KeyKind::Count { min: 0 } },
+    KeySpec { name: "header_timeout_ms", kind: KeyKind::Millis { setter: "header_timeout", optional: false } },
 ];
 
 /// One argument of a handler, after the receiver.
@@ -268,7 +270,7 @@ pub(crate) enum Setting {
     Bind(std::net::IpAddr),
     Threads(u64),
     Count { setter: &'static str, value: u64 },
-    Millis { setter: &'static str, value: u64 },
+    Millis { setter: &'static str, value: u64, optional: bool },
 }
 
 /// How a handler method is called.

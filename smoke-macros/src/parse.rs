@@ -115,8 +115,8 @@ fn attribute_entries(args: TokenStream, model: &mut Model, errors: &mut Errors) 
                 Ok(_) => errors.at(value, format!("`{name}` must be at least {min}")),
                 Err(e) => errors.push(e),
             },
-            KeyKind::Millis { setter } => match integer(value, &name) {
-                Ok(ms) if ms >= 1 => model.settings.push(Setting::Millis { setter, value: ms }),
+            KeyKind::Millis { setter, optional } => match integer(value, &name) {
+                Ok(ms) if ms >= 1 => model.settings.push(Setting::Millis { setter, value: ms, optional }),
                 Ok(_) => errors.at(value, format!("`{name}` must be at least 1; leave it out for no timeout")),
                 Err(e) => errors.push(e),
             },

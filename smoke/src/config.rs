@@ -215,6 +215,13 @@ impl Config {
         self
     }
 
+    /// HTTP: how long a started request may take to complete its header block before it gets
+    /// 408 and a close (slowloris protection). Default 10 s.
+    pub fn header_timeout(mut self, timeout: Duration) -> Config {
+        self.http_limits.header_timeout = timeout;
+        self
+    }
+
     /// HTTP: body size above which a request gets 413. Default 1 MiB.
     pub fn max_body(mut self, bytes: usize) -> Config {
         self.http_limits.max_body = bytes;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::buf::{BufPool, Output};
 use crate::config::Protocol;
@@ -99,6 +100,22 @@ impl fmt::Display for ConnId {
     }
 }
 
+/// A connection's timer: the deadline it is armed for (worker milliseconds), and what the handler
+/// asked during its last call (applied by the worker when the call returns).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Timer {
+    pub(crate) deadline: Option<u64>,
+    pub(crate) request: TimerRequest,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum TimerRequest {
+    #[default]
+    Unchanged,
+    Set(Duration),
+    Cancel,
+}
+
 /// Per-connection state bits, kept in one small word next to the connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Flags(pub(crate) u16);
@@ -158,6 +175,7 @@ pub struct Conn<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) id: ConnId,
     pub(crate) protocol: Protocol,
+    pub(crate) timer: &'a mut Timer,
 }
 
 impl fmt::Debug for Conn<'_> {
@@ -224,6 +242,18 @@ impl Conn<'_> {
     /// The local address the connection arrived on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
+    }
+
+    /// Arms this connection's timer: [`Handler::on_timer`](crate::Handler::on_timer) runs once,
+    /// `after` from now (with the worker's millisecond resolution), unless set again or
+    /// cancelled first. Setting it again replaces the deadline.
+    pub fn set_timer(&mut self, after: Duration) {
+        self.timer.request = TimerRequest::Set(after);
+    }
+
+    /// Disarms the timer, if armed.
+    pub fn cancel_timer(&mut self) {
+        self.timer.request = TimerRequest::Cancel;
     }
 
     /// The protocol of the listener that accepted this connection.

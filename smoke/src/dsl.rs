@@ -8,7 +8,7 @@ use std::io;
 use crate::config::{Config, Protocol};
 use crate::conn::{CloseReason, Conn};
 use crate::handler::Handler;
-use crate::http::session::{HttpState, serve_requests};
+use crate::http::session::{HttpState, header_timeout, serve_requests};
 use crate::http::{Request, Response};
 use crate::server::{ServerHandle, spawn};
 
@@ -43,6 +43,11 @@ pub trait Server: Sized + 'static {
     /// See [`Handler::on_close`].
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         let _ = (conn, reason);
+    }
+
+    /// See [`Handler::on_timer`] (TCP connections; HTTP uses its timer for `header_timeout`).
+    fn on_timer(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
     }
 
     /// Answers one HTTP request (on an `http` listener). The default answers 404.
@@ -96,6 +101,13 @@ impl<T: Server> Handler for Session<T> {
     fn on_write(&mut self, conn: &mut Conn<'_>) {
         if conn.protocol() == Protocol::Tcp {
             self.inner.on_write(conn);
+        }
+    }
+    #[inline]
+    fn on_timer(&mut self, conn: &mut Conn<'_>) {
+        match conn.protocol() {
+            Protocol::Tcp => self.inner.on_timer(conn),
+            Protocol::Http => header_timeout(&mut self.http, conn),
         }
     }
     #[inline]

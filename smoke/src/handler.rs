@@ -47,6 +47,11 @@ pub trait Handler: 'static {
         let _ = conn;
     }
 
+    /// The timer armed with [`Conn::set_timer`] expired.
+    fn on_timer(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
     /// The connection ended; writes made here are discarded.
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         let _ = (conn, reason);

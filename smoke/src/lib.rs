@@ -99,6 +99,7 @@ pub use smoke_macros::{delete, get, on_close, on_connect, on_data, on_request, o
 /// | `max_header_bytes` | number ≥ 64 | 8 KiB | HTTP: a larger header block gets 431 and a close |
 /// | `max_headers` | 1..=128 | 64 | HTTP: more headers get 431 and a close |
 /// | `max_body` | number | 1 MiB | HTTP: a larger body (declared or chunked) gets 413 and a close |
+/// | `header_timeout_ms` | number ≥ 1 | 10000 | HTTP: a header block not complete this long after it started gets 408 and a close |
 ///
 /// At least one listener is required. Listeners of one server may not share a port (checked here
 /// for what is visible, and again when binding); every key may be given once. Mistakes are

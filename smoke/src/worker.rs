@@ -1,5 +1,7 @@
 //! One worker thread's event loop: its epoll instance, its listeners, its sessions.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::buf::{BufPool, Output, POOL_BUFFER_SIZE};
 use crate::config::{Config, Protocol};
-use crate::conn::{CloseReason, Conn, ConnId, Flags};
+use crate::conn::{CloseReason, Conn, ConnId, Flags, Timer, TimerRequest};
 use crate::handler::Handler;
 use crate::server::Shared;
 use crate::stats::{Counters, bump};
@@ -88,6 +90,7 @@ struct Connection<S> {
     /// Unconsumed input; unallocated while there is none.
     input: Vec<u8>,
     out: Output,
+    timer: Timer,
 }
 
 /// What woke a connection up.
@@ -97,6 +100,7 @@ enum Wake {
     Readable { stops_short: bool },
     Writable,
     Retry,
+    Timer,
 }
 
 /// The worker's pieces a connection borrows while it runs, split from the session table.
@@ -108,7 +112,14 @@ struct Io<'a> {
     counters: &'a Counters,
     limits: &'a Limits,
     retry: &'a mut Vec<u64>,
+    timers: &'a mut TimerQueue,
+    now_ms: u64,
 }
+
+/// Armed connection timers as (deadline in worker milliseconds, token), earliest first. A timer
+/// set again or cancelled leaves its old entry behind; it is skipped when it surfaces, because
+/// the connection's own deadline no longer matches (or its generation changed).
+type TimerQueue = BinaryHeap<Reverse<(u64, u64)>>;
 
 pub(crate) struct Worker<S, F> {
     index: usize,
@@ -125,7 +136,11 @@ pub(crate) struct Worker<S, F> {
     retry: Vec<u64>,
     sequence: u64,
     started: Instant,
+    /// Milliseconds since the worker started: `now_ms` for timers (never wraps), `now` for the
+    /// compact per-connection activity stamps (wraps after 49 days; compared with wrapping_sub).
+    now_ms: u64,
     now: u32,
+    timers: TimerQueue,
     accept_paused_until: Option<u32>,
     accept_full: bool,
     accept_failing: bool,
@@ -165,7 +180,9 @@ where
             retry: Vec::new(),
             sequence: 0,
             started: Instant::now(),
+            now_ms: 0,
             now: 0,
+            timers: BinaryHeap::new(),
             accept_paused_until: None,
             accept_full: false,
             accept_failing: false,
@@ -179,13 +196,13 @@ where
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         let mut retrying = Vec::new();
         loop {
-            self.now = self.started.elapsed().as_millis() as u32;
+            self.tick();
             let timeout = self.next_timeout();
             if let Err(e) = self.epoll.wait(&mut events, timeout) {
                 log::error!("worker {}: epoll_wait failed, stopping: {e}", self.index);
                 break;
             }
-            self.now = self.started.elapsed().as_millis() as u32;
+            self.tick();
             for i in 0..events.len() {
                 let event = events.get(i);
                 if event.token & SPECIAL_TOKEN != 0 {
@@ -220,14 +237,21 @@ where
         self.close_all(CloseReason::Shutdown);
     }
 
+    fn tick(&mut self) {
+        self.now_ms = self.started.elapsed().as_millis() as u64;
+        self.now = self.now_ms as u32;
+    }
+
     fn next_timeout(&self) -> Option<Duration> {
         if !self.retry.is_empty() {
             return Some(Duration::ZERO);
         }
+        let timer = self.timers.peek().map(|Reverse((at, _))| Duration::from_millis(at.saturating_sub(self.now_ms)));
         [self.accept_paused_until, self.next_idle_sweep, self.drain_deadline]
             .into_iter()
             .flatten()
             .map(|at| Duration::from_millis((at.wrapping_sub(self.now) as i32).max(0) as u64))
+            .chain(timer)
             .min()
     }
 
@@ -303,6 +327,7 @@ where
         let counters = &self.shared.workers[self.index].counters;
         let mut out = Output::default();
         let mut flags = Flags::default();
+        let mut timer = Timer::default();
         let session = {
             let mut conn = Conn {
                 stream: &stream,
@@ -313,6 +338,7 @@ where
                 shared: &self.shared,
                 id,
                 protocol,
+                timer: &mut timer,
             };
             guarded(counters, id, "new session", || (self.new_session)(&mut conn))
         };
@@ -334,6 +360,7 @@ where
             last_active: self.now,
             input: Vec::new(),
             out,
+            timer,
         };
         if self.table.insert(fd, connection).is_some() {
             log::error!("worker {}: fd {fd} was still in the session table; dropped the stale entry", self.index);
@@ -359,6 +386,8 @@ where
             counters: &self.shared.workers[self.index].counters,
             limits: &self.limits,
             retry: &mut self.retry,
+            timers: &mut self.timers,
+            now_ms: self.now_ms,
         };
         connection.last_active = self.now;
         if let Some(reason) = connection.run(&mut io, fd, why) {
@@ -378,7 +407,7 @@ where
         {
             log::debug!("SO_LINGER on fd {fd}: {e}");
         }
-        let Connection { session, stream, id, protocol, flags, out, input, .. } = &mut connection;
+        let Connection { session, stream, id, protocol, flags, out, input, timer, .. } = &mut connection;
         if !flags.has(Flags::PANICKED) {
             let mut conn = Conn {
                 stream,
@@ -389,6 +418,7 @@ where
                 shared: &self.shared,
                 id: *id,
                 protocol: *protocol,
+                timer,
             };
             guarded(counters, *id, "on_close", || session.on_close(&mut conn, reason));
         }
@@ -414,6 +444,20 @@ where
     }
 
     fn run_timers(&mut self) {
+        while let Some(&Reverse((at, token))) = self.timers.peek() {
+            if at > self.now_ms {
+                break;
+            }
+            self.timers.pop();
+            let fd = (token & 0xffff_ffff) as u32 as RawFd;
+            let current = self.table.get_mut(fd).filter(|c| c.generation == (token >> 32) as u32);
+            if let Some(connection) = current
+                && connection.timer.deadline == Some(at)
+            {
+                connection.timer.deadline = None;
+                self.wake(token, Wake::Timer);
+            }
+        }
         if let Some(at) = self.accept_paused_until
             && self.now.wrapping_sub(at) as i32 >= 0
         {
@@ -493,12 +537,11 @@ impl<S: Handler> Connection<S> {
     /// The handler's view of this connection, built from its split-borrowed fields.
     fn conn<'a>(
         stream: &'a Stream,
-        out: &'a mut Output,
-        flags: &'a mut Flags,
+        (out, flags, timer): (&'a mut Output, &'a mut Flags, &'a mut Timer),
         (id, protocol): (ConnId, Protocol),
         (pool, shared, counters): (&'a mut BufPool, &'a Shared, &'a Counters),
     ) -> Conn<'a> {
-        Conn { stream, out, flags, pool, counters, shared, id, protocol }
+        Conn { stream, out, flags, pool, counters, shared, id, protocol, timer }
     }
 
     fn can_read(&self, limits: &Limits) -> bool {
@@ -511,8 +554,9 @@ impl<S: Handler> Connection<S> {
     fn run(&mut self, io: &mut Io<'_>, fd: RawFd, why: Wake) -> Option<CloseReason> {
         match why {
             Wake::Connected => {
-                let Connection { session, stream, id, protocol, flags, out, .. } = self;
-                let mut conn = Self::conn(stream, out, flags, (*id, *protocol), (io.pool, io.shared, io.counters));
+                let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
+                let mut conn =
+                    Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
                 if guarded(io.counters, *id, "on_connect", || session.on_connect(&mut conn)).is_none() {
                     self.flags.set(Flags::PANICKED);
                 }
@@ -525,6 +569,14 @@ impl<S: Handler> Connection<S> {
             }
             Wake::Writable => {}
             Wake::Retry => self.flags.clear(Flags::QUEUED),
+            Wake::Timer => {
+                let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
+                let mut conn =
+                    Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
+                if guarded(io.counters, *id, "on_timer", || session.on_timer(&mut conn)).is_none() {
+                    self.flags.set(Flags::PANICKED);
+                }
+            }
         }
         if self.flags.has(Flags::READ_READY)
             && self.can_read(io.limits)
@@ -591,11 +643,11 @@ impl<S: Handler> Connection<S> {
     /// Calls on_data on `input` until it is consumed, the handler stops consuming, or the
     /// connection is closing; returns how much was consumed.
     fn deliver(&mut self, io: &mut Io<'_>, input: &[u8]) -> usize {
-        let Connection { session, stream, id, protocol, flags, out, .. } = self;
+        let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
         let mut consumed = 0;
         while consumed < input.len() && !flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
             let rest = &input[consumed..];
-            let mut conn = Self::conn(stream, out, flags, (*id, *protocol), (io.pool, io.shared, io.counters));
+            let mut conn = Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
             match guarded(io.counters, *id, "on_data", || session.on_data(&mut conn, rest)) {
                 Some(0) => break,
                 Some(n) => consumed += n.min(rest.len()),
@@ -629,6 +681,15 @@ impl<S: Handler> Connection<S> {
     /// Sends pending output once, (dis)arms EPOLLOUT, tells the handler when a backlog has
     /// drained, and applies close/shutdown requests.
     fn settle(&mut self, io: &mut Io<'_>, fd: RawFd) -> Option<CloseReason> {
+        match std::mem::take(&mut self.timer.request) {
+            TimerRequest::Unchanged => {}
+            TimerRequest::Cancel => self.timer.deadline = None,
+            TimerRequest::Set(after) => {
+                let at = io.now_ms.saturating_add(after.as_millis().min(u64::MAX as u128) as u64);
+                self.timer.deadline = Some(at);
+                io.timers.push(Reverse((at, connection_token(fd, self.generation))));
+            }
+        }
         if self.flags.has(Flags::PANICKED) {
             return Some(CloseReason::HandlerPanicked);
         }
@@ -652,8 +713,8 @@ impl<S: Handler> Connection<S> {
         let asked = self.out.pending() == 0 && self.flags.has(Flags::WANT_WRITE);
         if (drained || asked) && !self.flags.has(Flags::CLOSE) {
             self.flags.clear(Flags::WANT_WRITE);
-            let Connection { session, stream, id, protocol, flags, out, .. } = self;
-            let mut conn = Self::conn(stream, out, flags, (*id, *protocol), (io.pool, io.shared, io.counters));
+            let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
+            let mut conn = Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
             if guarded(io.counters, *id, "on_write", || session.on_write(&mut conn)).is_none() {
                 self.flags.set(Flags::PANICKED);
                 return Some(CloseReason::HandlerPanicked);

@@ -259,3 +259,51 @@ fn a_short_wrk_run_has_no_errors_and_only_2xx() {
         .unwrap_or(0);
     assert!(requests > 0, "{report}");
 }
+
+#[derive(Default)]
+struct Patient;
+
+#[smoke::server(http = 8080, threads = 1, header_timeout_ms = 200, idle_timeout_ms = 300)]
+impl Patient {
+    #[on_request]
+    fn request(&mut self, _req: &Request, res: &mut Response) {
+        res.text("ok");
+    }
+}
+
+fn start_patient() -> (smoke::ServerHandle, SocketAddr) {
+    let config = Patient::config().apply_overrides(|n| (n == "SMOKE_HTTP").then(|| "127.0.0.1:0".into())).unwrap();
+    let server = Patient::spawn(config).unwrap();
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+#[test]
+fn a_header_block_that_never_completes_gets_408_and_a_close() {
+    let (server, addr) = start_patient();
+    let (mut stream, mut reader) = raw(addr);
+    // Slowloris: a request line and one header, then a byte now and then, never the blank line.
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(b"X").unwrap();
+    }
+    let reply = read_reply(&mut reader, false).expect("a 408 response");
+    assert_eq!((reply.status, reply.header("Connection")), (408, Some("close")));
+    assert!(closed(&mut reader));
+    assert_eq!(server.stats().rejected, 1);
+}
+
+#[test]
+fn idle_keep_alive_connections_close_and_completed_heads_cancel_the_header_timer() {
+    let (server, addr) = start_patient();
+    let (mut stream, mut reader) = raw(addr);
+    // A head split in two parts, completed well within the header timeout: answered, no 408.
+    stream.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    stream.write_all(b"\r\n").unwrap();
+    assert_eq!(read_reply(&mut reader, false).unwrap().body, b"ok");
+    // Then idle: the keep-alive connection is closed by idle_timeout, quietly (no 408).
+    assert!(closed(&mut reader));
+    assert_eq!(server.stats().rejected, 0);
+}

@@ -187,3 +187,52 @@ fn input_a_handler_never_consumes_is_bounded() {
     assert!(closed);
     assert!(eventually(Duration::from_secs(5), || server.stats().errors == 1));
 }
+
+/// Arms a timer on connect; when it fires, writes "tick" and closes.
+struct Alarm;
+
+impl Handler for Alarm {
+    fn on_connect(&mut self, conn: &mut Conn) {
+        conn.set_timer(Duration::from_millis(50));
+    }
+    fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+        if input == b"snooze" {
+            conn.set_timer(Duration::from_millis(100));
+        } else if input == b"off" {
+            conn.cancel_timer();
+            conn.write(b"cancelled");
+        }
+        input.len()
+    }
+    fn on_timer(&mut self, conn: &mut Conn) {
+        conn.write(b"tick");
+        conn.close();
+    }
+}
+
+#[test]
+fn connection_timers_fire_once_and_can_be_reset_or_cancelled() {
+    let server = smoke::spawn(Config::new().threads(1).tcp("127.0.0.1:0"), |_: &mut Conn| Alarm).unwrap();
+    let mut fired = connect(server.local_addr());
+    let mut all = Vec::new();
+    fired.read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"tick");
+
+    let mut snoozed = connect(server.local_addr());
+    snoozed.write_all(b"snooze").unwrap();
+    let mut all = Vec::new();
+    snoozed.read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"tick", "resetting replaces the deadline; the old entry never fires twice");
+
+    let mut cancelled = connect(server.local_addr());
+    cancelled.write_all(b"off").unwrap();
+    let mut reply = [0u8; 9];
+    cancelled.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"cancelled");
+    std::thread::sleep(Duration::from_millis(150));
+    // Still open: nothing more arrives, and the server still answers.
+    cancelled.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = [0u8; 8];
+    assert!(cancelled.read(&mut buf).is_err(), "no tick after cancel");
+    assert_eq!(server.stats().closed, 2);
+}

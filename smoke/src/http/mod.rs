@@ -11,7 +11,7 @@ mod route;
 pub(crate) mod session;
 
 pub use message::{Request, Response};
-pub use proto::{DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
+pub use proto::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
 pub use route::{Dispatch, MAX_PARAMS, Params, Route, Segment, dispatch};
 
 /// Why a request is refused; each maps to the status the client gets before the connection
@@ -27,6 +27,8 @@ pub enum Rejection {
     PayloadTooLarge,
     /// 505: an HTTP version other than 1.0 or 1.1.
     VersionNotSupported,
+    /// 408: a request's header block did not complete within `header_timeout`.
+    HeaderTimeout,
 }
 
 impl Rejection {
@@ -37,6 +39,7 @@ impl Rejection {
             Rejection::HeaderTooLarge => 431,
             Rejection::PayloadTooLarge => 413,
             Rejection::VersionNotSupported => 505,
+            Rejection::HeaderTimeout => 408,
         }
     }
 }

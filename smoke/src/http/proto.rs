@@ -1,6 +1,8 @@
 //! Request heads: parsing (httparse), limits, keep-alive, and body framing with the checks that
 //! stop request smuggling.
 
+use std::time::Duration;
+
 use super::Rejection;
 
 /// Header block size above which a request gets 431.
@@ -9,6 +11,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 << 10;
 pub const DEFAULT_MAX_HEADERS: usize = 64;
 /// Body size above which a request gets 413.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// How long a started request may take to send its complete header block before it gets 408
+/// (slowloris protection). Ten seconds is generous for any real client on any real network.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Request size limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +24,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// See [`DEFAULT_MAX_BODY`].
     pub max_body: usize,
+    /// See [`DEFAULT_HEADER_TIMEOUT`].
+    pub header_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -27,6 +34,7 @@ impl Default for Limits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             max_body: DEFAULT_MAX_BODY,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         }
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct HttpState {
     peer: Option<SocketAddr>,
     decoded_body: Vec<u8>,
     continue_sent: bool,
+    /// The connection's timer is running for a header block that has started to arrive.
+    header_timer: bool,
 }
 
 /// Answers the complete requests at the front of `input`; returns the bytes consumed.
@@ -45,9 +47,21 @@ pub(crate) fn serve_requests(
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
         let head = match proto::parse_head(buf, &mut headers, limits) {
             Ok(Some(head)) => head,
-            Ok(None) => break,
+            Ok(None) => {
+                // Part of a header block: it has `header_timeout` to complete, counted from
+                // when it started (not reset by each trickled byte).
+                if !state.header_timer {
+                    conn.set_timer(limits.header_timeout);
+                    state.header_timer = true;
+                }
+                break;
+            }
             Err(rejection) => return reject(conn, rejection, input.len()),
         };
+        if state.header_timer {
+            conn.cancel_timer();
+            state.header_timer = false;
+        }
         let (body, used): (&[u8], usize) = match head.framing {
             Framing::Empty => (&[], head.len),
             Framing::Length(length) if buf.len() - head.len >= length => {
@@ -94,6 +108,14 @@ pub(crate) fn serve_requests(
         }
     }
     consumed
+}
+
+/// The connection's timer fired: a header block that started `header_timeout` ago is still not
+/// complete, so it gets 408 and the connection closes.
+pub(crate) fn header_timeout(state: &mut HttpState, conn: &mut Conn<'_>) {
+    if std::mem::take(&mut state.header_timer) {
+        reject(conn, Rejection::HeaderTimeout, 0);
+    }
 }
 
 /// `Expect: 100-continue` gets its interim response once, when the body has not arrived yet.

@@ -11,6 +11,7 @@ struct Api;
     max_header_bytes = 4096,
     max_headers = 32,
     max_body = 65536,
+    header_timeout_ms = 2500,
     idle_timeout_ms = 5000,
 )]
 impl Api {
@@ -56,4 +57,6 @@ fn main() {
     assert_eq!(config.http_limits.max_header_bytes, 4096);
     assert_eq!(config.http_limits.max_headers, 32);
     assert_eq!(config.http_limits.max_body, 65536);
+    assert_eq!(config.http_limits.header_timeout, std::time::Duration::from_millis(2500));
+    assert_eq!(config.idle_timeout, Some(std::time::Duration::from_secs(5)));
 }
