@@ -263,7 +263,9 @@ fn a_short_wrk_run_has_no_errors_and_only_2xx() {
 #[derive(Default)]
 struct Patient;
 
-#[smoke::server(http = 8080, threads = 1, header_timeout_ms = 200, idle_timeout_ms = 300)]
+// Timeouts short enough for a test, long enough that a loaded machine's scheduling delays
+// between a client's writes stay well inside them.
+#[smoke::server(http = 8080, threads = 1, header_timeout_ms = 1000, idle_timeout_ms = 1500)]
 impl Patient {
     #[on_request]
     fn request(&mut self, _req: &Request, res: &mut Response) {
