@@ -32,6 +32,17 @@ pub(crate) struct WorkerShared {
 }
 
 impl Shared {
+    /// A server-less `Shared` for unit tests of code that borrows one.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Shared {
+        Shared {
+            stopping: AtomicBool::new(false),
+            workers: Box::new([]),
+            http_limits: crate::http::Limits::default(),
+            exited: EventFd::new().expect("eventfd"),
+        }
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         Stats::sum(self.workers.iter().map(|w| &w.counters))
     }

@@ -1,0 +1,101 @@
+//! The HTTP/1.1 upgrade to WebSocket (RFC 6455 §4.2), checked on smoke's parsed request.
+
+use crate::http::{Request, Response};
+
+/// Why an upgrade request is refused: the status and, for a version mismatch, the header
+/// telling the client which version to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// 400 with the reason.
+    BadRequest(&'static str),
+    /// 426 with `Sec-WebSocket-Version: 13`.
+    UpgradeRequired,
+}
+
+impl Refusal {
+    pub(crate) fn write(self, res: &mut Response) {
+        match self {
+            Refusal::BadRequest(why) => {
+                res.status(400).text(why);
+            }
+            Refusal::UpgradeRequired => {
+                res.status(426).header("Sec-WebSocket-Version", "13").text("WebSocket version 13 required");
+            }
+        }
+    }
+}
+
+/// True when `value` (a comma-separated header) contains `token`, case-insensitively.
+fn has_token(value: &[u8], token: &str) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Checks an upgrade request and returns the `Sec-WebSocket-Accept` value for its key.
+pub(crate) fn accept(req: &Request<'_>) -> Result<String, Refusal> {
+    if req.method() != "GET" {
+        return Err(Refusal::BadRequest("a WebSocket upgrade must be a GET"));
+    }
+    if req.version() != "HTTP/1.1" {
+        return Err(Refusal::BadRequest("a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if !req.headers_named("upgrade").any(|v| has_token(v, "websocket")) {
+        return Err(Refusal::BadRequest("missing `Upgrade: websocket`"));
+    }
+    if !req.headers_named("connection").any(|v| has_token(v, "upgrade")) {
+        return Err(Refusal::BadRequest("missing `Connection: upgrade`"));
+    }
+    if req.header("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
+        return Err(Refusal::UpgradeRequired);
+    }
+    let key = req.header("sec-websocket-key").map(<[u8]>::trim_ascii).unwrap_or_default();
+    // The key is 16 random bytes in base64: 24 characters ending in "==".
+    let well_formed = key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/');
+    if !well_formed {
+        return Err(Refusal::BadRequest("missing or malformed Sec-WebSocket-Key"));
+    }
+    Ok(tungstenite::handshake::derive_accept_key(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::proto::parse_head;
+    use crate::server::Shared;
+
+    fn check(raw: &[u8]) -> Result<String, Refusal> {
+        let shared = Shared::for_tests();
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let head = parse_head(raw, &mut headers, &Default::default()).unwrap().unwrap();
+        let req = Request::new(&head, &headers[..head.header_count], &[], None, &shared);
+        accept(&req)
+    }
+
+    const GOOD: &[u8] = b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn the_rfc_example_key_gets_the_rfc_accept_value() {
+        assert_eq!(check(GOOD).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn malformed_upgrades_are_refused_with_their_status() {
+        let text = std::str::from_utf8(GOOD).unwrap();
+        let cases = [
+            (text.replace("GET", "POST"), Refusal::BadRequest("a WebSocket upgrade must be a GET")),
+            (text.replace("HTTP/1.1", "HTTP/1.0"), Refusal::BadRequest("a WebSocket upgrade needs HTTP/1.1")),
+            (text.replace("Upgrade: websocket", "Upgrade: h2c"), Refusal::BadRequest("missing `Upgrade: websocket`")),
+            (text.replace("keep-alive, Upgrade", "keep-alive"), Refusal::BadRequest("missing `Connection: upgrade`")),
+            (text.replace("Version: 13", "Version: 8"), Refusal::UpgradeRequired),
+            (
+                text.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"),
+                Refusal::BadRequest("missing or malformed Sec-WebSocket-Key"),
+            ),
+        ];
+        for (request, refusal) in cases {
+            assert_eq!(check(request.as_bytes()), Err(refusal), "{request}");
+        }
+    }
+}
