@@ -1,6 +1,7 @@
 //! Request heads: parsing (httparse), limits, keep-alive, and body framing with the checks that
 //! stop request smuggling.
 
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use super::Rejection;
@@ -50,14 +51,13 @@ pub(crate) enum Framing {
     Chunked,
 }
 
-/// A parsed request head; the headers are in the slice given to [`parse_head`].
+/// A parsed request head (its headers are returned beside it by [`parse_head`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Head<'b> {
     pub(crate) method: &'b str,
     pub(crate) target: &'b str,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub(crate) minor_version: u8,
-    pub(crate) header_count: usize,
     /// Bytes of the head, through the blank line.
     pub(crate) len: usize,
     pub(crate) framing: Framing,
@@ -65,15 +65,17 @@ pub(crate) struct Head<'b> {
     pub(crate) expect_continue: bool,
 }
 
-/// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
-pub(crate) fn parse_head<'b>(
+/// Parses the request head at the start of `buf` into `slots` (left uninitialised: zeroing 128
+/// header slots per request would cost more than parsing a small request). `Ok(None)`:
+/// incomplete, read more.
+pub(crate) fn parse_head<'b, 'h>(
     buf: &'b [u8],
-    headers: &mut [httparse::Header<'b>],
+    slots: &'h mut [MaybeUninit<httparse::Header<'b>>],
     limits: &Limits,
-) -> Result<Option<Head<'b>>, Rejection> {
-    let slots = headers.len().min(limits.max_headers);
-    let mut request = httparse::Request::new(&mut headers[..slots]);
-    let len = match request.parse(buf) {
+) -> Result<Option<(Head<'b>, &'h [httparse::Header<'b>])>, Rejection> {
+    let usable = slots.len().min(limits.max_headers);
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(buf, &mut slots[..usable]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => {
             return Err(Rejection::HeaderTooLarge);
@@ -93,7 +95,7 @@ pub(crate) fn parse_head<'b>(
     let (Some(method), Some(target), Some(minor_version)) = (request.method, request.path, request.version) else {
         return Err(Rejection::BadRequest("incomplete request line"));
     };
-    let headers = &*request.headers;
+    let headers: &'h [httparse::Header<'b>] = std::mem::take::<&'h mut [httparse::Header<'b>]>(&mut request.headers);
 
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
@@ -148,16 +150,16 @@ pub(crate) fn parse_head<'b>(
         Some(0) | None => Framing::Empty,
         Some(length) => Framing::Length(length as usize),
     };
-    Ok(Some(Head {
+    let head = Head {
         method,
         target,
         minor_version,
-        header_count: headers.len(),
         len,
         framing,
         keep_alive: if minor_version == 1 { !close } else { keep_alive_token && !close },
         expect_continue: expect_continue && framing != Framing::Empty,
-    }))
+    };
+    Ok(Some((head, headers)))
 }
 
 /// The comma-separated list elements of a header value, trimmed, empty ones skipped.
@@ -185,9 +187,14 @@ mod tests {
     use super::*;
 
     fn parse(buf: &[u8]) -> Result<Option<Head<'_>>, Rejection> {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        // The head borrows only `buf`; copy it out so the header array can go.
-        parse_head(buf, &mut headers, &Limits::default())
+        let mut slots = [const { MaybeUninit::uninit() }; 64];
+        // The head borrows only `buf`, so it outlives the header slots.
+        parse_head(buf, &mut slots, &Limits::default()).map(|parsed| parsed.map(|(head, _)| head))
+    }
+
+    fn header_count(buf: &[u8]) -> usize {
+        let mut slots = [const { MaybeUninit::uninit() }; 64];
+        parse_head(buf, &mut slots, &Limits::default()).unwrap().unwrap().1.len()
     }
 
     fn head(buf: &[u8]) -> Head<'_> {
@@ -197,7 +204,8 @@ mod tests {
     #[test]
     fn parses_method_target_version_and_framing() {
         let h = head(b"GET /plaintext?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!((h.method, h.target, h.minor_version, h.header_count), ("GET", "/plaintext?x=1", 1, 1));
+        assert_eq!((h.method, h.target, h.minor_version), ("GET", "/plaintext?x=1", 1));
+        assert_eq!(header_count(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n"), 2);
         assert_eq!(h.framing, Framing::Empty);
         assert_eq!(h.len, 40);
         assert!(h.keep_alive);

@@ -3,6 +3,7 @@
 //! the runtime's one send); a partial request at the end waits for more bytes.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 use super::chunked::{self, Decoded};
@@ -44,9 +45,9 @@ pub(crate) fn serve_requests(
     let mut consumed = 0;
     while consumed < input.len() && !conn.is_closing() {
         let buf = &input[consumed..];
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
-        let head = match proto::parse_head(buf, &mut headers, limits) {
-            Ok(Some(head)) => head,
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADER_SLOTS];
+        let (head, headers) = match proto::parse_head(buf, &mut slots, limits) {
+            Ok(Some(parsed)) => parsed,
             Ok(None) => {
                 // Part of a header block: it has `header_timeout` to complete, counted from
                 // when it started (not reset by each trickled byte).
@@ -91,7 +92,7 @@ pub(crate) fn serve_requests(
         if state.peer.is_none() {
             state.peer = conn.peer_addr().ok();
         }
-        let request = Request::new(&head, &headers[..head.header_count], body, state.peer, conn.shared);
+        let request = Request::new(&head, headers, body, state.peer, conn.shared);
         let head_only = head.method == "HEAD";
         SCRATCH.with_borrow_mut(|(response, date)| {
             response.reset();

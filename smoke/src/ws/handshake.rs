@@ -66,9 +66,9 @@ mod tests {
 
     fn check(raw: &[u8]) -> Result<String, Refusal> {
         let shared = Shared::for_tests();
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let head = parse_head(raw, &mut headers, &Default::default()).unwrap().unwrap();
-        let req = Request::new(&head, &headers[..head.header_count], &[], None, &shared);
+        let mut slots = [const { std::mem::MaybeUninit::uninit() }; 32];
+        let (head, headers) = parse_head(raw, &mut slots, &Default::default()).unwrap().unwrap();
+        let req = Request::new(&head, headers, &[], None, &shared);
         accept(&req)
     }
 
