@@ -146,6 +146,9 @@ impl Flags {
     /// epoll reported a FIN, an error or urgent data: read until EAGAIN or the end, short reads
     /// notwithstanding.
     pub(crate) const READ_TO_EAGAIN: u16 = 1 << 11;
+    /// on_data left input while output was above the high-water mark: deliver it again once
+    /// the backlog drains.
+    pub(crate) const REDELIVER: u16 = 1 << 12;
 
     #[inline]
     pub(crate) fn has(self, bits: u16) -> bool {
@@ -204,6 +207,14 @@ impl Conn<'_> {
     #[inline]
     pub fn buffered(&self) -> usize {
         self.out.pending()
+    }
+
+    /// True when buffered output has reached `max_write_buffer`: reading from this connection
+    /// is paused, and a handler producing more per input (pipelined requests) should stop
+    /// consuming until the peer catches up; what it leaves is offered again then.
+    #[inline]
+    pub fn is_backpressured(&self) -> bool {
+        self.out.pending() >= self.shared.max_write_buffer
     }
 
     /// Closes the connection once pending output is flushed; no more input is delivered.

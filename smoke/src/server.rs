@@ -21,6 +21,7 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     pub(crate) workers: Box<[WorkerShared]>,
     pub(crate) http_limits: crate::http::Limits,
+    pub(crate) max_write_buffer: usize,
     /// Written by a worker whose loop ends, so a thread waiting in `wait_for_signal` notices.
     pub(crate) exited: EventFd,
 }
@@ -39,6 +40,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             workers: Box::new([]),
             http_limits: crate::http::Limits::default(),
+            max_write_buffer: crate::config::DEFAULT_MAX_WRITE_BUFFER,
             exited: EventFd::new().expect("eventfd"),
         }
     }
@@ -209,6 +211,7 @@ where
         stopping: AtomicBool::new(false),
         workers: workers.into(),
         http_limits: config.http_limits,
+        max_write_buffer: config.max_write_buffer.max(1),
         exited: EventFd::new()?,
     });
     let limits = Limits::from_config(&config, threads);

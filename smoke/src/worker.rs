@@ -59,7 +59,8 @@ impl Limits {
     pub(crate) fn from_config(config: &Config, threads: usize) -> Limits {
         // An HTTP request up to its limits must fit in the kept input, or the connection would
         // be cut before the protocol layer could answer 413/431.
-        let http_request = config.http_limits.max_body + config.http_limits.max_header_bytes + (64 << 10);
+        let http_request = crate::http::chunked::max_encoded_len(config.http_limits.max_body)
+            .saturating_add(config.http_limits.max_header_bytes);
         let serves_http = config.listeners.iter().any(|(p, _)| *p == Protocol::Http);
         let max_read_buffer =
             if serves_http { config.max_read_buffer.max(http_request) } else { config.max_read_buffer };
@@ -578,6 +579,12 @@ impl<S: Handler> Connection<S> {
                 }
             }
         }
+        if self.flags.has(Flags::REDELIVER) && self.can_read(io.limits) {
+            // The handler stopped at our own backlog with input in hand; the backlog has
+            // drained, so hand the kept input back before reading more.
+            self.flags.clear(Flags::REDELIVER);
+            self.feed_buffered(io);
+        }
         if self.flags.has(Flags::READ_READY)
             && self.can_read(io.limits)
             && let Some(reason) = self.read(io)
@@ -653,6 +660,12 @@ impl<S: Handler> Connection<S> {
                 Some(n) => consumed += n.min(rest.len()),
                 None => flags.set(Flags::PANICKED),
             }
+        }
+        if consumed < input.len() && out.pending() >= io.limits.max_write_buffer {
+            // It may have stopped for our backlog rather than for want of bytes (HTTP does, with
+            // pipelined requests left): offer the rest again once the backlog drains, since no
+            // new bytes may come to trigger it.
+            flags.set(Flags::REDELIVER);
         }
         consumed
     }
@@ -755,7 +768,7 @@ impl<S: Handler> Connection<S> {
         // More to read (budget spent, or reading resumed after backpressure), or on_write asked
         // for another call with nothing queued: no epoll edge will come for either, so run
         // again on the next loop turn.
-        let wants_read = self.flags.has(Flags::READ_READY) && self.can_read(io.limits);
+        let wants_read = self.flags.has(Flags::READ_READY | Flags::REDELIVER) && self.can_read(io.limits);
         let wants_write = self.flags.has(Flags::WANT_WRITE) && self.out.pending() == 0;
         if (wants_read || wants_write) && !self.flags.has(Flags::QUEUED) {
             self.flags.set(Flags::QUEUED);

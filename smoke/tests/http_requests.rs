@@ -309,3 +309,45 @@ fn idle_keep_alive_connections_close_and_completed_heads_cancel_the_header_timer
     assert!(closed(&mut reader));
     assert_eq!(server.stats().rejected, 0);
 }
+
+#[derive(Default)]
+struct Large;
+
+#[smoke::server(http = 8080, threads = 1, max_write_buffer = 262144)]
+impl Large {
+    #[get("/big/:n")]
+    fn big(&mut self, req: &Request, res: &mut Response) {
+        let n: usize = req.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+        res.body(vec![b'a' + (n % 26) as u8; 100_000]);
+    }
+}
+
+#[test]
+fn pipelined_requests_for_large_responses_wait_for_the_reader_and_all_arrive() {
+    let config = Large::config().apply_overrides(|n| (n == "SMOKE_HTTP").then(|| "127.0.0.1:0".into())).unwrap();
+    let server = Large::spawn(config).unwrap();
+    let (mut stream, mut reader) = raw(server.local_addr());
+    // 200 requests in one write ask for 20 MB; the server may queue only about its 256 KiB
+    // high-water mark at a time, and must pick the rest up as the reader drains it.
+    let batch: String = (0..200).map(|i| format!("GET /big/{i} HTTP/1.1\r\n\r\n")).collect();
+    stream.write_all(batch.as_bytes()).unwrap();
+    for i in 0..200 {
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let reply = read_reply(&mut reader, false).unwrap_or_else(|| panic!("response {i}"));
+        assert_eq!(reply.body.len(), 100_000);
+        assert!(reply.body.iter().all(|&b| b == b'a' + (i % 26) as u8), "response {i} out of order");
+    }
+}
+
+#[test]
+fn absolute_form_targets_and_http_1_0_keep_alive_are_understood() {
+    let (_server, addr) = start();
+    let (mut stream, mut reader) = raw(addr);
+    stream.write_all(b"GET http://example.test/query?abs HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut reader, false).unwrap().body, b"abs");
+    stream.write_all(b"GET /version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let reply = read_reply(&mut reader, false).unwrap();
+    assert_eq!(reply.header("Connection"), Some("keep-alive"), "a kept HTTP/1.0 connection is confirmed");
+}

@@ -15,18 +15,29 @@ pub(crate) enum Decoded {
     Partial,
 }
 
+/// Chunk framing (size lines and CRLFs) allowed on top of `max_body`: a body sent in small
+/// chunks is legitimately larger on the wire, but not without bound.
+pub(crate) fn max_encoded_len(max_body: usize) -> usize {
+    max_body.saturating_mul(2).saturating_add(64 << 10)
+}
+
 /// Decodes the chunked body at the start of `input`, appending the data to `body`. Trailers are
-/// read and ignored (bounded by `max_trailer_bytes`). On `Partial` the caller calls again, from
-/// the start, with more input (`body` is cleared first).
+/// read and ignored (bounded by `max_trailer_bytes`). Decoding resumes at `*resume`, the end of
+/// the last complete chunk of an earlier call with the same body start (0 at first), so a body
+/// arriving in many reads is decoded once, not again from its start on every read.
 pub(crate) fn decode(
     input: &[u8],
+    resume: &mut usize,
     body: &mut Vec<u8>,
     max_body: usize,
     max_trailer_bytes: usize,
 ) -> Result<Decoded, Rejection> {
-    body.clear();
-    let mut at = 0;
+    let mut at = *resume;
     loop {
+        *resume = at;
+        if at > max_encoded_len(max_body) {
+            return Err(Rejection::PayloadTooLarge);
+        }
         let Some(line_end) = find_crlf(&input[at..], MAX_CHUNK_LINE)? else { return Ok(Decoded::Partial) };
         let size = chunk_size(&input[at..at + line_end])?;
         at += line_end + 2;
@@ -37,7 +48,7 @@ pub(crate) fn decode(
             return Err(Rejection::PayloadTooLarge);
         }
         let size = size as usize;
-        if input.len() < at + size + 2 {
+        if input.len() - at < size + 2 {
             return Ok(Decoded::Partial);
         }
         body.extend_from_slice(&input[at..at + size]);
@@ -52,6 +63,7 @@ pub(crate) fn decode(
 /// Offset of the CRLF ending the line at the start of `input`; a bare LF is an error.
 fn find_crlf(input: &[u8], max_line: usize) -> Result<Option<usize>, Rejection> {
     match memchr::memchr(b'\n', input) {
+        Some(lf) if lf > max_line => Err(Rejection::BadRequest("chunk line too long")),
         Some(0) => Err(Rejection::BadRequest("bare LF in chunked body")),
         Some(lf) if input[lf - 1] == b'\r' => Ok(Some(lf - 1)),
         Some(_) => Err(Rejection::BadRequest("bare LF in chunked body")),
@@ -107,7 +119,32 @@ mod tests {
 
     fn run(input: &[u8]) -> Result<(Decoded, Vec<u8>), Rejection> {
         let mut body = Vec::new();
-        decode(input, &mut body, 1 << 20, 1024).map(|d| (d, body))
+        decode(input, &mut 0, &mut body, 1 << 20, 1024).map(|d| (d, body))
+    }
+
+    #[test]
+    fn decoding_resumes_where_the_last_read_stopped() {
+        let full = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        let (mut resume, mut body) = (0, Vec::new());
+        for end in 1..full.len() {
+            assert_eq!(decode(&full[..end], &mut resume, &mut body, 1 << 20, 1024), Ok(Decoded::Partial), "end {end}");
+        }
+        assert_eq!(decode(full, &mut resume, &mut body, 1 << 20, 1024), Ok(Decoded::Complete { consumed: full.len() }));
+        assert_eq!(body, b"hello world", "each chunk appended once");
+    }
+
+    #[test]
+    fn framing_overhead_and_extension_lines_are_bounded() {
+        let mut tiny_chunks = Vec::new();
+        for _ in 0..200 {
+            tiny_chunks.extend_from_slice(b"1\r\nx\r\n");
+        }
+        let mut body = Vec::new();
+        assert_eq!(decode(&tiny_chunks, &mut 0, &mut body, 100, 1024), Err(Rejection::PayloadTooLarge));
+        let mut long_extension = b"1;".to_vec();
+        long_extension.resize(MAX_CHUNK_LINE + 10, b'a');
+        long_extension.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(run(&long_extension), Err(Rejection::BadRequest("chunk line too long")));
     }
 
     #[test]
@@ -157,9 +194,9 @@ mod tests {
     fn bodies_above_the_limit_are_refused_before_buffering() {
         let mut body = Vec::new();
         let input = b"ffffffff\r\n";
-        assert_eq!(decode(input, &mut body, 1024, 1024), Err(Rejection::PayloadTooLarge));
+        assert_eq!(decode(input, &mut 0, &mut body, 1024, 1024), Err(Rejection::PayloadTooLarge));
         let two = b"200\r\n";
-        assert_eq!(decode(two, &mut body, 256, 1024), Err(Rejection::PayloadTooLarge));
+        assert_eq!(decode(two, &mut 0, &mut body, 256, 1024), Err(Rejection::PayloadTooLarge));
     }
 
     #[test]

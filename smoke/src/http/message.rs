@@ -31,9 +31,19 @@ impl<'a> Request<'a> {
         peer: Option<SocketAddr>,
         shared: &'a Shared,
     ) -> Request<'a> {
-        let (path, query) = match head.target.split_once('?') {
+        // Absolute form (`GET http://host/x HTTP/1.1`, RFC 9112 §3.2.2) names the same
+        // resource as its path.
+        let target = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| {
+                let rest = head.target.get(..scheme.len()).filter(|s| s.eq_ignore_ascii_case(scheme))?;
+                let after = &head.target[rest.len()..];
+                Some(after.find('/').map_or("/", |slash| &after[slash..]))
+            })
+            .unwrap_or(head.target);
+        let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
-            None => (head.target, None),
+            None => (target, None),
         };
         let params = Params::default();
         Request {
@@ -141,7 +151,7 @@ impl Response {
         self.body.clear();
     }
 
-    /// Sets the status code (100..=999; anything else is sent as 500).
+    /// Sets the status code (200..=999; anything else, including 1xx, is sent as 500).
     pub fn status(&mut self, status: u16) -> &mut Response {
         self.status = status;
         self
@@ -153,7 +163,9 @@ impl Response {
     }
 
     /// Adds a header (an explicit `Content-Type` wins over the one `text`/`html`/`json` set).
-    /// A name that is not a token, or a value with CR, LF or NUL (which could
+    /// Framing headers are smoke's: `Content-Length` and `Transfer-Encoding` are ignored here,
+    /// and `Connection` too (the connection's fate follows the request; close it with
+    /// `Connection: close` on the request side or by answering an error). A name that is not a token, or a value with CR, LF or NUL (which could
     /// inject headers), is dropped with a logged warning. `Content-Length` is always computed by
     /// smoke and ignored here.
     pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Response {
@@ -164,7 +176,8 @@ impl Response {
             log::warn!("dropped response header {name:?}: invalid name or value");
             return self;
         }
-        if name.eq_ignore_ascii_case("content-length") {
+        if ["content-length", "transfer-encoding", "connection"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            log::debug!("ignored response header {name}: smoke frames responses itself");
             return self;
         }
         self.explicit_content_type |= name.eq_ignore_ascii_case("content-type");
@@ -208,8 +221,9 @@ impl Response {
     /// Appends the serialised response to `out`: status line, Date, Content-Length (unless the
     /// status forbids a body), Content-Type, the user's headers, Connection: close when closing,
     /// and the body unless `head_only`.
-    pub(crate) fn write_to(&self, out: &mut impl Write, date: &[u8], head_only: bool, closing: bool) {
-        let status = if (100..=999).contains(&self.status) { self.status } else { 500 };
+    pub(crate) fn write_to(&self, out: &mut impl Write, date: &[u8], head_only: bool, connection: ConnectionHeader) {
+        // A 1xx is interim and 101 switches protocols: neither can be a handler's final answer.
+        let status = if (200..=999).contains(&self.status) { self.status } else { 500 };
         let bodiless = status < 200 || status == 204 || status == 304;
         let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
         let _ = out.write_all(date);
@@ -221,14 +235,32 @@ impl Response {
         }
         let _ = out.write_all(b"\r\n");
         let _ = out.write_all(&self.headers);
-        if closing {
-            let _ = out.write_all(b"Connection: close\r\n");
+        match connection {
+            ConnectionHeader::None => {}
+            ConnectionHeader::Close => {
+                let _ = out.write_all(b"Connection: close\r\n");
+            }
+            ConnectionHeader::KeepAlive => {
+                let _ = out.write_all(b"Connection: keep-alive\r\n");
+            }
         }
         let _ = out.write_all(b"\r\n");
         if !head_only && !bodiless {
             let _ = out.write_all(&self.body);
         }
     }
+}
+
+/// The `Connection` header a response carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnectionHeader {
+    /// HTTP/1.1 keep-alive: the default needs no header.
+    None,
+    /// The server closes after this response.
+    Close,
+    /// An HTTP/1.0 client asked to keep the connection, and it is kept: confirm it, or the
+    /// client closes anyway.
+    KeepAlive,
 }
 
 /// RFC 9110 §5.6.2 token characters.
@@ -283,7 +315,8 @@ mod tests {
 
     fn serialise(res: &Response, head_only: bool, closing: bool) -> String {
         let mut out = Vec::new();
-        res.write_to(&mut out, b"Thu, 01 Jan 1970 00:00:00 GMT", head_only, closing);
+        let connection = if closing { ConnectionHeader::Close } else { ConnectionHeader::None };
+        res.write_to(&mut out, b"Thu, 01 Jan 1970 00:00:00 GMT", head_only, connection);
         String::from_utf8(out).unwrap()
     }
 
@@ -309,13 +342,17 @@ mod tests {
     fn header_injection_and_manual_lengths_are_dropped() {
         let mut res = Response::default();
         res.header("X-Evil", "a\r\nSet-Cookie: x=1").header("Bad Name", "v").header("Content-Length", "99");
+        res.header("Transfer-Encoding", "chunked").header("Connection", "keep-alive");
         res.header("Content-Type", "image/png").json("{}");
         let text = serialise(&res, false, false);
         assert!(!text.contains("Set-Cookie") && !text.contains("Bad Name") && !text.contains("99"), "{text}");
+        assert!(!text.contains("Transfer-Encoding") && !text.contains("keep-alive"), "{text}");
         assert_eq!(text.matches("Content-Type").count(), 1, "{text}");
         assert!(text.contains("Content-Type: image/png\r\n"), "{text}");
-        res.reset();
-        res.status(42);
-        assert!(serialise(&res, false, false).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+        for status in [42, 100, 101, 1000] {
+            res.reset();
+            res.status(status);
+            assert!(serialise(&res, false, false).starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{status}");
+        }
     }
 }

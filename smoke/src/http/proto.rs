@@ -157,7 +157,8 @@ pub(crate) fn parse_head<'b, 'h>(
         len,
         framing,
         keep_alive: if minor_version == 1 { !close } else { keep_alive_token && !close },
-        expect_continue: expect_continue && framing != Framing::Empty,
+        // HTTP/1.0 clients do not know 100 Continue (RFC 9110 §10.1.1): ignore the expectation.
+        expect_continue: expect_continue && framing != Framing::Empty && minor_version == 1,
     };
     Ok(Some((head, headers)))
 }

@@ -79,15 +79,23 @@ fn matches<'a>(segments: &[Segment], path: &'a str) -> Option<Params<'a>> {
 pub fn dispatch<'a>(req: &Request<'a>, routes: &[Route]) -> Dispatch<'a> {
     let method = req.method();
     let mut allowed: Vec<&'static str> = Vec::new();
+    let mut get_for_head = None;
     for (index, route) in routes.iter().enumerate() {
         let Some(params) = matches(route.segments, req.path()) else { continue };
-        if route.method == method || (method == "HEAD" && route.method == "GET") {
+        if route.method == method {
             return Dispatch::Found(index, params);
+        }
+        // HEAD falls back to the GET route, unless a HEAD route of its own comes later.
+        if method == "HEAD" && route.method == "GET" && get_for_head.is_none() {
+            get_for_head = Some((index, params));
         }
         allowed.push(route.method);
         if route.method == "GET" {
             allowed.push("HEAD");
         }
+    }
+    if let Some((index, params)) = get_for_head {
+        return Dispatch::Found(index, params);
     }
     if allowed.is_empty() {
         return Dispatch::NotFound;

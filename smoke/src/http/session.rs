@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::chunked::{self, Decoded};
 use super::date::DateCache;
-use super::message::{Request, Response, reason_phrase};
+use super::message::{ConnectionHeader, Request, Response, reason_phrase};
 use super::proto::{self, Framing};
 use super::{Limits, Rejection};
 use crate::conn::Conn;
@@ -29,6 +29,8 @@ thread_local! {
 pub(crate) struct HttpState {
     peer: Option<SocketAddr>,
     decoded_body: Vec<u8>,
+    /// Where chunked decoding of the current request's body resumes (see `chunked::decode`).
+    chunked_resume: usize,
     continue_sent: bool,
     /// The connection's timer is running for a header block that has started to arrive.
     header_timer: bool,
@@ -43,7 +45,9 @@ pub(crate) fn serve_requests(
     mut handle: impl FnMut(&Request<'_>, &mut Response),
 ) -> usize {
     let mut consumed = 0;
-    while consumed < input.len() && !conn.is_closing() {
+    // Stop at our own backlog: a read full of pipelined requests for large responses must not
+    // queue them all; the runtime offers the rest again once the peer has caught up.
+    while consumed < input.len() && !conn.is_closing() && !conn.is_backpressured() {
         let buf = &input[consumed..];
         let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADER_SLOTS];
         let (head, headers) = match proto::parse_head(buf, &mut slots, limits) {
@@ -75,6 +79,7 @@ pub(crate) fn serve_requests(
             Framing::Chunked => {
                 match chunked::decode(
                     &buf[head.len..],
+                    &mut state.chunked_resume,
                     &mut state.decoded_body,
                     limits.max_body,
                     limits.max_header_bytes,
@@ -97,12 +102,18 @@ pub(crate) fn serve_requests(
         SCRATCH.with_borrow_mut(|(response, date)| {
             response.reset();
             handle(&request, response);
-            response.write_to(conn, date.get(), head_only, !head.keep_alive);
+            let connection = match (head.keep_alive, head.minor_version) {
+                (false, _) => ConnectionHeader::Close,
+                (true, 0) => ConnectionHeader::KeepAlive,
+                (true, _) => ConnectionHeader::None,
+            };
+            response.write_to(conn, date.get(), head_only, connection);
         });
         consumed += used;
         if head.framing == Framing::Chunked {
             // An idle connection holds no buffer: the decoded body goes with its request.
             state.decoded_body = Vec::new();
+            state.chunked_resume = 0;
         }
         if !head.keep_alive {
             conn.close();
@@ -114,9 +125,17 @@ pub(crate) fn serve_requests(
 /// The connection's timer fired: a header block that started `header_timeout` ago is still not
 /// complete, so it gets 408 and the connection closes.
 pub(crate) fn header_timeout(state: &mut HttpState, conn: &mut Conn<'_>) {
-    if std::mem::take(&mut state.header_timer) {
-        reject(conn, Rejection::HeaderTimeout, 0);
+    if !state.header_timer {
+        return;
     }
+    if conn.buffered() > 0 {
+        // The rest of the head may be waiting unread while we wait for the client to take our
+        // responses: that is our backlog, not a slow client. Look again later.
+        conn.set_timer(conn.shared.http_limits.header_timeout);
+        return;
+    }
+    state.header_timer = false;
+    reject(conn, Rejection::HeaderTimeout, 0);
 }
 
 /// `Expect: 100-continue` gets its interim response once, when the body has not arrived yet.
