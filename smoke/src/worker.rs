@@ -550,18 +550,20 @@ impl<S: Handler> Connection<S> {
             && self.out.pending() < limits.max_write_buffer
     }
 
+    /// Calls a handler that takes only the connection; a panic marks the session.
+    fn call(&mut self, io: &mut Io<'_>, what: &str, handler: fn(&mut S, &mut Conn<'_>)) {
+        let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
+        let mut conn = Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
+        if guarded(io.counters, *id, what, || handler(session, &mut conn)).is_none() {
+            self.flags.set(Flags::PANICKED);
+        }
+    }
+
     /// Reads (if there is something to read and room to answer), hands input to the handler,
     /// sends once, and reports whether the connection is done.
     fn run(&mut self, io: &mut Io<'_>, fd: RawFd, why: Wake) -> Option<CloseReason> {
         match why {
-            Wake::Connected => {
-                let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
-                let mut conn =
-                    Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
-                if guarded(io.counters, *id, "on_connect", || session.on_connect(&mut conn)).is_none() {
-                    self.flags.set(Flags::PANICKED);
-                }
-            }
+            Wake::Connected => self.call(io, "on_connect", S::on_connect),
             Wake::Readable { stops_short } => {
                 self.flags.set(Flags::READ_READY);
                 if stops_short {
@@ -570,14 +572,7 @@ impl<S: Handler> Connection<S> {
             }
             Wake::Writable => {}
             Wake::Retry => self.flags.clear(Flags::QUEUED),
-            Wake::Timer => {
-                let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
-                let mut conn =
-                    Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
-                if guarded(io.counters, *id, "on_timer", || session.on_timer(&mut conn)).is_none() {
-                    self.flags.set(Flags::PANICKED);
-                }
-            }
+            Wake::Timer => self.call(io, "on_timer", S::on_timer),
         }
         if self.flags.has(Flags::REDELIVER) && self.can_read(io.limits) {
             // The handler stopped at our own backlog with input in hand; the backlog has
@@ -726,10 +721,8 @@ impl<S: Handler> Connection<S> {
         let asked = self.out.pending() == 0 && self.flags.has(Flags::WANT_WRITE);
         if (drained || asked) && !self.flags.has(Flags::CLOSE) {
             self.flags.clear(Flags::WANT_WRITE);
-            let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
-            let mut conn = Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
-            if guarded(io.counters, *id, "on_write", || session.on_write(&mut conn)).is_none() {
-                self.flags.set(Flags::PANICKED);
+            self.call(io, "on_write", S::on_write);
+            if self.flags.has(Flags::PANICKED) {
                 return Some(CloseReason::HandlerPanicked);
             }
             if self.flags.has(Flags::ABORT) {
