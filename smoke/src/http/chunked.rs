@@ -108,8 +108,22 @@ fn trailers(input: &[u8], mut at: usize, max_trailer_bytes: usize) -> Result<Dec
             return Err(Rejection::HeaderTooLarge);
         }
         if line_end == 0 {
+            validate_trailers(&input[start..at])?;
             return Ok(Decoded::Complete { consumed: at });
         }
+    }
+}
+
+/// Trailers are ignored, but they must still be well-formed header lines: a proxy that reads
+/// them differently would disagree with us about where the next request starts.
+fn validate_trailers(block: &[u8]) -> Result<(), Rejection> {
+    /// Trailer fields accepted; a trailer section rarely has more than one or two.
+    const MAX_TRAILERS: usize = 32;
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+    match httparse::parse_headers(block, &mut fields) {
+        Ok(httparse::Status::Complete((len, _))) if len == block.len() => Ok(()),
+        Err(httparse::Error::TooManyHeaders) => Err(Rejection::HeaderTooLarge),
+        _ => Err(Rejection::BadRequest("malformed trailer")),
     }
 }
 
@@ -197,6 +211,16 @@ mod tests {
         assert_eq!(decode(input, &mut 0, &mut body, 1024, 1024), Err(Rejection::PayloadTooLarge));
         let two = b"200\r\n";
         assert_eq!(decode(two, &mut 0, &mut body, 256, 1024), Err(Rejection::PayloadTooLarge));
+    }
+
+    #[test]
+    fn trailers_must_be_header_lines() {
+        assert!(matches!(run(b"0\r\nX-Ok: yes\r\nY: 2\r\n\r\n"), Ok((Decoded::Complete { .. }, _))));
+        for bad in
+            [&b"0\r\nX: a\rb\r\n\r\n"[..], b"0\r\nno colon\r\n\r\n", b"0\r\nX: \x00\r\n\r\n", b"0\r\n folded\r\n\r\n"]
+        {
+            assert_eq!(run(bad), Err(Rejection::BadRequest("malformed trailer")), "{bad:?}");
+        }
     }
 
     #[test]
