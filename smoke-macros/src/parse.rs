@@ -440,6 +440,9 @@ fn check_signature(spec: &HandlerSpec, sig: &syn::Signature, self_ty: &Type) -> 
         }
         Some(receiver) => return Err(wrong(receiver, "the receiver must be `&mut self`".into())),
         None if spec.may_construct && returns_self(&sig.output, self_ty) => Form::Constructor,
+        None if spec.may_construct && matches!(sig.output, ReturnType::Type(..)) => {
+            return Err(wrong(&sig.output, "a session constructor must return `Self`".into()));
+        }
         None => {
             let also = if spec.may_construct { " (or a constructor `fn(conn: &mut Conn) -> Self`)" } else { "" };
             return Err(wrong(&sig.ident, format!("missing `&mut self`{also}")));
