@@ -47,6 +47,15 @@ impl Protocol {
         }
     }
 
+    /// True when a connection's first bytes come from the client (so accepting can wait for
+    /// them, and reading can start right after accept).
+    pub(crate) fn client_speaks_first(self) -> bool {
+        match self {
+            Protocol::Tcp => false,
+            Protocol::Http => true,
+        }
+    }
+
     /// The lowercase name used in attribute keys, environment variables and messages.
     pub fn name(self) -> &'static str {
         match self {

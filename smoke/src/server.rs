@@ -202,7 +202,9 @@ where
         let epoll = Epoll::new()?;
         let mut listeners = Vec::with_capacity(addrs.len());
         for &(protocol, addr) in &addrs {
-            listeners.push((protocol, Listener::bind(addr).map_err(|e| bind_error(addr, protocol, e))?));
+            let socket =
+                Listener::bind(addr, protocol.client_speaks_first()).map_err(|e| bind_error(addr, protocol, e))?;
+            listeners.push((protocol, socket));
         }
         workers.push(WorkerShared { counters: Counters::default(), waker: EventFd::new()? });
         setups.push((epoll, listeners));

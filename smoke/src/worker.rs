@@ -328,6 +328,11 @@ where
         let counters = &self.shared.workers[self.index].counters;
         let mut out = Output::default();
         let mut flags = Flags::default();
+        if protocol.client_speaks_first() {
+            // Accepted after its first bytes arrived (TCP_DEFER_ACCEPT): read them now rather
+            // than wait a loop turn for the edge that reports them.
+            flags.set(Flags::READ_READY);
+        }
         let mut timer = Timer::default();
         let session = {
             let mut conn = Conn {

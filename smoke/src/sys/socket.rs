@@ -17,11 +17,16 @@ pub(crate) struct Listener {
 
 impl Listener {
     /// Binds with SO_REUSEPORT (one socket per worker; the kernel spreads connections across
-    /// them) and starts listening.
-    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Listener> {
+    /// them) and starts listening. `defer_accept` (TCP_DEFER_ACCEPT) holds a connection back
+    /// until its first bytes arrive, for protocols where the client speaks first.
+    pub(crate) fn bind(addr: SocketAddr, defer_accept: bool) -> io::Result<Listener> {
         let fd = new_socket(addr, libc::SOCK_STREAM)?;
         set_flag(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
         set_flag(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT)?;
+        if defer_accept {
+            // Seconds to wait for data; after that the kernel hands the connection over anyway.
+            setsockopt(&fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, &(1 as libc::c_int))?;
+        }
         bind(&fd, addr)?;
         // SAFETY: plain call on a socket we own.
         unsafe { syscall!(listen(fd.as_raw_fd(), LISTEN_BACKLOG))? };
