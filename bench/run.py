@@ -159,12 +159,50 @@ def run_wrk(server, scenario, seconds, lua_path):
     }
 
 
+def rss_bytes(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            total += int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
+    return total
+
+
+def idle_memory(server, connections):
+    """Resident bytes per idle keep-alive connection: open `connections`, one request each, keep
+    them open, and compare the server's RSS before and after."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 1000), hard))
+    before = rss_bytes(server.pids)
+    sockets = []
+    request = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        for _ in range(connections):
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(request)
+            reply = b""
+            while not reply.endswith(b"Hello, World!"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise RuntimeError("server closed an idle test connection")
+                reply += chunk
+            sockets.append(s)
+        time.sleep(0.5)
+        after = rss_bytes(server.pids)
+    finally:
+        for s in sockets:
+            s.close()
+    return (after - before) / connections
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--no-write", action="store_true", help="print only; leave book/src/benchmarks.md alone")
+    parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario (0 skips it)")
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "cargo"):
         if not shutil.which(tool):
@@ -186,6 +224,10 @@ def main():
                     r = run_wrk(server, scenario, args.seconds, lua_path)
                     results.setdefault((scenario, server.name), []).append(r)
                     commands[server.name, scenario] = r["command"]
+        idle = {}
+        if args.idle:
+            for server in servers:
+                idle[server.name] = idle_memory(server, args.idle)
     finally:
         for server in servers:
             server.stop()
@@ -206,6 +248,14 @@ def main():
                 f"| {scenario} | {server.name} | {rps:,.0f} | {middle['p50']} | {middle['p99']} | "
                 f"{cpu:.2f} | {cpu / base:.2f} | {problems} |"
             )
+    if idle:
+        lines += [
+            "",
+            f"| idle connections ({args.idle:,}, one request each) | server | resident bytes per connection | vs smoke |",
+            "|---|---|---:|---:|",
+        ]
+        for server in servers:
+            lines.append(f"| idle-{args.idle} | {server.name} | {idle[server.name]:,.0f} | {idle[server.name] / idle['smoke']:.2f} |")
     table = "\n".join(lines)
     print(table)
     if args.no_write:

@@ -112,7 +112,8 @@ pub(crate) struct Timer {
 pub(crate) enum TimerRequest {
     #[default]
     Unchanged,
-    Set(Duration),
+    /// Milliseconds from now; a u32 (49 days) keeps every idle connection's entry small.
+    Set(u32),
     Cancel,
 }
 
@@ -256,10 +257,11 @@ impl Conn<'_> {
     }
 
     /// Arms this connection's timer: [`Handler::on_timer`](crate::Handler::on_timer) runs once,
-    /// `after` from now (with the worker's millisecond resolution), unless set again or
+    /// `after` from now (millisecond resolution, at most 49 days), unless set again or
     /// cancelled first. Setting it again replaces the deadline.
     pub fn set_timer(&mut self, after: Duration) {
-        self.timer.request = TimerRequest::Set(after);
+        let millis = after.as_millis().min(u128::from(u32::MAX)) as u32;
+        self.timer.request = TimerRequest::Set(millis);
     }
 
     /// Disarms the timer, if armed.

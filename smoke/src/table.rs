@@ -7,7 +7,8 @@ use std::os::fd::RawFd;
 /// and no hashing on the hot path); the kernel hands out the lowest free fd, so that covers almost
 /// every connection. Larger fds go to a `HashMap`: a connection is never refused for its fd.
 ///
-/// The array grows on demand to the largest fd seen (doubling), never up-front to `fd_cache`.
+/// The array grows on demand to the largest fd seen (by a quarter at a time), never up-front to
+/// `fd_cache`.
 #[derive(Debug)]
 pub struct SessionTable<T> {
     flat: Vec<Option<T>>,
@@ -54,7 +55,10 @@ impl<T> SessionTable<T> {
         let previous = match self.flat_index(fd) {
             Some(i) => {
                 if i >= self.flat.len() {
-                    let wanted = (i + 1).max(self.flat.len() * 2).max(INITIAL_FLAT_SLOTS).min(self.fd_cache);
+                    // Grow by a quarter, not double: every slot costs a session's size for each fd
+                    // up to the largest, idle or not, and fds grow one accept at a time.
+                    let wanted =
+                        (i + 1).max(self.flat.len() + self.flat.len() / 4).max(INITIAL_FLAT_SLOTS).min(self.fd_cache);
                     self.flat.resize_with(wanted, || None);
                 }
                 self.flat[i].replace(value)

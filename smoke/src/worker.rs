@@ -698,7 +698,7 @@ impl<S: Handler> Connection<S> {
             TimerRequest::Unchanged => {}
             TimerRequest::Cancel => self.timer.deadline = None,
             TimerRequest::Set(after) => {
-                let at = io.now_ms.saturating_add(after.as_millis().min(u64::MAX as u128) as u64);
+                let at = io.now_ms.saturating_add(u64::from(after));
                 self.timer.deadline = Some(at);
                 io.timers.push(Reverse((at, connection_token(fd, self.generation))));
             }
@@ -789,5 +789,19 @@ impl<S: Handler> Connection<S> {
                 Err(e) => return Err(CloseReason::from_io(&e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every fd up to the largest costs one slot of the session table, idle or not: the slot
+    /// must stay small for the idle-connection memory budget (256 bytes per connection with the
+    /// table's growth slack; `bench/run.py` measures the resident total).
+    #[test]
+    fn a_session_table_slot_stays_small() {
+        let slot = std::mem::size_of::<Option<super::Connection<()>>>();
+        assert!(slot <= 104, "an empty session's slot grew to {slot} bytes");
+        let http = std::mem::size_of::<crate::http::session::HttpState>();
+        assert!(http <= 48, "HTTP's per-connection state grew to {http} bytes");
     }
 }

@@ -28,12 +28,19 @@ thread_local! {
 #[derive(Debug, Default)]
 pub(crate) struct HttpState {
     peer: Option<SocketAddr>,
-    decoded_body: Vec<u8>,
-    /// Where chunked decoding of the current request's body resumes (see `chunked::decode`).
-    chunked_resume: usize,
+    /// The chunked body being decoded; boxed because most connections never send one and
+    /// every connection carries this state.
+    chunked: Option<Box<ChunkedBody>>,
     continue_sent: bool,
     /// The connection's timer is running for a header block that has started to arrive.
     header_timer: bool,
+}
+
+#[derive(Debug, Default)]
+struct ChunkedBody {
+    /// Where decoding resumes (see `chunked::decode`).
+    resume: usize,
+    decoded: Vec<u8>,
 }
 
 /// Answers the complete requests at the front of `input`; returns the bytes consumed.
@@ -77,14 +84,15 @@ pub(crate) fn serve_requests(
                 break;
             }
             Framing::Chunked => {
+                let chunked_body = state.chunked.get_or_insert_with(Box::default);
                 match chunked::decode(
                     &buf[head.len..],
-                    &mut state.chunked_resume,
-                    &mut state.decoded_body,
+                    &mut chunked_body.resume,
+                    &mut chunked_body.decoded,
                     limits.max_body,
                     limits.max_header_bytes,
                 ) {
-                    Ok(Decoded::Complete { consumed }) => (&state.decoded_body[..], head.len + consumed),
+                    Ok(Decoded::Complete { consumed }) => (&chunked_body.decoded[..], head.len + consumed),
                     Ok(Decoded::Partial) => {
                         send_continue(state, conn, head.expect_continue);
                         break;
@@ -112,8 +120,7 @@ pub(crate) fn serve_requests(
         consumed += used;
         if head.framing == Framing::Chunked {
             // An idle connection holds no buffer: the decoded body goes with its request.
-            state.decoded_body = Vec::new();
-            state.chunked_resume = 0;
+            state.chunked = None;
         }
         if !head.keep_alive {
             conn.close();
