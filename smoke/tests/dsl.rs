@@ -1,5 +1,7 @@
 //! The attribute DSL end to end: generated config, sessions built both ways, handlers called.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::sync::Mutex;
 
@@ -39,10 +41,6 @@ impl Greeter {
     }
 }
 
-fn on_loopback(config: smoke::Config) -> smoke::Config {
-    config.apply_overrides(|name| (name == "SMOKE_TCP").then(|| "127.0.0.1:0".to_string())).unwrap()
-}
-
 #[test]
 fn the_attribute_becomes_the_config() {
     let config = Greeter::config();
@@ -53,7 +51,7 @@ fn the_attribute_becomes_the_config() {
 
 #[test]
 fn a_constructor_session_greets_answers_lines_and_closes() {
-    let server = Greeter::spawn(on_loopback(Greeter::config())).unwrap();
+    let server = Greeter::spawn(common::on_loopback(Greeter::config(), "tcp")).unwrap();
     let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();
     // Two lines and a partial one in one write, the rest later.
     client.write_all(b"one\ntwo\nthr").unwrap();

@@ -43,7 +43,7 @@ impl App {
 }
 
 fn start() -> (smoke::ServerHandle, SocketAddr) {
-    let config = App::config().apply_overrides(|n| (n == "SMOKE_HTTP").then(|| "127.0.0.1:0".into())).unwrap();
+    let config = common::on_loopback(App::config(), "http");
     let server = App::spawn(config).unwrap();
     let addr = server.local_addr();
     (server, addr)
@@ -274,7 +274,7 @@ impl Patient {
 }
 
 fn start_patient() -> (smoke::ServerHandle, SocketAddr) {
-    let config = Patient::config().apply_overrides(|n| (n == "SMOKE_HTTP").then(|| "127.0.0.1:0".into())).unwrap();
+    let config = common::on_loopback(Patient::config(), "http");
     let server = Patient::spawn(config).unwrap();
     let addr = server.local_addr();
     (server, addr)
@@ -324,7 +324,7 @@ impl Large {
 
 #[test]
 fn pipelined_requests_for_large_responses_wait_for_the_reader_and_all_arrive() {
-    let config = Large::config().apply_overrides(|n| (n == "SMOKE_HTTP").then(|| "127.0.0.1:0".into())).unwrap();
+    let config = common::on_loopback(Large::config(), "http");
     let server = Large::spawn(config).unwrap();
     let (mut stream, mut reader) = raw(server.local_addr());
     // 200 requests in one write ask for 20 MB; the server may queue only about its 256 KiB

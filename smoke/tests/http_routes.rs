@@ -68,13 +68,9 @@ fn connect(server: &smoke::ServerHandle) -> (TcpStream, BufReader<TcpStream>) {
     (stream, reader)
 }
 
-fn loopback(config: smoke::Config) -> smoke::Config {
-    config.apply_overrides(|n| (n == "SMOKE_HTTP").then(|| "127.0.0.1:0".into())).unwrap()
-}
-
 #[test]
 fn routes_match_segments_and_methods() {
-    let server = Routes::spawn(loopback(Routes::config())).unwrap();
+    let server = Routes::spawn(common::on_loopback(Routes::config(), "http")).unwrap();
     let (mut s, mut r) = connect(&server);
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
     let reply = ask(&mut s, &mut r, &get("/"));
@@ -100,7 +96,7 @@ fn routes_match_segments_and_methods() {
 
 #[test]
 fn on_request_answers_what_no_route_matches() {
-    let server = WithFallback::spawn(loopback(WithFallback::config())).unwrap();
+    let server = WithFallback::spawn(common::on_loopback(WithFallback::config(), "http")).unwrap();
     let (mut s, mut r) = connect(&server);
     assert_eq!(ask(&mut s, &mut r, "GET /known HTTP/1.1\r\n\r\n").body, b"known");
     let other = ask(&mut s, &mut r, "GET /elsewhere HTTP/1.1\r\n\r\n");

@@ -129,7 +129,7 @@ fn http_exchange(clients: &mut [(std::net::TcpStream, std::io::BufReader<std::ne
 
 #[test]
 fn answering_http_requests_allocates_nothing_in_steady_state() {
-    let config = Hello::config().apply_overrides(|n| (n == "SMOKE_HTTP").then(|| "127.0.0.1:0".into())).unwrap();
+    let config = common::on_loopback(Hello::config(), "http");
     let server = Hello::spawn(config).unwrap();
     let mut clients: Vec<_> = (0..8)
         .map(|_| {

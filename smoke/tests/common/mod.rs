@@ -65,6 +65,13 @@ impl Handler for Echo {
     }
 }
 
+/// `config` with its listeners of `protocol` ("tcp", "http") moved to a kernel-chosen loopback
+/// port, through the same environment-override path a deployment uses.
+pub fn on_loopback(config: Config, protocol: &str) -> Config {
+    let variable = format!("SMOKE_{}", protocol.to_ascii_uppercase());
+    config.apply_overrides(|name| (name == variable).then(|| "127.0.0.1:0".to_string())).unwrap()
+}
+
 /// An echo server on a kernel-chosen loopback port.
 pub fn echo_server(config: Config) -> (ServerHandle, Arc<Observed>) {
     let observed = Arc::new(Observed::default());
