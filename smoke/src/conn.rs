@@ -150,6 +150,8 @@ impl Flags {
     /// on_data left input while output was above the high-water mark: deliver it again once
     /// the backlog drains.
     pub(crate) const REDELIVER: u16 = 1 << 12;
+    /// Any of these means no more input goes to the handler (and none is kept for it).
+    pub(crate) const INPUT_ENDED: u16 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 
     #[inline]
     pub(crate) fn has(self, bits: u16) -> bool {

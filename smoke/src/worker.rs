@@ -43,6 +43,11 @@ fn connection_token(fd: RawFd, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(fd as u32)
 }
 
+/// The (fd, generation) a connection token was made from.
+fn split_token(token: u64) -> (RawFd, u32) {
+    (token as u32 as RawFd, (token >> 32) as u32)
+}
+
 /// The configuration a worker needs, resolved once.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
@@ -335,17 +340,12 @@ where
         }
         let mut timer = Timer::default();
         let session = {
-            let mut conn = Conn {
-                stream: &stream,
-                out: &mut out,
-                flags: &mut flags,
-                pool: &mut self.pool,
-                counters,
-                shared: &self.shared,
-                id,
-                protocol,
-                timer: &mut timer,
-            };
+            let mut conn = Connection::<S>::conn(
+                &stream,
+                (&mut out, &mut flags, &mut timer),
+                (id, protocol),
+                (&mut self.pool, &self.shared, counters),
+            );
             guarded(counters, id, "new session", || (self.new_session)(&mut conn))
         };
         bump(&counters.accepted, 1);
@@ -376,8 +376,7 @@ where
 
     /// Runs one connection after an event, and closes it if that is the outcome.
     fn wake(&mut self, token: u64, why: Wake) {
-        let fd = (token & 0xffff_ffff) as u32 as RawFd;
-        let generation = (token >> 32) as u32;
+        let (fd, generation) = split_token(token);
         let Some(connection) = self.table.get_mut(fd) else {
             return;
         };
@@ -415,17 +414,12 @@ where
         }
         let Connection { session, stream, id, protocol, flags, out, input, timer, .. } = &mut connection;
         if !flags.has(Flags::PANICKED) {
-            let mut conn = Conn {
+            let mut conn = Connection::<S>::conn(
                 stream,
-                out: &mut *out,
-                flags,
-                pool: &mut self.pool,
-                counters,
-                shared: &self.shared,
-                id: *id,
-                protocol: *protocol,
-                timer,
-            };
+                (&mut *out, flags, timer),
+                (*id, *protocol),
+                (&mut self.pool, &self.shared, counters),
+            );
             guarded(counters, *id, "on_close", || session.on_close(&mut conn, reason));
         }
         out.discard(&mut self.pool, counters);
@@ -455,8 +449,8 @@ where
                 break;
             }
             self.timers.pop();
-            let fd = (token & 0xffff_ffff) as u32 as RawFd;
-            let current = self.table.get_mut(fd).filter(|c| c.generation == (token >> 32) as u32);
+            let (fd, generation) = split_token(token);
+            let current = self.table.get_mut(fd).filter(|c| c.generation == generation);
             if let Some(connection) = current
                 && connection.timer.deadline == Some(at)
             {
@@ -551,8 +545,7 @@ impl<S: Handler> Connection<S> {
     }
 
     fn can_read(&self, limits: &Limits) -> bool {
-        !self.flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED | Flags::READ_CLOSED)
-            && self.out.pending() < limits.max_write_buffer
+        !self.flags.has(Flags::INPUT_ENDED | Flags::READ_CLOSED) && self.out.pending() < limits.max_write_buffer
     }
 
     /// Calls a handler that takes only the connection; a panic marks the session.
@@ -652,7 +645,7 @@ impl<S: Handler> Connection<S> {
     fn deliver(&mut self, io: &mut Io<'_>, input: &[u8]) -> usize {
         let Connection { session, stream, id, protocol, flags, out, timer, .. } = self;
         let mut consumed = 0;
-        while consumed < input.len() && !flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
+        while consumed < input.len() && !flags.has(Flags::INPUT_ENDED) {
             let rest = &input[consumed..];
             let mut conn = Self::conn(stream, (out, flags, timer), (*id, *protocol), (io.pool, io.shared, io.counters));
             match guarded(io.counters, *id, "on_data", || session.on_data(&mut conn, rest)) {
@@ -673,7 +666,7 @@ impl<S: Handler> Connection<S> {
     fn feed_scratch(&mut self, io: &mut Io<'_>, n: usize) {
         let scratch = std::mem::take(&mut io.scratch);
         let consumed = self.deliver(io, &scratch[..n]);
-        if consumed < n && !self.flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
+        if consumed < n && !self.flags.has(Flags::INPUT_ENDED) {
             self.input = io.pool.take(io.counters);
             self.input.extend_from_slice(&scratch[consumed..n]);
         }
@@ -684,7 +677,7 @@ impl<S: Handler> Connection<S> {
         let input = std::mem::take(&mut self.input);
         let consumed = self.deliver(io, &input);
         self.input = input;
-        if consumed == self.input.len() || self.flags.has(Flags::CLOSE | Flags::ABORT | Flags::PANICKED) {
+        if consumed == self.input.len() || self.flags.has(Flags::INPUT_ENDED) {
             io.pool.give(&mut self.input, io.counters);
         } else if consumed > 0 {
             self.input.drain(..consumed);
