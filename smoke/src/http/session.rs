@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::chunked::{self, Decoded};
 use super::date::DateCache;
-use super::message::{ConnectionHeader, Request, Response, reason_phrase};
+use super::message::{ConnectionHeader, Request, Response};
 use super::proto::{self, Framing};
 use super::{Limits, Rejection};
 use crate::conn::Conn;
@@ -161,10 +161,10 @@ fn reject(conn: &mut Conn<'_>, rejection: Rejection, input_len: usize) -> usize 
         log::debug!("{}: 400 Bad Request: {why}", conn.id());
     }
     bump(&conn.counters.rejected, 1);
-    SCRATCH.with_borrow_mut(|(_, date)| {
-        let _ = std::io::Write::write_fmt(conn, format_args!("HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status)));
-        conn.write(date.get());
-        conn.write(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    SCRATCH.with_borrow_mut(|(response, date)| {
+        response.reset();
+        response.status(status);
+        response.write_to(conn, date.get(), false, ConnectionHeader::Close);
     });
     conn.close();
     input_len
