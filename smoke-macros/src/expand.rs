@@ -119,7 +119,7 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
         // With routes, on_request is the routing function and the user's becomes its fallback.
         .filter(|h| routing.is_none() || h.spec.name != "on_request")
         .map(|handler| {
-            let name = format_ident!("{}", handler.spec.name);
+            let name = format_ident!("{}", handler.spec.method);
             let method = &handler.method;
             // Arguments carry the user's span too, so a type mismatch is reported on their method.
             let args: Vec<_> = handler
@@ -135,6 +135,11 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
                     Param::CloseReason => quote!(::smoke::CloseReason),
                     Param::Request => quote!(&::smoke::http::Request<'_>),
                     Param::Response => quote!(&mut ::smoke::http::Response),
+                    Param::Upgrade => quote!(&mut ::smoke::ws::Upgrade<'_>),
+                    Param::WsConn => quote!(&mut ::smoke::ws::WsConn<'_, '_>),
+                    Param::Message => quote!(::smoke::ws::Message<'_>),
+                    Param::Code => quote!(u16),
+                    Param::Reason => quote!(&str),
                 };
                 quote!(#arg: #ty)
             });
@@ -238,6 +243,14 @@ fn config_expr(model: &Model) -> TokenStream {
         Setting::Count { setter, value } => {
             let setter = format_ident!("{}", setter);
             let value = proc_macro2::Literal::u64_unsuffixed(*value);
+            quote!(.#setter(#value))
+        }
+        Setting::Text { setter, value } => {
+            let setter = format_ident!("{}", setter);
+            quote!(.#setter(#value))
+        }
+        Setting::Flag { setter, value } => {
+            let setter = format_ident!("{}", setter);
             quote!(.#setter(#value))
         }
         Setting::Millis { setter, value, optional } => {

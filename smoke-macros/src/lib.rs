@@ -28,4 +28,7 @@ macro_rules! helper_attributes {
     )*};
 }
 
-helper_attributes!(on_connect, on_data, on_write, on_close, on_request, get, post, put, delete, route);
+helper_attributes!(
+    on_connect, on_data, on_write, on_close, on_request, get, post, put, delete, route, on_upgrade, on_open,
+    on_message, on_drain,
+);

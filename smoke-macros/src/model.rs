@@ -8,6 +8,7 @@ use proc_macro2::Span;
 pub(crate) enum Protocol {
     Tcp,
     Http,
+    Ws,
 }
 
 impl Protocol {
@@ -15,6 +16,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Http => "http",
+            Protocol::Ws => "ws",
         }
     }
 }
@@ -33,6 +35,12 @@ pub(crate) enum KeyKind {
     /// Milliseconds >= 1, passed as a `Duration` (in `Some` when `optional`) to the named
     /// `Config` setter.
     Millis { setter: &'static str, optional: bool },
+    /// A path string starting with `/`, passed to the `Config` setter of the same name. It
+    /// also declares `declares` (the handlers of that protocol become valid) on the listener of
+    /// `needs`.
+    Path { declares: Protocol, needs: Protocol },
+    /// `true` or `false`, passed to the `Config` setter of the same name.
+    Flag,
 }
 
 pub(crate) struct KeySpec {
@@ -53,6 +61,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "max_headers", kind: KeyKind::Count { min: 1 } },
     KeySpec { name: "max_body", kind: KeyKind::Count { min: 0 } },
     KeySpec { name: "header_timeout_ms", kind: KeyKind::Millis { setter: "header_timeout", optional: false } },
+    KeySpec { name: "ws", kind: KeyKind::Listener(Protocol::Ws) },
+    KeySpec { name: "ws_path", kind: KeyKind::Path { declares: Protocol::Ws, needs: Protocol::Http } },
+    KeySpec { name: "max_message", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "max_backpressure", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "close_on_backpressure_limit", kind: KeyKind::Flag },
+    KeySpec { name: "ws_idle_timeout_ms", kind: KeyKind::Millis { setter: "ws_idle_timeout", optional: true } },
 ];
 
 /// One argument of a handler, after the receiver.
@@ -68,6 +82,16 @@ pub(crate) enum Param {
     Request,
     /// `res: &mut Response`
     Response,
+    /// `upgrade: &mut Upgrade`
+    Upgrade,
+    /// `ws: &mut WsConn`
+    WsConn,
+    /// `message: Message`
+    Message,
+    /// `code: u16`
+    Code,
+    /// `reason: &str`
+    Reason,
 }
 
 impl Param {
@@ -78,6 +102,11 @@ impl Param {
             Param::CloseReason => "why: CloseReason",
             Param::Request => "req: &Request",
             Param::Response => "res: &mut Response",
+            Param::Upgrade => "upgrade: &mut Upgrade",
+            Param::WsConn => "ws: &mut WsConn",
+            Param::Message => "message: Message",
+            Param::Code => "code: u16",
+            Param::Reason => "reason: &str",
         }
     }
 
@@ -89,6 +118,11 @@ impl Param {
             Param::CloseReason => "reason",
             Param::Request => "req",
             Param::Response => "res",
+            Param::Upgrade => "upgrade",
+            Param::WsConn => "ws",
+            Param::Message => "message",
+            Param::Code => "code",
+            Param::Reason => "reason",
         }
     }
 }
@@ -102,6 +136,9 @@ pub(crate) enum Returns {
 /// A handler attribute and the `smoke::Server` method it becomes.
 pub(crate) struct HandlerSpec {
     pub(crate) name: &'static str,
+    /// The `smoke::Server` method; an attribute with two signatures (`on_close`) has a row for
+    /// each, told apart by their argument count.
+    pub(crate) method: &'static str,
     /// The protocol whose connections it handles; `None`: every listener's.
     pub(crate) protocol: Option<Protocol>,
     /// A server declaring `protocol` must give this handler.
@@ -128,6 +165,7 @@ impl HandlerSpec {
 pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_connect",
+        method: "on_connect",
         protocol: None,
         required: false,
         params: &[Param::Conn],
@@ -137,6 +175,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     },
     HandlerSpec {
         name: "on_data",
+        method: "on_data",
         protocol: Some(Protocol::Tcp),
         required: true,
         params: &[Param::Conn, Param::Bytes],
@@ -146,6 +185,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     },
     HandlerSpec {
         name: "on_write",
+        method: "on_write",
         protocol: Some(Protocol::Tcp),
         required: false,
         params: &[Param::Conn],
@@ -155,6 +195,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     },
     HandlerSpec {
         name: "on_close",
+        method: "on_close",
         protocol: None,
         required: false,
         params: &[Param::Conn, Param::CloseReason],
@@ -164,6 +205,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     },
     HandlerSpec {
         name: "on_request",
+        method: "on_request",
         protocol: Some(Protocol::Http),
         required: true,
         params: &[Param::Request, Param::Response],
@@ -171,11 +213,62 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         may_construct: false,
         routes_suffice: true,
     },
+    HandlerSpec {
+        name: "on_upgrade",
+        method: "on_upgrade",
+        protocol: Some(Protocol::Ws),
+        required: false,
+        params: &[Param::Request, Param::Upgrade],
+        returns: Returns::Nothing,
+        may_construct: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_open",
+        method: "on_open",
+        protocol: Some(Protocol::Ws),
+        required: false,
+        params: &[Param::WsConn],
+        returns: Returns::Nothing,
+        may_construct: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_message",
+        method: "on_message",
+        protocol: Some(Protocol::Ws),
+        required: true,
+        params: &[Param::WsConn, Param::Message],
+        returns: Returns::Nothing,
+        may_construct: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_close",
+        method: "on_ws_close",
+        protocol: Some(Protocol::Ws),
+        required: false,
+        params: &[Param::WsConn, Param::Code, Param::Reason],
+        returns: Returns::Nothing,
+        may_construct: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_drain",
+        method: "on_drain",
+        protocol: Some(Protocol::Ws),
+        required: false,
+        params: &[Param::WsConn],
+        returns: Returns::Nothing,
+        may_construct: false,
+        routes_suffice: false,
+    },
 ];
 
 /// The signature every route handler shares (that of `on_request`).
 pub(crate) const ROUTE_HANDLER: HandlerSpec = HandlerSpec {
     name: "route",
+    method: "on_request",
     protocol: Some(Protocol::Http),
     required: false,
     params: &[Param::Request, Param::Response],
@@ -271,6 +364,8 @@ pub(crate) enum Setting {
     Threads(u64),
     Count { setter: &'static str, value: u64 },
     Millis { setter: &'static str, value: u64, optional: bool },
+    Text { setter: &'static str, value: String },
+    Flag { setter: &'static str, value: bool },
 }
 
 /// How a handler method is called.

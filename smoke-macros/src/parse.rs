@@ -52,6 +52,7 @@ fn attribute_entries(args: TokenStream, model: &mut Model, errors: &mut Errors) 
         Err(e) => return errors.push(e),
     };
     let mut seen: Vec<(String, Span)> = Vec::new();
+    let mut path_settings = Vec::new();
     for meta in metas {
         if let Some(KeyKind::Listener(protocol)) = KEYS.iter().find(|k| meta.path().is_ident(k.name)).map(|k| k.kind) {
             model.declared.push(protocol);
@@ -120,6 +121,36 @@ fn attribute_entries(args: TokenStream, model: &mut Model, errors: &mut Errors) 
                 Ok(_) => errors.at(value, format!("`{name}` must be at least 1; leave it out for no timeout")),
                 Err(e) => errors.push(e),
             },
+            KeyKind::Path { declares, needs } => {
+                model.declared.push(declares);
+                path_settings.push((pair.path.clone(), needs));
+                match value {
+                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if s.value().starts_with('/') => {
+                        model.settings.push(Setting::Text { setter: spec.name, value: s.value() })
+                    }
+                    other => {
+                        errors.at(other, format!("`{name}` expects a path string starting with `/`, e.g. \"/ws\""))
+                    }
+                }
+            }
+            KeyKind::Flag => match value {
+                Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => {
+                    model.settings.push(Setting::Flag { setter: spec.name, value: b.value })
+                }
+                other => errors.at(other, format!("`{name}` expects `true` or `false`")),
+            },
+        }
+    }
+    for (key, needs) in path_settings {
+        if !model.declares(needs) {
+            let key_name = key.get_ident().map(ToString::to_string).unwrap_or_default();
+            errors.at(
+                &key,
+                format!(
+                    "`{key_name}` is served on the `{0}` listener, but this server declares none (add `{0} = PORT`)",
+                    needs.name()
+                ),
+            );
         }
     }
     check_ports(model, errors);
@@ -211,7 +242,7 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
                 kept.push(attr);
                 continue;
             };
-            if let Some(spec) = HANDLERS.iter().find(|h| h.name == name) {
+            if let Some(spec) = handler_spec(&name, &method.sig) {
                 if let Meta::List(_) | Meta::NameValue(_) = &attr.meta {
                     errors.at(&attr, format!("#[{name}] takes no arguments"));
                 }
@@ -227,13 +258,15 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
                 let suggestion = closest(&name, known);
                 // Count the typo as the handler it most likely meant, so it is not also
                 // reported as missing.
-                if let Some(meant) = suggestion.and_then(|c| HANDLERS.iter().find(|h| h.name == c)) {
-                    model.seen.push((meant.name, method.sig.ident.clone()));
+                if let Some(meant) = suggestion.and_then(|c| handler_spec(c, &method.sig)) {
+                    model.seen.push((meant.method, method.sig.ident.clone()));
                 }
                 let hint = suggestion.map(|c| format!("; did you mean #[{c}]?")).unwrap_or_default();
+                let mut seen_names = std::collections::HashSet::new();
                 let all = HANDLERS
                     .iter()
                     .map(|h| format!("#[{}]", h.name))
+                    .filter(|h| seen_names.insert(h.clone()))
                     .chain(ROUTE_ATTRIBUTES.iter().map(|(n, _)| format!("#[{n}(..)]")))
                     .collect::<Vec<_>>()
                     .join(", ");
@@ -255,7 +288,7 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
         };
         let cfgs: Vec<syn::Attribute> = method.attrs.iter().filter(|a| a.path().is_ident("cfg")).cloned().collect();
         if let Marker::Handler(spec) = &marker {
-            let earlier = model.seen.iter().find(|(name, _)| name == &spec.name);
+            let earlier = model.seen.iter().find(|(name, _)| name == &spec.method);
             // Two cfg-gated methods may both carry a handler (one per configuration).
             let both_gated = !cfgs.is_empty()
                 && earlier.is_some_and(|(_, m)| model.handlers.iter().any(|h| h.method == *m && !h.cfgs.is_empty()));
@@ -263,14 +296,15 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
                 errors.at(&attr, format!("#[{}] is given twice (first on `fn {earlier}`)", spec.name));
                 continue;
             }
-            model.seen.push((spec.name, method.sig.ident.clone()));
+            model.seen.push((spec.method, method.sig.ident.clone()));
         }
         let protocol_missing = spec.protocol.filter(|p| !model.declares(*p) && !model.attribute_failed);
         if let Some(protocol) = protocol_missing.map(|p| p.name()) {
             errors.at(
                 &attr,
                 format!(
-                    "#[{shown_name}] handles {protocol} connections, but this server declares no `{protocol}` listener"
+                    "#[{shown_name}] handles {protocol} connections, but this server declares no `{protocol}` listener{}",
+                    if protocol == "ws" { " (nor `ws_path` on an http listener)" } else { "" }
                 ),
             );
         }
@@ -308,6 +342,16 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
             }
         }
     }
+}
+
+/// The handler row for attribute `name` on a method with this signature: where one attribute
+/// has rows for several signatures (`on_close`), the one whose argument count matches, else
+/// the first (whose signature the error then shows).
+fn handler_spec(name: &str, sig: &syn::Signature) -> Option<&'static HandlerSpec> {
+    let arguments = sig.inputs.iter().filter(|arg| matches!(arg, FnArg::Typed(_))).count();
+    let mut rows = HANDLERS.iter().filter(|h| h.name == name).peekable();
+    let first = *rows.peek()?;
+    Some(rows.find(|h| h.params.len() == arguments).unwrap_or(first))
 }
 
 /// What an attribute on a method makes of it.
@@ -419,7 +463,11 @@ fn handler_name(attr: &syn::Attribute) -> Option<String> {
 }
 
 fn check_signature(spec: &HandlerSpec, sig: &syn::Signature, self_ty: &Type) -> syn::Result<Form> {
-    let expected = spec.signature();
+    let mut expected = spec.signature();
+    for other in HANDLERS.iter().filter(|h| h.name == spec.name && h.method != spec.method) {
+        let protocol = other.protocol.map_or("any connection", |p| p.name());
+        expected = format!("{expected}` or, for {protocol}, `{}", other.signature());
+    }
     let wrong = |tokens: &dyn ToTokens, what: String| {
         syn::Error::new_spanned(tokens, format!("{what}; #[{}] handlers are `{expected}`", spec.name))
     };
@@ -519,6 +567,11 @@ fn param_matches(ty: &Type, param: Param) -> bool {
         (Param::CloseReason, ty) => is_named(ty, "CloseReason"),
         (Param::Request, Type::Reference(r)) => r.mutability.is_none() && is_named(&r.elem, "Request"),
         (Param::Response, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Response"),
+        (Param::Upgrade, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Upgrade"),
+        (Param::WsConn, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "WsConn"),
+        (Param::Message, ty) => is_named(ty, "Message"),
+        (Param::Code, ty) => is_named(ty, "u16"),
+        (Param::Reason, Type::Reference(r)) => r.mutability.is_none() && is_named(&r.elem, "str"),
         _ => false,
     }
 }
@@ -537,7 +590,7 @@ pub(crate) fn completeness(model: &Model, errors: &mut Errors) {
     for spec in HANDLERS.iter().filter(|h| h.required) {
         let Some(protocol) = spec.protocol.filter(|p| model.declares(*p)) else { continue };
         let stood_in = spec.routes_suffice && model.saw_route;
-        if !stood_in && !model.seen.iter().any(|(name, _)| *name == spec.name) {
+        if !stood_in && !model.seen.iter().any(|(name, _)| *name == spec.method) {
             errors.push(syn::Error::new(
                 Span::call_site(),
                 format!(

@@ -32,6 +32,9 @@ pub enum Protocol {
     Tcp,
     /// HTTP/1.1: requests to [`Server::on_request`](crate::Server::on_request).
     Http,
+    /// WebSocket: an HTTP/1.1 upgrade on any path, then messages to
+    /// [`Server::on_message`](crate::Server::on_message).
+    Ws,
 }
 
 /// Every protocol whose listeners an environment variable (`SMOKE_<NAME>`) can move, including
@@ -43,6 +46,7 @@ impl Protocol {
         match name {
             "tcp" => Some(Protocol::Tcp),
             "http" => Some(Protocol::Http),
+            "ws" => Some(Protocol::Ws),
             _ => None,
         }
     }
@@ -52,7 +56,7 @@ impl Protocol {
     pub(crate) fn client_speaks_first(self) -> bool {
         match self {
             Protocol::Tcp => false,
-            Protocol::Http => true,
+            Protocol::Http | Protocol::Ws => true,
         }
     }
 
@@ -61,6 +65,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Http => "http",
+            Protocol::Ws => "ws",
         }
     }
 }
@@ -176,6 +181,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Request size limits of HTTP listeners; see [`Config::max_body`] and its neighbours.
     pub http_limits: crate::http::Limits,
+    /// WebSocket settings; see [`Config::ws_path`] and its neighbours.
+    pub ws: crate::ws::WsConfig,
 }
 
 impl Default for Config {
@@ -199,6 +206,7 @@ impl Config {
             read_budget: DEFAULT_READ_BUDGET,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             http_limits: crate::http::Limits::default(),
+            ws: crate::ws::WsConfig::default(),
         }
     }
 
@@ -234,6 +242,49 @@ impl Config {
     /// HTTP: body size above which a request gets 413. Default 1 MiB.
     pub fn max_body(mut self, bytes: usize) -> Config {
         self.http_limits.max_body = bytes;
+        self
+    }
+
+    /// Adds a dedicated WebSocket listener: every request on it must be an upgrade (any path;
+    /// [`Server::on_upgrade`](crate::Server::on_upgrade) may refuse); others get 426.
+    pub fn ws(self, listen: impl Into<Listen>) -> Config {
+        self.listen(Protocol::Ws, listen)
+    }
+
+    /// WebSocket: also accept upgrades on the HTTP listeners at this path (the query is
+    /// ignored when matching). Default: none.
+    pub fn ws_path(mut self, path: impl Into<String>) -> Config {
+        self.ws.path = Some(path.into());
+        self
+    }
+
+    /// WebSocket: a message (all its fragments) above this closes the connection with 1009.
+    /// Default [`DEFAULT_MAX_MESSAGE`](crate::ws::DEFAULT_MAX_MESSAGE).
+    pub fn max_message(mut self, bytes: usize) -> Config {
+        self.ws.max_message = bytes.max(1);
+        self
+    }
+
+    /// WebSocket: output buffered per connection (waiting for a slow peer) above which a send
+    /// or a topic delivery is dropped. Default
+    /// [`DEFAULT_MAX_BACKPRESSURE`](crate::ws::DEFAULT_MAX_BACKPRESSURE).
+    pub fn max_backpressure(mut self, bytes: usize) -> Config {
+        self.ws.max_backpressure = bytes.max(1);
+        self
+    }
+
+    /// WebSocket: close a connection (at once, without a close frame: its queue is full) when a
+    /// send or delivery hits `max_backpressure`, instead of dropping that message. Default off.
+    pub fn close_on_backpressure_limit(mut self, close: bool) -> Config {
+        self.ws.close_on_backpressure_limit = close;
+        self
+    }
+
+    /// WebSocket: a connection silent this long gets a ping; silent for as long again, it is
+    /// closed with 1001. `None` disables. Default
+    /// [`DEFAULT_WS_IDLE_TIMEOUT`](crate::ws::DEFAULT_WS_IDLE_TIMEOUT).
+    pub fn ws_idle_timeout(mut self, timeout: Option<Duration>) -> Config {
+        self.ws.idle_timeout = timeout.filter(|t| !t.is_zero());
         self
     }
 

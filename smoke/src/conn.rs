@@ -150,6 +150,8 @@ impl Flags {
     /// on_data left input while output was above the high-water mark: deliver it again once
     /// the backlog drains.
     pub(crate) const REDELIVER: u16 = 1 << 12;
+    /// Topic deliveries wrote to this connection; it is in the worker's list to send.
+    pub(crate) const DELIVERED: u16 = 1 << 13;
     /// Any of these means no more input goes to the handler (and none is kept for it).
     pub(crate) const INPUT_ENDED: u16 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 
@@ -196,6 +198,23 @@ impl Conn<'_> {
     pub fn write(&mut self, data: &[u8]) {
         if !data.is_empty() && !self.flags.has(Flags::ABORT) {
             self.out.push(data, self.pool, self.counters);
+        }
+    }
+
+    /// One non-blocking send of pending output, now rather than when the handler returns (for
+    /// a producer deciding whether the peer keeps up). Errors are left for the worker's own
+    /// send to meet and report.
+    pub(crate) fn send_now(&mut self) {
+        loop {
+            match self.stream.send(self.out.unsent()) {
+                Ok(n) => {
+                    crate::stats::bump(&self.counters.bytes_out, n as u64);
+                    self.out.consume(n, self.pool, self.counters);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
         }
     }
 

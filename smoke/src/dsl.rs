@@ -8,9 +8,11 @@ use std::io;
 use crate::config::{Config, Protocol};
 use crate::conn::{CloseReason, Conn};
 use crate::handler::Handler;
-use crate::http::session::{HttpState, header_timeout, serve_requests};
+use crate::http::session::{Answer, HttpState, header_timeout, serve_requests};
 use crate::http::{Request, Response};
 use crate::server::{ServerHandle, spawn};
+use crate::ws::session::{self as ws_session, WsState};
+use crate::ws::{Message, Upgrade, WsConn, handshake};
 
 /// A session type turned into a server by `#[smoke::server]` (which writes this impl; a manual
 /// impl works the same way).
@@ -40,12 +42,13 @@ pub trait Server: Sized + 'static {
         let _ = conn;
     }
 
-    /// See [`Handler::on_close`].
+    /// See [`Handler::on_close`]: every connection, whatever its protocol, ends here once.
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         let _ = (conn, reason);
     }
 
-    /// See [`Handler::on_timer`] (TCP connections; HTTP uses its timer for `header_timeout`).
+    /// See [`Handler::on_timer`] (TCP connections; HTTP uses its timer for `header_timeout`,
+    /// WebSocket for the idle ping and the close handshake).
     fn on_timer(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;
     }
@@ -56,10 +59,38 @@ pub trait Server: Sized + 'static {
         res.status(404);
     }
 
+    /// A valid WebSocket upgrade request: accepted unless this refuses it
+    /// ([`Upgrade::refuse`]); it may also pick a subprotocol.
+    fn on_upgrade(&mut self, req: &Request<'_>, upgrade: &mut Upgrade<'_>) {
+        let _ = (req, upgrade);
+    }
+
+    /// The WebSocket is open (the 101 is on its way).
+    fn on_open(&mut self, ws: &mut WsConn<'_, '_>) {
+        let _ = ws;
+    }
+
+    /// A complete WebSocket message.
+    fn on_message(&mut self, ws: &mut WsConn<'_, '_>, message: Message<'_>) {
+        let _ = (ws, message);
+    }
+
+    /// The WebSocket ended, once: the code and reason of the client's close frame (1005 when it
+    /// had no code), of the protocol violation smoke closed for (1002, 1007, 1009), or 1006 when
+    /// the connection ended without a close frame. [`Server::on_close`] still follows.
+    fn on_ws_close(&mut self, ws: &mut WsConn<'_, '_>, code: u16, reason: &str) {
+        let _ = (ws, code, reason);
+    }
+
+    /// The WebSocket's backlog drained: the client has taken everything buffered for it.
+    fn on_drain(&mut self, ws: &mut WsConn<'_, '_>) {
+        let _ = ws;
+    }
+
     /// Starts the server with `config` (usually `Self::config()`, adjusted) and returns its
     /// handle: for tests, and for programs that do more than serve.
     fn spawn(config: Config) -> io::Result<ServerHandle> {
-        spawn(config, |conn: &mut Conn<'_>| Session { inner: Self::new_session(conn), http: HttpState::default() })
+        spawn(config, |conn: &mut Conn<'_>| Session { inner: Self::new_session(conn), proto: Proto::default() })
     }
 
     /// Runs the server until SIGINT/SIGTERM: [`config`](Server::config) with the environment
@@ -78,7 +109,60 @@ pub trait Server: Sized + 'static {
 /// Runs a [`Server`] type's handlers as a [`Handler`], speaking each listener's protocol.
 struct Session<T> {
     inner: T,
-    http: HttpState,
+    proto: Proto,
+}
+
+/// Where an HTTP-speaking connection is: requests, or (after an upgrade) WebSocket frames.
+/// Raw TCP connections leave it untouched.
+#[derive(Debug)]
+enum Proto {
+    Http(HttpState),
+    Ws(WsState),
+}
+
+impl Default for Proto {
+    fn default() -> Proto {
+        Proto::Http(HttpState::default())
+    }
+}
+
+impl<T: Server> Session<T> {
+    fn serve_http(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        let Proto::Http(http) = &mut self.proto else { return 0 };
+        let limits = conn.shared.http_limits;
+        let only_ws = conn.protocol() == Protocol::Ws;
+        let ws_path = conn.shared.ws.path.as_deref();
+        let inner = &mut self.inner;
+        let mut upgraded = false;
+        let consumed = serve_requests(http, conn, input, &limits, |req, res, conn| {
+            if !only_ws && ws_path != Some(req.path()) {
+                inner.on_request(req, res);
+                return Answer::Respond;
+            }
+            let accept_key = match handshake::accept(req) {
+                Ok(key) => key,
+                Err(refusal) => {
+                    refusal.write(res);
+                    return Answer::Respond;
+                }
+            };
+            let mut upgrade = Upgrade::new(req);
+            inner.on_upgrade(req, &mut upgrade);
+            if let Some(status) = upgrade.refused {
+                res.status(status);
+                return Answer::Respond;
+            }
+            handshake::write_switch(conn, &accept_key, upgrade.subprotocol);
+            upgraded = true;
+            Answer::Upgraded
+        });
+        if upgraded {
+            let mut ws = WsState::default();
+            ws_session::open(&mut ws, conn, &mut self.inner);
+            self.proto = Proto::Ws(ws);
+        }
+        consumed
+    }
 }
 
 impl<T: Server> Handler for Session<T> {
@@ -88,30 +172,33 @@ impl<T: Server> Handler for Session<T> {
     }
     #[inline]
     fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
-        match conn.protocol() {
-            Protocol::Tcp => self.inner.on_data(conn, input),
-            Protocol::Http => {
-                let limits = conn.shared.http_limits;
-                let inner = &mut self.inner;
-                serve_requests(&mut self.http, conn, input, &limits, |req, res| inner.on_request(req, res))
-            }
+        match (&mut self.proto, conn.protocol()) {
+            (_, Protocol::Tcp) => self.inner.on_data(conn, input),
+            (Proto::Ws(ws), _) => ws_session::serve_frames(ws, conn, input, &mut self.inner),
+            (Proto::Http(_), _) => self.serve_http(conn, input),
         }
     }
     #[inline]
     fn on_write(&mut self, conn: &mut Conn<'_>) {
-        if conn.protocol() == Protocol::Tcp {
-            self.inner.on_write(conn);
+        match (&mut self.proto, conn.protocol()) {
+            (_, Protocol::Tcp) => self.inner.on_write(conn),
+            (Proto::Ws(ws), _) => ws_session::drained(ws, conn, &mut self.inner),
+            (Proto::Http(_), _) => {}
         }
     }
     #[inline]
     fn on_timer(&mut self, conn: &mut Conn<'_>) {
-        match conn.protocol() {
-            Protocol::Tcp => self.inner.on_timer(conn),
-            Protocol::Http => header_timeout(&mut self.http, conn),
+        match (&mut self.proto, conn.protocol()) {
+            (_, Protocol::Tcp) => self.inner.on_timer(conn),
+            (Proto::Ws(ws), _) => ws_session::timer(ws, conn, &mut self.inner),
+            (Proto::Http(http), _) => header_timeout(http, conn),
         }
     }
     #[inline]
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
+        if let Proto::Ws(ws) = &mut self.proto {
+            ws_session::closed(ws, conn, &mut self.inner, reason);
+        }
         self.inner.on_close(conn, reason);
     }
 }

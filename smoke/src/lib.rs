@@ -38,15 +38,17 @@ mod stats;
 mod sys;
 mod table;
 mod worker;
-#[allow(dead_code)] // Wired into the event loop by the WebSocket issue; tested on bytes until then.
-pub(crate) mod ws;
+pub mod ws;
 
 pub use config::{Config, Listen, Protocol};
 pub use conn::{CloseReason, Conn, ConnId};
 pub use dsl::Server;
 pub use handler::Handler;
 pub use server::{ServerHandle, serve, spawn};
-pub use smoke_macros::{delete, get, on_close, on_connect, on_data, on_request, on_write, post, put, route};
+pub use smoke_macros::{
+    delete, get, on_close, on_connect, on_data, on_drain, on_message, on_open, on_request, on_upgrade, on_write, post,
+    put, route,
+};
 
 /// Turns an inherent impl block into a multi-threaded server.
 ///
@@ -143,12 +145,17 @@ pub use smoke_macros::{delete, get, on_close, on_connect, on_data, on_request, o
 pub use smoke_macros::server;
 pub use stats::Stats;
 pub use table::SessionTable;
+pub use ws::publish;
 
 /// Everything a server's source usually needs: `use smoke::prelude::*;`.
 pub mod prelude {
     pub use crate::http::{Request, Response};
+    pub use crate::ws::{Message, SendStatus, Upgrade, WsConn};
     pub use crate::{CloseReason, Config, Conn, ConnId, Handler, Server, ServerHandle, Stats};
-    pub use crate::{delete, get, on_close, on_connect, on_data, on_request, on_write, post, put, route};
+    pub use crate::{
+        delete, get, on_close, on_connect, on_data, on_drain, on_message, on_open, on_request, on_upgrade, on_write,
+        post, put, route,
+    };
 }
 
 /// The README's code samples, compiled as doctests so they cannot drift from the API.

@@ -3,8 +3,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::config::{Config, Protocol};
@@ -13,6 +13,7 @@ use crate::handler::Handler;
 use crate::stats::{Counters, Stats};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener, ShutdownSignals};
 use crate::worker::{Limits, Worker};
+use crate::ws::topics::Mailbox;
 
 /// State every worker and the handle can see. Nothing here is written on the hot path except
 /// each worker's own counters.
@@ -22,6 +23,7 @@ pub(crate) struct Shared {
     pub(crate) workers: Box<[WorkerShared]>,
     pub(crate) http_limits: crate::http::Limits,
     pub(crate) max_write_buffer: usize,
+    pub(crate) ws: crate::ws::WsConfig,
     /// Written by a worker whose loop ends, so a thread waiting in `wait_for_signal` notices.
     pub(crate) exited: EventFd,
 }
@@ -30,6 +32,21 @@ pub(crate) struct Shared {
 pub(crate) struct WorkerShared {
     pub(crate) counters: Counters,
     pub(crate) waker: EventFd,
+    /// Topic publications for this worker's subscribers (see `ws::topics`).
+    pub(crate) mailbox: Mutex<Mailbox>,
+    /// Set when the mailbox goes from empty to not empty; the worker checks it every turn.
+    pub(crate) has_mail: AtomicBool,
+}
+
+impl WorkerShared {
+    fn new() -> io::Result<WorkerShared> {
+        Ok(WorkerShared {
+            counters: Counters::default(),
+            waker: EventFd::new()?,
+            mailbox: Mutex::default(),
+            has_mail: AtomicBool::new(false),
+        })
+    }
 }
 
 impl Shared {
@@ -41,6 +58,7 @@ impl Shared {
             workers: Box::new([]),
             http_limits: crate::http::Limits::default(),
             max_write_buffer: crate::config::DEFAULT_MAX_WRITE_BUFFER,
+            ws: crate::ws::WsConfig::default(),
             exited: EventFd::new().expect("eventfd"),
         }
     }
@@ -79,6 +97,12 @@ impl ServerHandle {
     /// Each worker's counters, by worker index.
     pub fn worker_stats(&self) -> Vec<Stats> {
         self.shared.workers.iter().map(|w| w.counters.snapshot()).collect()
+    }
+
+    /// Publishes `message` to `topic` on this server's WebSocket subscribers, from any thread
+    /// (see [`WsConn::publish`](crate::ws::WsConn::publish)).
+    pub fn publish<'m>(&self, topic: &str, message: impl Into<crate::ws::Message<'m>>) {
+        crate::ws::topics::publish_to(&self.shared, None, topic, message.into());
     }
 
     /// Stops accepting, lets pending output flush (up to `shutdown_timeout`), closes every
@@ -206,7 +230,7 @@ where
                 Listener::bind(addr, protocol.client_speaks_first()).map_err(|e| bind_error(addr, protocol, e))?;
             listeners.push((protocol, socket));
         }
-        workers.push(WorkerShared { counters: Counters::default(), waker: EventFd::new()? });
+        workers.push(WorkerShared::new()?);
         setups.push((epoll, listeners));
     }
     let shared = Arc::new(Shared {
@@ -214,8 +238,10 @@ where
         workers: workers.into(),
         http_limits: config.http_limits,
         max_write_buffer: config.max_write_buffer.max(1),
+        ws: config.ws.clone(),
         exited: EventFd::new()?,
     });
+    crate::ws::topics::register(&shared);
     let limits = Limits::from_config(&config, threads);
     let new_session = Arc::new(new_session);
 

@@ -29,6 +29,8 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Buffers lent to connections right now (see above).
     pub buffers_held: u64,
+    /// WebSocket messages (sends and topic deliveries) dropped at `max_backpressure`.
+    pub dropped: u64,
 }
 
 impl Stats {
@@ -48,6 +50,7 @@ impl Stats {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.buffers_held += other.buffers_held;
+        self.dropped += other.dropped;
         self
     }
 
@@ -71,6 +74,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) buffers_held: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 /// Adds to a counter owned by the calling worker.
@@ -93,6 +97,7 @@ impl Counters {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             buffers_held: self.buffers_held.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::buf::{BufPool, Output, POOL_BUFFER_SIZE};
@@ -17,6 +17,7 @@ use crate::server::Shared;
 use crate::stats::{Counters, bump};
 use crate::sys::{Epoll, Events, Interest, Listener, Stream};
 use crate::table::SessionTable;
+use crate::ws::topics::Mailbox;
 
 /// Every read lands here first; only input a handler leaves unconsumed is copied into a
 /// per-connection buffer. 64 KiB takes a full TSO burst or 16 pipelined requests in one recv.
@@ -66,9 +67,14 @@ impl Limits {
         // be cut before the protocol layer could answer 413/431.
         let http_request = crate::http::chunked::max_encoded_len(config.http_limits.max_body)
             .saturating_add(config.http_limits.max_header_bytes);
-        let serves_http = config.listeners.iter().any(|(p, _)| *p == Protocol::Http);
-        let max_read_buffer =
+        let serves_http = config.listeners.iter().any(|(p, _)| matches!(p, Protocol::Http | Protocol::Ws));
+        let mut max_read_buffer =
             if serves_http { config.max_read_buffer.max(http_request) } else { config.max_read_buffer };
+        let serves_ws = config.listeners.iter().any(|(p, _)| *p == Protocol::Ws) || config.ws.path.is_some();
+        if serves_ws {
+            // Likewise a frame up to `max_message`, with its header, for 1009 to be the answer.
+            max_read_buffer = max_read_buffer.max(config.ws.max_message.saturating_add(14));
+        }
         Limits {
             fd_cache: config.fd_cache,
             max_connections: config.max_connections.div_ceil(threads).max(1),
@@ -103,10 +109,14 @@ struct Connection<S> {
 #[derive(Clone, Copy, Debug)]
 enum Wake {
     Connected,
-    Readable { stops_short: bool },
+    Readable {
+        stops_short: bool,
+    },
     Writable,
     Retry,
     Timer,
+    /// Topic deliveries were queued: send them.
+    Delivered,
 }
 
 /// The worker's pieces a connection borrows while it runs, split from the session table.
@@ -153,6 +163,10 @@ pub(crate) struct Worker<S, F> {
     next_idle_sweep: Option<u32>,
     drain_deadline: Option<u32>,
     closing: Vec<RawFd>,
+    /// The mailbox taken from `WorkerShared` (swapped, so both keep their capacity).
+    mail: Mailbox,
+    /// Connections topic deliveries wrote to in this turn.
+    delivered: Vec<u64>,
 }
 
 impl<S, F> Worker<S, F>
@@ -195,6 +209,8 @@ where
             next_idle_sweep,
             drain_deadline: None,
             closing: Vec::new(),
+            mail: Mailbox::default(),
+            delivered: Vec::new(),
         })
     }
 
@@ -228,6 +244,7 @@ where
                 }
             }
             self.run_timers();
+            self.deliver_mail();
             if self.drain_deadline.is_none() && self.shared.stopping.load(Ordering::Relaxed) {
                 self.begin_shutdown();
             }
@@ -500,6 +517,41 @@ where
         }
     }
 
+    /// Copies the topic publications in this worker's mailbox into its subscribers' output
+    /// queues, then sends to every connection written to.
+    fn deliver_mail(&mut self) {
+        let worker = &self.shared.workers[self.index];
+        if !worker.has_mail.swap(false, Ordering::Acquire) {
+            return;
+        }
+        std::mem::swap(&mut *worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner), &mut self.mail);
+        let counters = &worker.counters;
+        for (topic, frame) in self.mail.letters() {
+            crate::ws::topics::for_each_subscriber(topic, |fd, id| {
+                let Some(c) = self.table.get_mut(fd).filter(|c| c.id == id) else { return };
+                let mut conn = Connection::<S>::conn(
+                    &c.stream,
+                    (&mut c.out, &mut c.flags, &mut c.timer),
+                    (c.id, c.protocol),
+                    (&mut self.pool, &self.shared, counters),
+                );
+                if !conn.is_closing() && crate::ws::conn::admit(&mut conn, frame.len()) {
+                    conn.write(frame);
+                }
+                if !c.flags.has(Flags::DELIVERED) {
+                    c.flags.set(Flags::DELIVERED);
+                    self.delivered.push(connection_token(fd, c.generation));
+                }
+            });
+        }
+        self.mail.clear();
+        let mut delivered = std::mem::take(&mut self.delivered);
+        for token in delivered.drain(..) {
+            self.wake(token, Wake::Delivered);
+        }
+        self.delivered = delivered;
+    }
+
     fn close_all(&mut self, reason: CloseReason) {
         self.closing.extend(self.table.iter_mut().map(|(fd, _)| fd));
         for fd in std::mem::take(&mut self.closing) {
@@ -571,6 +623,7 @@ impl<S: Handler> Connection<S> {
             Wake::Writable => {}
             Wake::Retry => self.flags.clear(Flags::QUEUED),
             Wake::Timer => self.call(io, "on_timer", S::on_timer),
+            Wake::Delivered => self.flags.clear(Flags::DELIVERED),
         }
         if self.flags.has(Flags::REDELIVER) && self.can_read(io.limits) {
             // The handler stopped at our own backlog with input in hand; the backlog has

@@ -43,13 +43,23 @@ struct ChunkedBody {
     decoded: Vec<u8>,
 }
 
+/// What a request's handler did with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Filled the response, which is sent.
+    Respond,
+    /// Switched the connection to another protocol, writing its own `101`: this was the last
+    /// HTTP request on it, and what follows is no longer HTTP.
+    Upgraded,
+}
+
 /// Answers the complete requests at the front of `input`; returns the bytes consumed.
 pub(crate) fn serve_requests(
     state: &mut HttpState,
     conn: &mut Conn<'_>,
     input: &[u8],
     limits: &Limits,
-    mut handle: impl FnMut(&Request<'_>, &mut Response),
+    mut handle: impl FnMut(&Request<'_>, &mut Response, &mut Conn<'_>) -> Answer,
 ) -> usize {
     let mut consumed = 0;
     // Stop at our own backlog: a read full of pipelined requests for large responses must not
@@ -107,17 +117,24 @@ pub(crate) fn serve_requests(
         }
         let request = Request::new(&head, headers, body, state.peer, conn.shared);
         let head_only = head.method == "HEAD";
-        SCRATCH.with_borrow_mut(|(response, date)| {
+        let answer = SCRATCH.with_borrow_mut(|(response, date)| {
             response.reset();
-            handle(&request, response);
+            if handle(&request, response, conn) == Answer::Upgraded {
+                return Answer::Upgraded;
+            }
             let connection = match (head.keep_alive, head.minor_version) {
                 (false, _) => ConnectionHeader::Close,
                 (true, 0) => ConnectionHeader::KeepAlive,
                 (true, _) => ConnectionHeader::None,
             };
             response.write_to(conn, date.get(), head_only, connection);
+            Answer::Respond
         });
         consumed += used;
+        if answer == Answer::Upgraded {
+            state.chunked = None;
+            break;
+        }
         if head.framing == Framing::Chunked {
             // An idle connection holds no buffer: the decoded body goes with its request.
             state.chunked = None;

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 upgrade to WebSocket (RFC 6455 §4.2), checked on smoke's parsed request.
 
+use crate::conn::Conn;
 use crate::http::{Request, Response};
 
 /// Why an upgrade request is refused: the status and, for a version mismatch, the header
@@ -10,6 +11,8 @@ pub(crate) enum Refusal {
     BadRequest(&'static str),
     /// 426 with `Sec-WebSocket-Version: 13`.
     UpgradeRequired,
+    /// 426 with `Upgrade: websocket`: a plain request where only WebSocket is served.
+    NotAnUpgrade,
 }
 
 impl Refusal {
@@ -20,6 +23,12 @@ impl Refusal {
             }
             Refusal::UpgradeRequired => {
                 res.status(426).header("Sec-WebSocket-Version", "13").text("WebSocket version 13 required");
+            }
+            Refusal::NotAnUpgrade => {
+                res.status(426)
+                    .header("Upgrade", "websocket")
+                    .header("Sec-WebSocket-Version", "13")
+                    .text("this endpoint speaks WebSocket: send an upgrade request");
             }
         }
     }
@@ -37,6 +46,9 @@ pub(crate) fn accept(req: &Request<'_>) -> Result<String, Refusal> {
     }
     if req.version() != "HTTP/1.1" {
         return Err(Refusal::BadRequest("a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if req.header("upgrade").is_none() {
+        return Err(Refusal::NotAnUpgrade);
     }
     if !req.headers_named("upgrade").any(|v| has_token(v, "websocket")) {
         return Err(Refusal::BadRequest("missing `Upgrade: websocket`"));
@@ -56,6 +68,19 @@ pub(crate) fn accept(req: &Request<'_>) -> Result<String, Refusal> {
         return Err(Refusal::BadRequest("missing or malformed Sec-WebSocket-Key"));
     }
     Ok(tungstenite::handshake::derive_accept_key(key))
+}
+
+/// Writes the `101 Switching Protocols` that completes an accepted upgrade.
+pub(crate) fn write_switch(conn: &mut Conn<'_>, accept_key: &str, subprotocol: Option<&str>) {
+    conn.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
+    conn.write(accept_key.as_bytes());
+    if let Some(protocol) = subprotocol {
+        conn.write(b"\r\nSec-WebSocket-Protocol: ");
+        conn.write(protocol.as_bytes());
+    }
+    conn.write(b"\r\n\r\n");
 }
 
 #[cfg(test)]

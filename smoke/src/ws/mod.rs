@@ -1,20 +1,75 @@
-//! WebSocket (RFC 6455) pieces as plain functions over buffers, ahead of their wiring into the
-//! event loop: the upgrade handshake checks, frame parsing with tungstenite's `FrameHeader` over
-//! smoke's own buffers (not its stream-owning `WebSocket`), word-at-a-time unmasking, message
-//! reassembly with UTF-8 validation across fragments, close-frame rules, and frame encoding.
+//! WebSocket (RFC 6455): the upgrade, frames over smoke's own buffers, messages to the session's
+//! handlers, and topics (publish/subscribe across every worker of a server).
+//!
+//! The protocol pieces are plain functions over buffers: the handshake checks, frame parsing
+//! with tungstenite's `FrameHeader` (not its stream-owning `WebSocket`), word-at-a-time
+//! unmasking, reassembly with UTF-8 validation across fragments, and encoding. `session` drives
+//! them for one connection; `topics` carries publications between workers.
 
 pub(crate) mod codec;
+pub(crate) mod conn;
 pub(crate) mod handshake;
+pub(crate) mod session;
+pub(crate) mod topics;
 
-/// Close codes smoke sends when a peer breaks the protocol.
-pub(crate) mod close_code {
+use std::time::Duration;
+
+pub use conn::{Message, SendStatus, Upgrade, WsConn};
+pub use topics::publish;
+
+/// Default [`Config::max_message`](crate::Config::max_message): 1 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
+/// Default [`Config::max_backpressure`](crate::Config::max_backpressure): 1 MiB.
+pub const DEFAULT_MAX_BACKPRESSURE: usize = 1 << 20;
+/// Default [`Config::ws_idle_timeout`](crate::Config::ws_idle_timeout): 120 s.
+pub const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// WebSocket settings of a server (see the [`Config`](crate::Config) setters of the same names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsConfig {
+    /// Path on the HTTP listeners where upgrades are accepted.
+    pub path: Option<String>,
+    /// Largest message, all fragments together.
+    pub max_message: usize,
+    /// Output buffered per connection above which sends and deliveries are dropped.
+    pub max_backpressure: usize,
+    /// Close instead of dropping at `max_backpressure`.
+    pub close_on_backpressure_limit: bool,
+    /// Silence before a ping, and again before a close.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for WsConfig {
+    fn default() -> WsConfig {
+        WsConfig {
+            path: None,
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_backpressure: DEFAULT_MAX_BACKPRESSURE,
+            close_on_backpressure_limit: false,
+            idle_timeout: Some(DEFAULT_WS_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// Close codes (RFC 6455 §7.4.1) for [`WsConn::close`] and what `#[on_close]` reports.
+pub mod close_code {
     /// 1000: normal closure.
-    pub(crate) const NORMAL: u16 = 1000;
+    pub const NORMAL: u16 = 1000;
+    /// 1001: going away (smoke sends it when closing an idle connection or shutting down).
+    pub const GOING_AWAY: u16 = 1001;
     /// 1002: protocol error (unmasked client frame, reserved bits or opcodes, bad control frame,
     /// broken fragmentation, malformed close payload).
-    pub(crate) const PROTOCOL_ERROR: u16 = 1002;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// 1005: reported when the peer's close frame carried no code (never sent).
+    pub const NO_STATUS: u16 = 1005;
+    /// 1006: reported when the connection ended without a close frame (never sent).
+    pub const ABNORMAL: u16 = 1006;
     /// 1007: text that is not UTF-8.
-    pub(crate) const INVALID_PAYLOAD: u16 = 1007;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// 1008: a policy violation.
+    pub const POLICY: u16 = 1008;
     /// 1009: a message above `max_message`.
-    pub(crate) const MESSAGE_TOO_BIG: u16 = 1009;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// 1011: the server hit an unexpected condition.
+    pub const INTERNAL_ERROR: u16 = 1011;
 }

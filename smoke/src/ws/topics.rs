@@ -1,0 +1,169 @@
+//! Topics: publish/subscribe across every worker of a server.
+//!
+//! Each worker keeps its own subscriber lists (thread-local: only that worker touches them) and
+//! has a mailbox other threads append publications to. A publication is encoded into a frame
+//! once, appended to every worker's mailbox (the publisher's own included, so one path keeps
+//! per-publisher order everywhere), and each worker copies it into its subscribers' output
+//! queues. A worker is woken by its eventfd only when its mailbox goes from empty to not
+//! empty; its own publications need no wake-up, since it looks at its mailbox every loop turn.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError, Weak};
+
+use super::conn::Message;
+use super::session::frame_header;
+use crate::conn::ConnId;
+use crate::server::Shared;
+
+/// Publications waiting for one worker, packed into two reused vectors so a steady stream of
+/// publications allocates nothing: the worker swaps the mailbox with an empty one it keeps.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    bytes: Vec<u8>,
+    /// (topic length, frame length) of each publication, in order; both lie in `bytes`.
+    letters: Vec<(u32, u32)>,
+}
+
+impl Mailbox {
+    fn push(&mut self, topic: &str, head: &[u8], payload: &[u8]) {
+        self.bytes.extend_from_slice(topic.as_bytes());
+        self.bytes.extend_from_slice(head);
+        self.bytes.extend_from_slice(payload);
+        self.letters.push((topic.len() as u32, (head.len() + payload.len()) as u32));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.letters.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.letters.clear();
+    }
+
+    /// Each publication as (topic, encoded frame), in publish order.
+    pub(crate) fn letters(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut at = 0;
+        self.letters.iter().map(move |&(topic_len, frame_len)| {
+            let topic = &self.bytes[at..at + topic_len as usize];
+            let frame = &self.bytes[at + topic_len as usize..at + (topic_len + frame_len) as usize];
+            at += (topic_len + frame_len) as usize;
+            // Pushed from a &str.
+            (std::str::from_utf8(topic).unwrap_or_default(), frame)
+        })
+    }
+}
+
+/// A subscriber: its fd (the session table's key) and its id (so a reused fd never receives
+/// what its previous owner subscribed to).
+type Subscriber = (RawFd, ConnId);
+
+/// One worker's subscriptions.
+#[derive(Debug, Default)]
+struct Registry {
+    topics: HashMap<Box<str>, Vec<Subscriber>>,
+    by_connection: HashMap<ConnId, Vec<Box<str>>>,
+}
+
+thread_local! {
+    static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+pub(crate) fn subscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
+    REGISTRY.with_borrow_mut(|registry| {
+        let subscribers = registry.topics.entry(topic.into()).or_default();
+        if subscribers.contains(&(fd, id)) {
+            return false;
+        }
+        subscribers.push((fd, id));
+        registry.by_connection.entry(id).or_default().push(topic.into());
+        true
+    })
+}
+
+pub(crate) fn unsubscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
+    REGISTRY.with_borrow_mut(|registry| {
+        let Some(topics) = registry.by_connection.get_mut(&id) else { return false };
+        let Some(index) = topics.iter().position(|t| &**t == topic) else { return false };
+        topics.swap_remove(index);
+        if topics.is_empty() {
+            registry.by_connection.remove(&id);
+        }
+        registry.remove_subscriber(topic, (fd, id));
+        true
+    })
+}
+
+pub(crate) fn unsubscribe_all(fd: RawFd, id: ConnId) {
+    REGISTRY.with_borrow_mut(|registry| {
+        for topic in registry.by_connection.remove(&id).unwrap_or_default() {
+            registry.remove_subscriber(&topic, (fd, id));
+        }
+    });
+}
+
+impl Registry {
+    fn remove_subscriber(&mut self, topic: &str, subscriber: Subscriber) {
+        if let Some(subscribers) = self.topics.get_mut(topic) {
+            subscribers.retain(|s| *s != subscriber);
+            if subscribers.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+    }
+}
+
+/// Calls `deliver` for every subscriber of `topic` on this worker.
+pub(crate) fn for_each_subscriber(topic: &str, mut deliver: impl FnMut(RawFd, ConnId)) {
+    REGISTRY.with_borrow(|registry| {
+        for &(fd, id) in registry.topics.get(topic).map_or(&[][..], Vec::as_slice) {
+            deliver(fd, id);
+        }
+    });
+}
+
+/// Publishes from a worker (`from`: its index, which needs no wake-up) or any other thread.
+pub(crate) fn publish_to(shared: &Shared, from: Option<usize>, topic: &str, message: Message<'_>) {
+    let payload = message.payload();
+    let mut head = [0u8; 14];
+    let head_len = frame_header(message.opcode(), payload.len(), &mut head);
+    for (index, worker) in shared.workers.iter().enumerate() {
+        let was_empty = {
+            let mut mailbox = worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
+            let was_empty = mailbox.is_empty();
+            mailbox.push(topic, &head[..head_len], payload);
+            was_empty
+        };
+        if was_empty {
+            worker.has_mail.store(true, Ordering::Release);
+            if from != Some(index) {
+                worker.waker.wake();
+            }
+        }
+    }
+}
+
+/// Every running server in this process, for [`publish`].
+static SERVERS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+pub(crate) fn register(shared: &std::sync::Arc<Shared>) {
+    let mut servers = SERVERS.lock().unwrap_or_else(PoisonError::into_inner);
+    servers.retain(|s| s.strong_count() > 0);
+    servers.push(std::sync::Arc::downgrade(shared));
+}
+
+/// Publishes `message` to `topic` on every server running in this process, from any thread (a
+/// background job, a timer thread, a handler). Subscribers get it exactly once; publications
+/// from one thread arrive in the order they were made.
+pub fn publish<'m>(topic: &str, message: impl Into<Message<'m>>) {
+    let message = message.into();
+    let servers = SERVERS.lock().unwrap_or_else(PoisonError::into_inner);
+    for shared in servers.iter().filter_map(Weak::upgrade) {
+        if !shared.stopping.load(Ordering::Relaxed) {
+            publish_to(&shared, None, topic, message);
+        }
+    }
+}
