@@ -11,6 +11,7 @@ use crate::handler::Handler;
 use crate::http::session::{Answer, HttpState, header_timeout, serve_requests};
 use crate::http::{Request, Response};
 use crate::server::{ServerHandle, spawn};
+use crate::sys::ShutdownSignals;
 use crate::ws::session::{self as ws_session, WsState};
 use crate::ws::{Message, Upgrade, WsConn, handshake};
 
@@ -97,12 +98,14 @@ pub trait Server: Sized + 'static {
     /// overrides of [`Config::apply_env`] applied, the bound addresses printed to stdout, then a
     /// graceful drain on the signal.
     fn serve() -> io::Result<()> {
-        let server = Self::spawn(Self::config().apply_env()?)?;
+        let config = Self::config().apply_env()?;
+        let signals = ShutdownSignals::install()?;
+        let server = Self::spawn(config)?;
         let name = std::any::type_name::<Self>().rsplit("::").next().unwrap_or("smoke");
         for (protocol, addr) in server.local_addrs() {
             println!("{name} listening on {addr} ({})", protocol.name());
         }
-        server.wait_for_signal()
+        server.wait_for(signals)
     }
 }
 

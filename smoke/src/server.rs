@@ -113,9 +113,16 @@ impl ServerHandle {
     }
 
     /// Blocks until SIGINT or SIGTERM (or until a worker stops on its own), then shuts down.
-    pub fn wait_for_signal(mut self) -> io::Result<()> {
+    pub fn wait_for_signal(self) -> io::Result<()> {
+        let signals = ShutdownSignals::install()?;
+        self.wait_for(signals)
+    }
+
+    /// [`wait_for_signal`](ServerHandle::wait_for_signal) with the handlers already installed:
+    /// `serve` installs them before it announces the server, so a supervisor that signals as
+    /// soon as it sees the announcement cannot kill the process with the default action.
+    pub(crate) fn wait_for(mut self, signals: ShutdownSignals) -> io::Result<()> {
         {
-            let signals = ShutdownSignals::install()?;
             let epoll = Epoll::new()?;
             epoll.add(signals.as_raw_fd(), 0, Interest::READABLE)?;
             epoll.add(self.shared.exited.as_raw_fd(), 1, Interest::READABLE)?;
@@ -126,6 +133,7 @@ impl ServerHandle {
             if events.get(0).token == 0 {
                 log::info!("shutdown signal received; draining connections");
             }
+            drop(signals);
         }
         self.stop_and_join()
     }
@@ -269,11 +277,12 @@ where
     S: Handler,
     F: Fn(&mut Conn<'_>) -> S + Send + Sync + 'static,
 {
+    let signals = ShutdownSignals::install()?;
     let server = spawn(config, new_session)?;
     for (protocol, addr) in server.local_addrs() {
         log::info!("listening on {addr} ({})", protocol.name());
     }
-    server.wait_for_signal()
+    server.wait_for(signals)
 }
 
 /// Tells `wait_for_signal` that a worker's loop ended, however it ended (including a panic).
