@@ -177,3 +177,102 @@ fn routes_example_stores_notes_and_explains_404_and_405() {
     let (status, _) = server.terminate();
     assert!(status.success());
 }
+
+/// Runs a program to completion; panics with its output when it cannot start.
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// An environment variable `scripts/test.sh` sets after installing a test tool.
+fn installed(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is unset: run the tests through `bash scripts/test.sh`, which installs it")
+    })
+}
+
+#[test]
+fn ws_echo_passes_the_autobahn_testsuite() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_ws_echo"), "WsEcho", "SMOKE_WS");
+    let python = installed("SMOKE_AUTOBAHN_PYTHON");
+    let packages = installed("SMOKE_AUTOBAHN_DIR");
+    let dir = std::env::temp_dir().join(format!("smoke-autobahn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let reports = dir.join("reports");
+    // Sections 1-7 and 10; 9 is performance and 12/13 need permessage-deflate.
+    let spec = format!(
+        r#"{{"outdir": "{}", "servers": [{{"agent": "smoke", "url": "ws://{}"}}],
+            "cases": ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"],
+            "exclude-cases": [], "exclude-agent-cases": {{}}}}"#,
+        reports.display(),
+        server.addr
+    );
+    let spec_path = dir.join("fuzzingclient.json");
+    std::fs::write(&spec_path, spec).unwrap();
+    let script = format!(
+        "import site, sys\nsite.addsitedir({packages:?})\nsys.argv = ['wstest', '-m', 'fuzzingclient', '-s', {:?}]\n\
+         from autobahntestsuite import wstest\nwstest.run()\n",
+        spec_path.display().to_string()
+    );
+    let output = run(&python, &["-c", &script]);
+    assert!(output.status.success(), "wstest failed: {}", String::from_utf8_lossy(&output.stderr));
+    // The report's verdicts, one "case behavior behaviorClose" line each.
+    let summary = run(
+        "python3",
+        &[
+            "-c",
+            "import json, sys\nfor case, r in json.load(open(sys.argv[1]))['smoke'].items():\n    \
+             print(case, r['behavior'], r['behaviorClose'])",
+            &reports.join("index.json").display().to_string(),
+        ],
+    );
+    let summary = String::from_utf8(summary.stdout).unwrap();
+    let verdicts: Vec<Vec<&str>> = summary.lines().map(|l| l.split_whitespace().collect()).collect();
+    let acceptable = ["OK", "NON-STRICT", "INFORMATIONAL"];
+    let failed: Vec<_> = verdicts.iter().filter(|v| !v[1..].iter().all(|b| acceptable.contains(b))).collect();
+    assert!(verdicts.len() >= 240, "only {} cases ran:\n{summary}", verdicts.len());
+    assert!(failed.is_empty(), "Autobahn cases not passed (reports in {}): {failed:?}", reports.display());
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn chat_delivers_every_message_to_500_python_clients_once_in_order() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_chat"), "Chatter", "SMOKE_HTTP");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chat_clients.py");
+    // 500 clients in 5 rooms on the example's 2 workers; 2 publishers per room, 20 messages each.
+    let output = run("python3", &[script, &server.addr.to_string(), "500", "5", "2", "20"]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.starts_with("ok: 500 clients"), "{report}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn chat_page_works_in_headless_chromium() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_chat"), "Chatter", "SMOKE_HTTP");
+    // Someone already in the room hears the browser speak, and hears it confirm it got its own
+    // line back: both directions of the browser's WebSocket, seen from outside the browser.
+    let stream = server.connect();
+    let (mut watcher, _) =
+        tungstenite::client::client(format!("ws://{}/ws?room=browsers&name=watcher", server.addr), stream).unwrap();
+    let url = format!("http://{}/?room=browsers&name=chromium&say=hello", server.addr);
+    let output = run(
+        "chromium",
+        &["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", &url],
+    );
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(dom.contains("connected as chromium"), "the page connected: {dom}");
+    assert!(dom.contains("<li>chromium: hello</li>"), "the page shows its own line: {dom}");
+    let mut heard = Vec::new();
+    while !heard.iter().any(|line| line == "chromium: received: hello") {
+        match watcher.read().expect("the watcher hears the room") {
+            tungstenite::Message::Text(text) => heard.push(text.as_str().to_owned()),
+            _ => continue,
+        }
+    }
+    assert!(heard.iter().any(|line| line == "chromium: hello"), "{heard:?}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
