@@ -589,7 +589,9 @@ pub(crate) fn completeness(model: &Model, errors: &mut Errors) {
     }
     for spec in HANDLERS.iter().filter(|h| h.required) {
         let Some(protocol) = spec.protocol.filter(|p| model.declares(*p)) else { continue };
-        let stood_in = spec.routes_suffice && model.saw_route;
+        // An http listener that only carries `ws_path` upgrades may leave other paths to 404.
+        let ws_path = model.settings.iter().any(|s| matches!(s, Setting::Text { setter: "ws_path", .. }));
+        let stood_in = spec.routes_suffice && (model.saw_route || ws_path);
         if !stood_in && !model.seen.iter().any(|(name, _)| *name == spec.method) {
             errors.push(syn::Error::new(
                 Span::call_site(),

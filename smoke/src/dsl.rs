@@ -197,10 +197,15 @@ impl<T: Server> Handler for Session<T> {
             (Proto::Http(http), _) => header_timeout(http, conn),
         }
     }
+    fn on_shutdown(&mut self, conn: &mut Conn<'_>) {
+        if let (Proto::Ws(ws), false) = (&mut self.proto, conn.protocol() == Protocol::Tcp) {
+            ws_session::shutting_down(ws, conn, &mut self.inner);
+        }
+    }
     #[inline]
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         if let Proto::Ws(ws) = &mut self.proto {
-            ws_session::closed(ws, conn, &mut self.inner, reason);
+            ws_session::closed(ws, conn, &mut self.inner);
         }
         self.inner.on_close(conn, reason);
     }

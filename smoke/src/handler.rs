@@ -52,6 +52,13 @@ pub trait Handler: 'static {
         let _ = conn;
     }
 
+    /// The server is shutting down: the connection closes once its output is flushed (within
+    /// `shutdown_timeout`), and no more input is delivered. A last word written here (a
+    /// WebSocket close frame, say) is sent first.
+    fn on_shutdown(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
     /// The connection ended; writes made here are discarded.
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         let _ = (conn, reason);

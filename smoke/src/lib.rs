@@ -104,6 +104,12 @@ pub use smoke_macros::{
 /// | `max_headers` | 1..=128 | 64 | HTTP: more headers get 431 and a close |
 /// | `max_body` | number | 1 MiB | HTTP: a larger body (declared or chunked) gets 413 and a close |
 /// | `header_timeout_ms` | number ≥ 1 | 10000 | HTTP: a header block not complete this long after it started gets 408 and a close |
+/// | `ws` | port, `"host:port"`, or an array of them | — | WebSocket listener(s): every request must be an upgrade (any path), others get 426 |
+/// | `ws_path` | path string, e.g. `"/ws"` | none | WebSocket: also accept upgrades at this path on the `http` listener(s) |
+/// | `max_message` | number ≥ 1 | 1 MiB | WebSocket: a larger message (all fragments) closes with 1009 |
+/// | `max_backpressure` | number ≥ 1 | 1 MiB | WebSocket: output queued per connection above which sends and topic deliveries are dropped ([`ws::SendStatus::Dropped`]) |
+/// | `close_on_backpressure_limit` | `true` / `false` | `false` | WebSocket: reset the connection at the limit instead of dropping |
+/// | `ws_idle_timeout_ms` | number ≥ 1 | 120000 | WebSocket: silent this long, a connection gets a ping; silent as long again, a close with 1001 |
 ///
 /// At least one listener is required. Listeners of one server may not share a port (checked here
 /// for what is visible, and again when binding); every key may be given once. Mistakes are
@@ -113,7 +119,8 @@ pub use smoke_macros::{
 ///
 /// Mark methods with the attributes below (bare, as the prelude brings them, or as
 /// `#[smoke::on_data]`). A `tcp` server needs `#[on_data]`; an `http` server needs
-/// `#[on_request]` or at least one route.
+/// `#[on_request]` or at least one route (or `ws_path`: other paths then get 404); a `ws` server
+/// (or one with `ws_path`) needs `#[on_message]`.
 ///
 /// | attribute | signature | called |
 /// |---|---|---|
@@ -124,6 +131,14 @@ pub use smoke_macros::{
 /// | `#[on_close]` | `fn(&mut self, conn: &mut Conn, why: CloseReason)` | once, when a connection (any listener) ends |
 /// | `#[on_request]` | `fn(&mut self, req: &Request, res: &mut Response)` | HTTP: each request; with routes, the requests no route's path matches |
 /// | `#[get("/users/:id")]`, `#[post(..)]`, `#[put(..)]`, `#[delete(..)]`, `#[route(PATCH, "..")]` | as `on_request` | HTTP: requests for that method and path; `req.param("id")` reads `:id` |
+/// | `#[on_upgrade]` | `fn(&mut self, req: &Request, upgrade: &mut Upgrade)` | WebSocket: a valid upgrade request; [`Upgrade::refuse`](ws::Upgrade::refuse) answers a status instead, [`Upgrade::accept_subprotocol`](ws::Upgrade::accept_subprotocol) picks an offered one |
+/// | `#[on_open]` | `fn(&mut self, ws: &mut WsConn)` | WebSocket: the connection is upgraded (subscribe here) |
+/// | `#[on_message]` | `fn(&mut self, ws: &mut WsConn, message: Message)` | WebSocket: each complete message, borrowed ([`ws::Message`]) |
+/// | `#[on_drain]` | `fn(&mut self, ws: &mut WsConn)` | WebSocket: the backlog the client was slow to take has been sent |
+/// | `#[on_close]` | `fn(&mut self, ws: &mut WsConn, code: u16, reason: &str)` | WebSocket: once, with the close frame's code (1005 without one), the code smoke closed with (1001, 1002, 1007, 1009), or 1006 when the connection ended without a close; the connection-level `#[on_close]` still follows |
+///
+/// A `ws` server needs `#[on_message]`. The two `#[on_close]` forms are told apart by their
+/// arguments; an impl may have one of each.
 ///
 /// Routes match exact segments; `:name` matches one non-empty segment. A static segment wins
 /// over a parameter in the same place (`/users/me` before `/users/:id`); two routes a request

@@ -117,6 +117,8 @@ enum Wake {
     Timer,
     /// Topic deliveries were queued: send them.
     Delivered,
+    /// The server is stopping: the connection closes once its output is flushed.
+    Shutdown,
 }
 
 /// The worker's pieces a connection borrows while it runs, split from the session table.
@@ -512,7 +514,7 @@ where
         for fd in std::mem::take(&mut self.closing) {
             if let Some(c) = self.table.get_mut(fd) {
                 let token = connection_token(fd, c.generation);
-                self.wake(token, Wake::Retry);
+                self.wake(token, Wake::Shutdown);
             }
         }
     }
@@ -624,6 +626,7 @@ impl<S: Handler> Connection<S> {
             Wake::Retry => self.flags.clear(Flags::QUEUED),
             Wake::Timer => self.call(io, "on_timer", S::on_timer),
             Wake::Delivered => self.flags.clear(Flags::DELIVERED),
+            Wake::Shutdown => self.call(io, "on_shutdown", S::on_shutdown),
         }
         if self.flags.has(Flags::REDELIVER) && self.can_read(io.limits) {
             // The handler stopped at our own backlog with input in hand; the backlog has

@@ -17,9 +17,14 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 /// (connection id, code, reason) of every `on_ws_close`, from every test's servers.
 static WS_CLOSES: Mutex<Vec<(u64, u16, String)>> = Mutex::new(Vec::new());
+/// (connection id, what each send of a `flood` reported).
+static FLOODS: Mutex<Vec<(u64, Vec<SendStatus>)>> = Mutex::new(Vec::new());
+/// Connection ids `on_drain` was called for.
+static DRAINED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 /// Echoes, and speaks a tiny command language: `pub TEXT` publishes to the room given as the
-/// upgrade's `?room=`, `close` starts the close handshake with 4000.
+/// upgrade's `?room=`, `unsub` leaves it, `close` starts the close handshake with 4000, `flood N`
+/// sends N binary messages of 64 KiB at once.
 #[derive(Default)]
 struct Room {
     room: Option<String>,
@@ -57,6 +62,16 @@ impl Server for Room {
     fn on_message(&mut self, ws: &mut WsConn<'_, '_>, message: Message<'_>) {
         match message {
             Message::Text("close") => ws.close(4000, "asked to"),
+            Message::Text("unsub") => {
+                let left = ws.unsubscribe(self.room.as_deref().unwrap_or("none"));
+                let _ = ws.send_text(&format!("unsubscribed {left}"));
+            }
+            Message::Text(text) if text.starts_with("flood ") => {
+                let count: usize = text[6..].parse().unwrap();
+                let chunk = vec![7u8; 64 << 10];
+                let statuses = (0..count).map(|_| ws.send_binary(&chunk)).collect();
+                FLOODS.lock().unwrap().push((ws.id().as_u64(), statuses));
+            }
             Message::Text(text) if text.starts_with("pub ") => {
                 ws.publish(self.room.as_deref().unwrap_or("none"), &text[4..]);
             }
@@ -64,6 +79,10 @@ impl Server for Room {
                 let _ = ws.send(other);
             }
         }
+    }
+
+    fn on_drain(&mut self, ws: &mut WsConn<'_, '_>) {
+        DRAINED.lock().unwrap().push(ws.id().as_u64());
     }
 
     fn on_ws_close(&mut self, ws: &mut WsConn<'_, '_>, code: u16, reason: &str) {
@@ -386,5 +405,107 @@ fn a_silent_connection_is_pinged_then_closed() {
     ws.get_mut().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     ws.send(tungstenite::Message::text("still here")).unwrap();
     assert_eq!(read_text(&mut ws), "still here");
+    server.shutdown().unwrap();
+}
+
+/// The statuses the last `flood` on this server reported (one flood per test server).
+fn flood_statuses(count: usize) -> (u64, Vec<SendStatus>) {
+    let mut found = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        found = FLOODS.lock().unwrap().iter().rev().find(|(_, s)| s.len() == count).cloned();
+        found.is_some()
+    }));
+    let (id, statuses) = found.unwrap();
+    FLOODS.lock().unwrap().retain(|(other, _)| *other != id);
+    (id, statuses)
+}
+
+#[test]
+fn sends_report_backpressure_and_on_drain_follows_the_backlog() {
+    const FLOOD: usize = 96;
+    let config = Room::config().threads(1).max_backpressure(256 << 10);
+    let (server, ws_addr, _) = start(config);
+    let mut ws = client(ws_addr, "/?room=lobby");
+    ws.send(tungstenite::Message::text("unsub")).unwrap();
+    assert_eq!(read_text(&mut ws), "unsubscribed true");
+    ws.send(tungstenite::Message::text(format!("flood {FLOOD}"))).unwrap();
+    // 6 MiB at once to a client not reading yet: more than the socket takes plus 256 KiB.
+    let (_, statuses) = flood_statuses(FLOOD);
+    let delivered = statuses.iter().filter(|s| **s != SendStatus::Dropped).count();
+    assert!(statuses[0] == SendStatus::Written, "{statuses:?}");
+    assert!(delivered < FLOOD, "some sends were dropped at the limit: {statuses:?}");
+    for _ in 0..delivered {
+        match ws.read().unwrap() {
+            tungstenite::Message::Binary(bytes) => assert_eq!(bytes.len(), 64 << 10),
+            other => panic!("expected the flood, got {other:?}"),
+        }
+    }
+    assert_eq!(server.stats().dropped, (FLOOD - delivered) as u64);
+    assert!(eventually(Duration::from_secs(10), || !DRAINED.lock().unwrap().is_empty()), "on_drain ran");
+    // Unsubscribed: a publish to the room no longer reaches it; an echo still does.
+    server.publish("lobby", "not for you");
+    ws.send(tungstenite::Message::text("still echoing")).unwrap();
+    assert_eq!(read_text(&mut ws), "still echoing");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn at_the_limit_close_on_backpressure_limit_resets_the_connection() {
+    let config = Room::config().threads(1).max_backpressure(256 << 10).close_on_backpressure_limit(true);
+    let (server, ws_addr, _) = start(config);
+    let mut ws = client(ws_addr, "/");
+    ws.send(tungstenite::Message::text("flood 96")).unwrap();
+    let (id, statuses) = flood_statuses(96);
+    assert_eq!(statuses.last(), Some(&SendStatus::Dropped), "{statuses:?}");
+    // The client reads what was sent before the limit, then the connection ends without a close.
+    let ended = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Binary(_)) => continue,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert!(!matches!(ended, tungstenite::Error::ConnectionClosed), "no close handshake: {ended}");
+    let reported = || WS_CLOSES.lock().unwrap().iter().any(|(i, code, _)| *i == id && *code == close_code::ABNORMAL);
+    assert!(eventually(Duration::from_secs(10), reported), "on_close reports 1006");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_sends_going_away_to_every_client() {
+    let (server, ws_addr, _) = start(Room::config());
+    let mut clients: Vec<Client> = (0..4).map(|_| client(ws_addr, "/")).collect();
+    server.shutdown().unwrap();
+    for ws in &mut clients {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), close_code::GOING_AWAY),
+            other => panic!("expected 1001, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn garbage_after_the_upgrade_never_panics_the_server() {
+    let (server, ws_addr, _) = start(Room::config().threads(1));
+    let mut rng = Rng::new(42);
+    for round in 0..200 {
+        let mut reader = raw_upgrade(ws_addr);
+        // Random bytes, sometimes behind a plausible masked header.
+        let mut wire = Vec::new();
+        if round % 2 == 0 {
+            wire.push([0x81, 0x82, 0x01, 0x02, 0x08, 0x88, 0x89, 0x8a][rng.below(8)]);
+            wire.push(0x80 | rng.below(128) as u8);
+        }
+        let len = rng.below(300);
+        wire.extend(rng.bytes(len));
+        let _ = reader.get_mut().write_all(&wire);
+        let _ = reader.get_mut().shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = reader.read_to_end(&mut sink);
+    }
+    assert_eq!(server.stats().panics, 0);
+    let mut ws = client(ws_addr, "/");
+    ws.send(tungstenite::Message::text("alive")).unwrap();
+    assert_eq!(read_text(&mut ws), "alive");
     server.shutdown().unwrap();
 }

@@ -13,7 +13,7 @@ use super::close_code::{ABNORMAL, GOING_AWAY, NO_STATUS};
 use super::codec::{self, Assembler, Event, Violation};
 use super::conn::{Message, WsConn};
 use super::topics;
-use crate::conn::{CloseReason, Conn};
+use crate::conn::Conn;
 use crate::dsl::Server;
 
 /// How long a close we started waits for the client's answer before the connection closes.
@@ -217,14 +217,18 @@ pub(crate) fn drained<T: Server>(state: &mut WsState, conn: &mut Conn<'_>, sessi
     }
 }
 
+/// The server is stopping: say so with 1001 (the connection closes once that is flushed, without
+/// waiting for the client's answer).
+pub(crate) fn shutting_down<T: Server>(state: &mut WsState, conn: &mut Conn<'_>, session: &mut T) {
+    let core = &mut state.core;
+    write_close(conn, core, GOING_AWAY, "server shutting down");
+    report(core, conn, session, GOING_AWAY, "server shutting down");
+}
+
 /// The connection ended: `#[on_close]` with 1006 if no close frame settled it, and its
 /// subscriptions end.
-pub(crate) fn closed<T: Server>(state: &mut WsState, conn: &mut Conn<'_>, session: &mut T, reason: CloseReason) {
+pub(crate) fn closed<T: Server>(state: &mut WsState, conn: &mut Conn<'_>, session: &mut T) {
     let core = &mut state.core;
-    if reason == CloseReason::Shutdown && !core.close_sent {
-        // Writes here are discarded; the report says why the connection went.
-        report(core, conn, session, GOING_AWAY, "server shutting down");
-    }
     report(core, conn, session, ABNORMAL, "");
     leave_topics(conn, core);
 }
