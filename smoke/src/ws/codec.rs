@@ -113,6 +113,9 @@ pub(crate) struct Assembler {
     /// The message in progress (after its first fragment) and its payload so far.
     partial: Option<Kind>,
     buffer: Vec<u8>,
+    /// How much of a text message's buffer is known to be whole UTF-8 characters: each
+    /// fragment is checked from there, not from the start (which would be quadratic).
+    valid_up_to: usize,
 }
 
 impl Assembler {
@@ -148,10 +151,13 @@ impl Assembler {
         self.buffer.extend_from_slice(payload);
         if kind == Kind::Text {
             // Fail fast: invalid UTF-8 is refused at the fragment that brings it, not at the end.
-            if let Err(e) = std::str::from_utf8(&self.buffer)
-                && (e.error_len().is_some() || header.is_final)
-            {
-                return Err(violation(INVALID_PAYLOAD, "text is not UTF-8"));
+            match std::str::from_utf8(&self.buffer[self.valid_up_to..]) {
+                Ok(_) => self.valid_up_to = self.buffer.len(),
+                Err(e) if e.error_len().is_some() || header.is_final => {
+                    return Err(violation(INVALID_PAYLOAD, "text is not UTF-8"));
+                }
+                // A character cut by the fragment's end: checked again with the next one.
+                Err(e) => self.valid_up_to += e.valid_up_to(),
             }
         }
         if !header.is_final {
@@ -160,6 +166,7 @@ impl Assembler {
         }
         // The buffer is borrowed by the returned message; `release` frees it afterwards.
         self.partial = None;
+        self.valid_up_to = 0;
         finished(kind, &self.buffer).map(Some)
     }
 

@@ -12,8 +12,8 @@ use crate::conn::{Conn, ConnId, Flags};
 use crate::http::Request;
 use crate::stats::bump;
 
-/// A complete message, borrowed from the connection's input (or, for a fragmented one, from its
-/// reassembly buffer): no copy is made for the handler.
+/// A complete message, borrowed from the worker's unmasking buffer (or, for a fragmented one,
+/// from the connection's reassembly buffer): nothing is allocated per message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     /// A text message, validated as UTF-8.
@@ -90,6 +90,8 @@ impl<'r> Upgrade<'r> {
 
     /// Accepts `protocol` as the connection's subprotocol; false (and nothing chosen) when the
     /// client did not offer it, since answering with one it did not offer makes it fail.
+    /// Browsers also fail a handshake that offered subprotocols and got none back: when
+    /// [`offered`](Upgrade::offered) is not empty, accept one or refuse.
     pub fn accept_subprotocol(&mut self, protocol: &str) -> bool {
         let offered = self.offered().find(|p| *p == protocol);
         self.subprotocol = offered;

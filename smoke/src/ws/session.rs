@@ -191,7 +191,13 @@ pub(crate) fn timer<T: Server>(state: &mut WsState, conn: &mut Conn<'_>, session
     let core = &mut state.core;
     if core.close_sent {
         report(core, conn, session, ABNORMAL, "");
-        conn.close();
+        if conn.buffered() > 0 {
+            // Not even our close frame was taken in all this time: the peer is not reading, and
+            // a graceful close would wait for it forever.
+            conn.abort();
+        } else {
+            conn.close();
+        }
         return;
     }
     let Some(idle) = conn.shared.ws.idle_timeout else { return };
@@ -208,6 +214,13 @@ pub(crate) fn timer<T: Server>(state: &mut WsState, conn: &mut Conn<'_>, session
         return;
     }
     conn.set_timer(idle);
+}
+
+/// Runs `visit` with the connection as a [`WsConn`], unless its close has started.
+pub(crate) fn with_open(state: &mut WsState, conn: &mut Conn<'_>, visit: impl FnOnce(&mut WsConn<'_, '_>)) {
+    if !state.core.close_sent {
+        visit(&mut WsConn { conn, core: &mut state.core });
+    }
 }
 
 /// The backlog drained: `#[on_drain]`.

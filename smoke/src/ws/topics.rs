@@ -74,12 +74,18 @@ thread_local! {
 
 pub(crate) fn subscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
     REGISTRY.with_borrow_mut(|registry| {
-        let subscribers = registry.topics.entry(topic.into()).or_default();
-        if subscribers.contains(&(fd, id)) {
+        // A connection's own list is short; a topic's can hold thousands of subscribers.
+        let topics = registry.by_connection.entry(id).or_default();
+        if topics.iter().any(|t| &**t == topic) {
             return false;
         }
-        subscribers.push((fd, id));
-        registry.by_connection.entry(id).or_default().push(topic.into());
+        topics.push(topic.into());
+        match registry.topics.get_mut(topic) {
+            Some(subscribers) => subscribers.push((fd, id)),
+            None => {
+                registry.topics.insert(topic.into(), vec![(fd, id)]);
+            }
+        }
         true
     })
 }
@@ -108,7 +114,9 @@ pub(crate) fn unsubscribe_all(fd: RawFd, id: ConnId) {
 impl Registry {
     fn remove_subscriber(&mut self, topic: &str, subscriber: Subscriber) {
         if let Some(subscribers) = self.topics.get_mut(topic) {
-            subscribers.retain(|s| *s != subscriber);
+            if let Some(index) = subscribers.iter().position(|s| *s == subscriber) {
+                subscribers.swap_remove(index);
+            }
             if subscribers.is_empty() {
                 self.topics.remove(topic);
             }
