@@ -6,7 +6,9 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemImpl, Type};
 
-use crate::model::{Form, GENERATED_METHODS, ListenValue, Model, Param, Returns, RouteModel, RouteSegment, Setting};
+use crate::model::{
+    Form, GENERATED_METHODS, ListenValue, Model, Param, Protocol, Returns, RouteModel, RouteSegment, Setting,
+};
 use crate::parse::{self, Errors};
 
 pub(crate) fn server(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -111,11 +113,19 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
             }
         },
     };
+    // Peers are built with Default (spanned at the type, so a missing Default is reported on it).
+    let new_peer = model.declares(Protocol::Udp).then(|| {
+        quote_spanned! {self_ty.span()=>
+            fn new_peer(_peer: &mut ::smoke::Peer<'_>) -> ::core::option::Option<Self> {
+                ::core::option::Option::Some(<Self as ::core::default::Default>::default())
+            }
+        }
+    });
     let routing = (!model.routes.is_empty()).then(|| routing(model));
     let forwards = model
         .handlers
         .iter()
-        .filter(|h| h.form == Form::Method)
+        .filter(|h| h.form != Form::Constructor)
         // With routes, on_request is the routing function and the user's becomes its fallback.
         .filter(|h| routing.is_none() || h.spec.name != "on_request")
         .map(|handler| {
@@ -140,16 +150,28 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
                     Param::Message => quote!(::smoke::ws::Message<'_>),
                     Param::Code => quote!(u16),
                     Param::Reason => quote!(&str),
+                    Param::Peer => quote!(&mut ::smoke::Peer<'_>),
+                    Param::Worker => quote!(&mut ::smoke::Worker<'_, '_, Self>),
                 };
                 quote!(#arg: #ty)
             });
+            let params: Vec<TokenStream> = params.collect();
             let returns = match handler.spec.returns {
                 Returns::Nothing => quote!(),
                 Returns::Usize => quote!(-> usize),
             };
+            let cfgs = &handler.cfgs;
+            if handler.form == Form::Associated {
+                let call = quote_spanned!(method.span()=> Self::#method(#(#args),*));
+                return quote! {
+                    #(#cfgs)*
+                    fn #name(#(#params),*) #returns {
+                        #call
+                    }
+                };
+            }
             // The call carries the user's span: a type error lands on their method.
             let call = quote_spanned!(method.span()=> Self::#method(self, #(#args),*));
-            let cfgs = &handler.cfgs;
             quote! {
                 #(#cfgs)*
                 #[inline]
@@ -164,6 +186,7 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
                 #config
             }
             #new_session
+            #new_peer
             #(#forwards)*
             #routing
         }

@@ -29,6 +29,21 @@ macro_rules! helper_attributes {
 }
 
 helper_attributes!(
-    on_connect, on_data, on_write, on_close, on_request, get, post, put, delete, route, on_upgrade, on_open,
-    on_message, on_drain,
+    on_connect,
+    on_data,
+    on_write,
+    on_close,
+    on_request,
+    get,
+    post,
+    put,
+    delete,
+    route,
+    on_upgrade,
+    on_open,
+    on_message,
+    on_drain,
+    on_datagram,
+    on_timer,
+    on_tick,
 );

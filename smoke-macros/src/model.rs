@@ -9,6 +9,7 @@ pub(crate) enum Protocol {
     Tcp,
     Http,
     Ws,
+    Udp,
 }
 
 impl Protocol {
@@ -17,6 +18,7 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Http => "http",
             Protocol::Ws => "ws",
+            Protocol::Udp => "udp",
         }
     }
 }
@@ -67,6 +69,9 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "max_backpressure", kind: KeyKind::Count { min: 1 } },
     KeySpec { name: "close_on_backpressure_limit", kind: KeyKind::Flag },
     KeySpec { name: "ws_idle_timeout_ms", kind: KeyKind::Millis { setter: "ws_idle_timeout", optional: true } },
+    KeySpec { name: "udp", kind: KeyKind::Listener(Protocol::Udp) },
+    KeySpec { name: "udp_idle_timeout_ms", kind: KeyKind::Millis { setter: "udp_idle_timeout", optional: true } },
+    KeySpec { name: "max_datagram", kind: KeyKind::Count { min: 1 } },
 ];
 
 /// One argument of a handler, after the receiver.
@@ -92,6 +97,10 @@ pub(crate) enum Param {
     Code,
     /// `reason: &str`
     Reason,
+    /// `peer: &mut Peer`
+    Peer,
+    /// `worker: &mut Worker`
+    Worker,
 }
 
 impl Param {
@@ -107,6 +116,8 @@ impl Param {
             Param::Message => "message: Message",
             Param::Code => "code: u16",
             Param::Reason => "reason: &str",
+            Param::Peer => "peer: &mut Peer",
+            Param::Worker => "worker: &mut Worker",
         }
     }
 
@@ -123,6 +134,8 @@ impl Param {
             Param::Message => "message",
             Param::Code => "code",
             Param::Reason => "reason",
+            Param::Peer => "peer",
+            Param::Worker => "worker",
         }
     }
 }
@@ -147,6 +160,8 @@ pub(crate) struct HandlerSpec {
     pub(crate) returns: Returns,
     /// Also accepted without `self`, returning `Self`: the session constructor.
     pub(crate) may_construct: bool,
+    /// Takes no `self`: a per-worker function (`on_tick`).
+    pub(crate) associated: bool,
     /// Routes, when there are any, stand in for this required handler (`on_request`).
     pub(crate) routes_suffice: bool,
 }
@@ -158,7 +173,8 @@ impl HandlerSpec {
             Returns::Nothing => "",
             Returns::Usize => " -> usize",
         };
-        format!("fn(&mut self, {}){returns}", params.join(", "))
+        let receiver = if self.associated { "" } else { "&mut self, " };
+        format!("fn({receiver}{}){returns}", params.join(", "))
     }
 }
 
@@ -171,6 +187,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn],
         returns: Returns::Nothing,
         may_construct: true,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -181,6 +198,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn, Param::Bytes],
         returns: Returns::Usize,
         may_construct: false,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -191,6 +209,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -201,6 +220,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Conn, Param::CloseReason],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -211,6 +231,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Request, Param::Response],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
         routes_suffice: true,
     },
     HandlerSpec {
@@ -221,6 +242,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::Request, Param::Upgrade],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -231,6 +253,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::WsConn],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -241,6 +264,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::WsConn, Param::Message],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -251,6 +275,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::WsConn, Param::Code, Param::Reason],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
         routes_suffice: false,
     },
     HandlerSpec {
@@ -261,6 +286,62 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         params: &[Param::WsConn],
         returns: Returns::Nothing,
         may_construct: false,
+        associated: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_datagram",
+        method: "on_datagram",
+        protocol: Some(Protocol::Udp),
+        required: true,
+        params: &[Param::Peer, Param::Bytes],
+        returns: Returns::Nothing,
+        may_construct: false,
+        associated: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_timer",
+        method: "on_timer",
+        protocol: None,
+        required: false,
+        params: &[Param::Conn],
+        returns: Returns::Nothing,
+        may_construct: false,
+        associated: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_timer",
+        method: "on_peer_timer",
+        protocol: Some(Protocol::Udp),
+        required: false,
+        params: &[Param::Peer],
+        returns: Returns::Nothing,
+        may_construct: false,
+        associated: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_close",
+        method: "on_peer_close",
+        protocol: Some(Protocol::Udp),
+        required: false,
+        params: &[Param::Peer, Param::CloseReason],
+        returns: Returns::Nothing,
+        may_construct: false,
+        associated: false,
+        routes_suffice: false,
+    },
+    HandlerSpec {
+        name: "on_tick",
+        method: "on_tick",
+        protocol: None,
+        required: false,
+        params: &[Param::Worker],
+        returns: Returns::Nothing,
+        may_construct: false,
+        associated: true,
         routes_suffice: false,
     },
 ];
@@ -274,6 +355,7 @@ pub(crate) const ROUTE_HANDLER: HandlerSpec = HandlerSpec {
     params: &[Param::Request, Param::Response],
     returns: Returns::Nothing,
     may_construct: false,
+    associated: false,
     routes_suffice: false,
 };
 
@@ -373,6 +455,8 @@ pub(crate) enum Setting {
 pub(crate) enum Form {
     Method,
     Constructor,
+    /// An associated function without `self` (`on_tick`).
+    Associated,
 }
 
 pub(crate) struct BoundHandler {

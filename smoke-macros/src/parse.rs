@@ -243,7 +243,12 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
                 continue;
             };
             if let Some(spec) = handler_spec(&name, &method.sig) {
-                if let Meta::List(_) | Meta::NameValue(_) = &attr.meta {
+                if spec.associated {
+                    match tick_cadence(&attr) {
+                        Ok(ms) => model.settings.push(Setting::Millis { setter: "tick", value: ms, optional: false }),
+                        Err(e) => errors.push(e),
+                    }
+                } else if let Meta::List(_) | Meta::NameValue(_) = &attr.meta {
                     errors.at(&attr, format!("#[{name}] takes no arguments"));
                 }
                 found.push((Marker::Handler(spec), attr));
@@ -348,10 +353,41 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
 /// has rows for several signatures (`on_close`), the one whose argument count matches, else
 /// the first (whose signature the error then shows).
 fn handler_spec(name: &str, sig: &syn::Signature) -> Option<&'static HandlerSpec> {
-    let arguments = sig.inputs.iter().filter(|arg| matches!(arg, FnArg::Typed(_))).count();
-    let mut rows = HANDLERS.iter().filter(|h| h.name == name).peekable();
-    let first = *rows.peek()?;
-    Some(rows.find(|h| h.params.len() == arguments).unwrap_or(first))
+    let arguments: Vec<&Type> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(typed) => Some(&*typed.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let rows: Vec<&'static HandlerSpec> = HANDLERS.iter().filter(|h| h.name == name).collect();
+    let first = *rows.first()?;
+    let same_count = |h: &&&HandlerSpec| h.params.len() == arguments.len();
+    let same_types = |h: &&&HandlerSpec| h.params.iter().zip(&arguments).all(|(p, ty)| param_matches(ty, *p));
+    Some(
+        rows.iter()
+            .find(|h| same_count(h) && same_types(h))
+            .or_else(|| rows.iter().find(|h| same_count(h) && param_matches(arguments[0], h.params[0])))
+            .or_else(|| rows.iter().find(same_count))
+            .copied()
+            .unwrap_or(first),
+    )
+}
+
+/// The `ms = N` of `#[on_tick(ms = N)]`.
+fn tick_cadence(attr: &syn::Attribute) -> syn::Result<u64> {
+    let missing =
+        || syn::Error::new_spanned(attr, "#[on_tick] needs its cadence in milliseconds: `#[on_tick(ms = 50)]`");
+    let Meta::List(list) = &attr.meta else { return Err(missing()) };
+    let pair: syn::MetaNameValue = list.parse_args().map_err(|_| missing())?;
+    if !pair.path.is_ident("ms") {
+        return Err(syn::Error::new_spanned(&pair.path, "#[on_tick] takes `ms = N` (milliseconds between ticks)"));
+    }
+    match integer(ungrouped(&pair.value), "ms")? {
+        0 => Err(syn::Error::new_spanned(&pair.value, "the tick cadence must be at least 1 ms")),
+        ms => Ok(ms),
+    }
 }
 
 /// What an attribute on a method makes of it.
@@ -481,6 +517,10 @@ fn check_signature(spec: &HandlerSpec, sig: &syn::Signature, self_ty: &Type) -> 
         return Err(wrong(&sig.generics, "handlers cannot be generic".into()));
     }
     let form = match sig.receiver() {
+        None if spec.associated => Form::Associated,
+        Some(receiver) if spec.associated => {
+            return Err(wrong(receiver, "this handler runs per worker, not per session: no `self`".into()));
+        }
         Some(receiver)
             if receiver.reference.is_some() && receiver.mutability.is_some() && receiver.colon_token.is_none() =>
         {
@@ -518,7 +558,7 @@ fn check_signature(spec: &HandlerSpec, sig: &syn::Signature, self_ty: &Type) -> 
     }
     match form {
         Form::Constructor => {}
-        Form::Method => {
+        Form::Method | Form::Associated => {
             let ok = match (spec.returns, &sig.output) {
                 (Returns::Nothing, ReturnType::Default) => true,
                 (Returns::Nothing, ReturnType::Type(_, ty)) => matches!(&**ty, Type::Tuple(t) if t.elems.is_empty()),
@@ -572,6 +612,8 @@ fn param_matches(ty: &Type, param: Param) -> bool {
         (Param::Message, ty) => is_named(ty, "Message"),
         (Param::Code, ty) => is_named(ty, "u16"),
         (Param::Reason, Type::Reference(r)) => r.mutability.is_none() && is_named(&r.elem, "str"),
+        (Param::Peer, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Peer"),
+        (Param::Worker, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Worker"),
         _ => false,
     }
 }

@@ -24,6 +24,15 @@ pub const DEFAULT_READ_BUDGET: usize = 256 << 10;
 /// to flush before closing what is left.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Default [`Config::udp_idle_timeout`]: 30 s.
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default [`Config::max_datagram`]: 2 KiB, above an Ethernet MTU's payload.
+pub const DEFAULT_MAX_DATAGRAM: usize = 2048;
+
+/// The largest payload a UDP datagram over IPv4 can carry.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
 /// The protocol a listener speaks. Later protocols (HTTP, WebSocket, UDP) add variants here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -35,6 +44,9 @@ pub enum Protocol {
     /// WebSocket: an HTTP/1.1 upgrade on any path, then messages to
     /// [`Server::on_message`](crate::Server::on_message).
     Ws,
+    /// UDP: datagrams to [`Handler::on_datagram`](crate::Handler::on_datagram), one session
+    /// per remote address.
+    Udp,
 }
 
 /// Every protocol whose listeners an environment variable (`SMOKE_<NAME>`) can move, including
@@ -47,6 +59,7 @@ impl Protocol {
             "tcp" => Some(Protocol::Tcp),
             "http" => Some(Protocol::Http),
             "ws" => Some(Protocol::Ws),
+            "udp" => Some(Protocol::Udp),
             _ => None,
         }
     }
@@ -55,7 +68,7 @@ impl Protocol {
     /// them, and reading can start right after accept).
     pub(crate) fn client_speaks_first(self) -> bool {
         match self {
-            Protocol::Tcp => false,
+            Protocol::Tcp | Protocol::Udp => false,
             Protocol::Http | Protocol::Ws => true,
         }
     }
@@ -66,6 +79,7 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Http => "http",
             Protocol::Ws => "ws",
+            Protocol::Udp => "udp",
         }
     }
 }
@@ -183,6 +197,12 @@ pub struct Config {
     pub http_limits: crate::http::Limits,
     /// WebSocket settings; see [`Config::ws_path`] and its neighbours.
     pub ws: crate::ws::WsConfig,
+    /// See [`Config::udp_idle_timeout`].
+    pub udp_idle_timeout: Option<Duration>,
+    /// See [`Config::max_datagram`].
+    pub max_datagram: usize,
+    /// See [`Config::tick`].
+    pub tick: Option<Duration>,
 }
 
 impl Default for Config {
@@ -207,6 +227,9 @@ impl Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             http_limits: crate::http::Limits::default(),
             ws: crate::ws::WsConfig::default(),
+            udp_idle_timeout: Some(DEFAULT_UDP_IDLE_TIMEOUT),
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            tick: None,
         }
     }
 
@@ -285,6 +308,34 @@ impl Config {
     /// [`DEFAULT_WS_IDLE_TIMEOUT`](crate::ws::DEFAULT_WS_IDLE_TIMEOUT).
     pub fn ws_idle_timeout(mut self, timeout: Option<Duration>) -> Config {
         self.ws.idle_timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Adds a UDP socket per worker (SO_REUSEPORT): datagrams go to
+    /// [`Handler::on_datagram`](crate::Handler::on_datagram), one session per remote address.
+    pub fn udp(self, listen: impl Into<Listen>) -> Config {
+        self.listen(Protocol::Udp, listen)
+    }
+
+    /// UDP: a peer silent this long has its session closed
+    /// ([`CloseReason::Timeout`](crate::CloseReason::Timeout)). `None` keeps peers until closed.
+    /// Default [`DEFAULT_UDP_IDLE_TIMEOUT`].
+    pub fn udp_idle_timeout(mut self, timeout: Option<Duration>) -> Config {
+        self.udp_idle_timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// UDP: the largest datagram received; a longer one is dropped and counted
+    /// ([`Stats::datagrams_truncated`](crate::Stats::datagrams_truncated)), never delivered cut
+    /// short. Default [`DEFAULT_MAX_DATAGRAM`], at most 65,507.
+    pub fn max_datagram(mut self, bytes: usize) -> Config {
+        self.max_datagram = bytes.clamp(1, MAX_UDP_PAYLOAD);
+        self
+    }
+
+    /// Runs the tick on every worker at this cadence (a timerfd per worker). Default: none.
+    pub fn tick(mut self, interval: Duration) -> Config {
+        self.tick = Some(interval.max(Duration::from_millis(1)));
         self
     }
 

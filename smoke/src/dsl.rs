@@ -4,14 +4,18 @@
 //! into a trait method here. The event loop stays in the runtime.
 
 use std::io;
+use std::marker::PhantomData;
 
+use crate::app::App;
 use crate::config::{Config, Protocol};
 use crate::conn::{CloseReason, Conn};
 use crate::handler::Handler;
 use crate::http::session::{Answer, HttpState, header_timeout, serve_requests};
 use crate::http::{Request, Response};
-use crate::server::{ServerHandle, spawn};
+use crate::server::{ServerHandle, spawn_app};
 use crate::sys::ShutdownSignals;
+use crate::udp::Peer;
+use crate::worker::{TickContext, TickInfo};
 use crate::ws::session::{self as ws_session, WsState};
 use crate::ws::{Message, Upgrade, WsConn, handshake};
 
@@ -88,10 +92,37 @@ pub trait Server: Sized + 'static {
         let _ = ws;
     }
 
+    /// Builds the session of a UDP peer, on its first datagram (the macro builds it with
+    /// `Default` when the server has a `udp` listener). `None`, the default, drops the datagram.
+    fn new_peer(peer: &mut Peer<'_>) -> Option<Self> {
+        let _ = peer;
+        None
+    }
+
+    /// A UDP datagram from this session's peer.
+    fn on_datagram(&mut self, peer: &mut Peer<'_>, packet: &[u8]) {
+        let _ = (peer, packet);
+    }
+
+    /// The UDP session's timer ([`Peer::set_timer`]) expired.
+    fn on_peer_timer(&mut self, peer: &mut Peer<'_>) {
+        let _ = peer;
+    }
+
+    /// The UDP session ended ([`Handler::on_peer_close`]).
+    fn on_peer_close(&mut self, peer: &mut Peer<'_>, reason: CloseReason) {
+        let _ = (peer, reason);
+    }
+
+    /// Runs on every worker at the `tick` cadence, with that worker's sessions.
+    fn on_tick(worker: &mut Worker<'_, '_, Self>) {
+        let _ = worker;
+    }
+
     /// Starts the server with `config` (usually `Self::config()`, adjusted) and returns its
     /// handle: for tests, and for programs that do more than serve.
     fn spawn(config: Config) -> io::Result<ServerHandle> {
-        spawn(config, |conn: &mut Conn<'_>| Session { inner: Self::new_session(conn), proto: Proto::default() })
+        spawn_app(config, ServerApp::<Self>(PhantomData))
     }
 
     /// Runs the server until SIGINT/SIGTERM: [`config`](Server::config) with the environment
@@ -106,6 +137,97 @@ pub trait Server: Sized + 'static {
             println!("{name} listening on {addr} ({})", protocol.name());
         }
         server.wait_for(signals)
+    }
+}
+
+/// A [`Server`] type as an [`App`]: sessions for connections and peers, and its tick.
+struct ServerApp<T>(PhantomData<fn() -> T>);
+
+impl<T: Server> App for ServerApp<T> {
+    type Session = Session<T>;
+
+    fn connection(&self, conn: &mut Conn<'_>) -> Session<T> {
+        Session { inner: T::new_session(conn), proto: Proto::default() }
+    }
+
+    fn peer(&self, peer: &mut Peer<'_>) -> Option<Session<T>> {
+        T::new_peer(peer).map(|inner| Session { inner, proto: Proto::default() })
+    }
+
+    fn builds_peers(&self) -> bool {
+        true
+    }
+
+    fn on_tick(&self, tick: &mut TickContext<'_, Session<T>>) {
+        T::on_tick(&mut Worker { tick });
+    }
+}
+
+/// One worker during its tick, as `#[on_tick]` sees it: its UDP peers, TCP connections and
+/// WebSockets with their sessions, sends to any address, publications, and how late the tick
+/// is.
+pub struct Worker<'t, 'w, T> {
+    tick: &'t mut TickContext<'w, Session<T>>,
+}
+
+impl<T> std::fmt::Debug for Worker<'_, '_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("tick", &self.tick).finish()
+    }
+}
+
+impl<T: Server> Worker<'_, '_, T> {
+    /// This tick's sequence number, lateness and missed count.
+    pub fn tick(&self) -> TickInfo {
+        self.tick.info()
+    }
+
+    /// This worker's index (0-based).
+    pub fn index(&self) -> usize {
+        self.tick.worker()
+    }
+
+    /// Calls `visit` with each UDP peer's session.
+    pub fn for_each_peer(&mut self, mut visit: impl FnMut(&mut T, &mut Peer<'_>)) {
+        self.tick.for_each_peer(|session, peer| visit(&mut session.inner, peer));
+    }
+
+    /// Calls `visit` with each raw TCP connection's session.
+    pub fn for_each_tcp(&mut self, mut visit: impl FnMut(&mut T, &mut Conn<'_>)) {
+        self.tick.for_each_connection(|session, conn| {
+            if conn.protocol() == Protocol::Tcp {
+                visit(&mut session.inner, conn);
+            }
+        });
+    }
+
+    /// Calls `visit` with each open WebSocket's session (not those closing).
+    pub fn for_each_websocket(&mut self, mut visit: impl FnMut(&mut T, &mut WsConn<'_, '_>)) {
+        self.tick.for_each_connection(|session, conn| {
+            if let (Proto::Ws(ws), false) = (&mut session.proto, conn.protocol() == Protocol::Tcp) {
+                ws_session::with_open(ws, conn, |ws| visit(&mut session.inner, ws));
+            }
+        });
+    }
+
+    /// Sends a datagram from this worker's UDP socket; false without a `udp` listener.
+    pub fn send_to(&mut self, addr: std::net::SocketAddr, datagram: &[u8]) -> bool {
+        self.tick.send_to(addr, datagram)
+    }
+
+    /// Publishes to a WebSocket topic, reaching subscribers on every worker.
+    pub fn publish<'m>(&mut self, topic: &str, message: impl Into<Message<'m>>) {
+        self.tick.publish(topic, message);
+    }
+
+    /// This worker's UDP peers.
+    pub fn peers(&self) -> usize {
+        self.tick.peers()
+    }
+
+    /// This worker's connections (all listeners).
+    pub fn connections(&self) -> usize {
+        self.tick.connections()
     }
 }
 
@@ -208,5 +330,15 @@ impl<T: Server> Handler for Session<T> {
             ws_session::closed(ws, conn, &mut self.inner);
         }
         self.inner.on_close(conn, reason);
+    }
+    #[inline]
+    fn on_datagram(&mut self, peer: &mut Peer<'_>, packet: &[u8]) {
+        self.inner.on_datagram(peer, packet);
+    }
+    fn on_peer_timer(&mut self, peer: &mut Peer<'_>) {
+        self.inner.on_peer_timer(peer);
+    }
+    fn on_peer_close(&mut self, peer: &mut Peer<'_>, reason: CloseReason) {
+        self.inner.on_peer_close(peer, reason);
     }
 }

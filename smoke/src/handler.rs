@@ -1,6 +1,7 @@
 //! The callbacks a TCP session implements.
 
 use crate::conn::{CloseReason, Conn};
+use crate::udp::Peer;
 
 /// A TCP session: one value per connection, owned by the worker thread that accepted it.
 ///
@@ -62,5 +63,21 @@ pub trait Handler: 'static {
     /// The connection ended; writes made here are discarded.
     fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
         let _ = (conn, reason);
+    }
+
+    /// A UDP datagram from this session's peer (the first one created the session).
+    fn on_datagram(&mut self, peer: &mut Peer<'_>, packet: &[u8]) {
+        let _ = (peer, packet);
+    }
+
+    /// The timer armed with [`Peer::set_timer`] expired.
+    fn on_peer_timer(&mut self, peer: &mut Peer<'_>) {
+        let _ = peer;
+    }
+
+    /// The UDP session ended: [`Peer::close`], silence for `udp_idle_timeout`
+    /// ([`CloseReason::Timeout`]), or shutdown. Sends made here are discarded.
+    fn on_peer_close(&mut self, peer: &mut Peer<'_>, reason: CloseReason) {
+        let _ = (peer, reason);
     }
 }

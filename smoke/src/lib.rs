@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod app;
 mod buf;
 pub mod config;
 mod conn;
@@ -37,18 +38,22 @@ mod server;
 mod stats;
 mod sys;
 mod table;
+pub mod udp;
 mod worker;
 pub mod ws;
 
+pub use app::App;
 pub use config::{Config, Listen, Protocol};
 pub use conn::{CloseReason, Conn, ConnId};
-pub use dsl::Server;
+pub use dsl::{Server, Worker};
 pub use handler::Handler;
-pub use server::{ServerHandle, serve, spawn};
+pub use server::{ServerHandle, serve, spawn, spawn_app};
 pub use smoke_macros::{
-    delete, get, on_close, on_connect, on_data, on_drain, on_message, on_open, on_request, on_upgrade, on_write, post,
-    put, route,
+    delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_message, on_open, on_request, on_tick,
+    on_timer, on_upgrade, on_write, post, put, route,
 };
+pub use udp::Peer;
+pub use worker::{TickContext, TickInfo};
 
 /// Turns an inherent impl block into a multi-threaded server.
 ///
@@ -110,6 +115,9 @@ pub use smoke_macros::{
 /// | `max_backpressure` | number ≥ 1 | 1 MiB | WebSocket: output queued per connection above which sends and topic deliveries are dropped ([`ws::SendStatus::Dropped`]) |
 /// | `close_on_backpressure_limit` | `true` / `false` | `false` | WebSocket: reset the connection at the limit instead of dropping |
 /// | `ws_idle_timeout_ms` | number ≥ 1 | 120000 | WebSocket: silent this long, a connection gets a ping; silent as long again, a close with 1001 |
+/// | `udp` | port, `"host:port"`, or an array of them | — | UDP socket(s), one per worker (`SO_REUSEPORT`); one session per remote address |
+/// | `udp_idle_timeout_ms` | number ≥ 1 | 30000 | UDP: a peer silent this long has its session closed ([`CloseReason::Timeout`]) |
+/// | `max_datagram` | 1..=65507 | 2048 | UDP: a longer datagram is dropped and counted ([`Stats::datagrams_truncated`]), never delivered cut |
 ///
 /// At least one listener is required. Listeners of one server may not share a port (checked here
 /// for what is visible, and again when binding); every key may be given once. Mistakes are
@@ -137,8 +145,14 @@ pub use smoke_macros::{
 /// | `#[on_drain]` | `fn(&mut self, ws: &mut WsConn)` | WebSocket: the backlog the client was slow to take has been sent |
 /// | `#[on_close]` | `fn(&mut self, ws: &mut WsConn, code: u16, reason: &str)` | WebSocket: once, with the close frame's code (1005 without one), the code smoke closed with (1001, 1002, 1007, 1009), or 1006 when the connection ended without a close; the connection-level `#[on_close]` still follows |
 ///
-/// A `ws` server needs `#[on_message]`. The two `#[on_close]` forms are told apart by their
-/// arguments; an impl may have one of each.
+/// | `#[on_datagram]` | `fn(&mut self, peer: &mut Peer, packet: &[u8])` | UDP: each datagram; the session is created (with `Default`) on a peer's first |
+/// | `#[on_timer]` | `fn(&mut self, conn: &mut Conn)` or `fn(&mut self, peer: &mut Peer)` | the timer armed with [`Conn::set_timer`] / [`Peer::set_timer`] expired |
+/// | `#[on_close]` | `fn(&mut self, peer: &mut Peer, why: CloseReason)` | UDP: the session ended ([`Peer::close`], `udp_idle_timeout_ms`, shutdown) |
+/// | `#[on_tick(ms = 50)]` | `fn(worker: &mut Worker)` (no `self`) | on every worker at that cadence (a timerfd), with its sessions: [`Worker::for_each_peer`], [`Worker::for_each_tcp`], [`Worker::for_each_websocket`], [`Worker::send_to`]; [`Worker::tick`] says how late it runs |
+///
+/// A `ws` server needs `#[on_message]`, a `udp` server `#[on_datagram]`. The forms of
+/// `#[on_close]` and `#[on_timer]` are told apart by their arguments; an impl may have one of
+/// each.
 ///
 /// Routes match exact segments; `:name` matches one non-empty segment. A static segment wins
 /// over a parameter in the same place (`/users/me` before `/users/:id`); two routes a request
@@ -167,9 +181,10 @@ pub mod prelude {
     pub use crate::http::{Request, Response};
     pub use crate::ws::{Message, SendStatus, Upgrade, WsConn};
     pub use crate::{CloseReason, Config, Conn, ConnId, Handler, Server, ServerHandle, Stats};
+    pub use crate::{Peer, TickInfo, Worker};
     pub use crate::{
-        delete, get, on_close, on_connect, on_data, on_drain, on_message, on_open, on_request, on_upgrade, on_write,
-        post, put, route,
+        delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_message, on_open, on_request, on_tick,
+        on_timer, on_upgrade, on_write, post, put, route,
     };
 }
 

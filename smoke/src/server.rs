@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::app::{App, FromFn};
 use crate::config::{Config, Protocol};
 use crate::conn::Conn;
 use crate::handler::Handler;
 use crate::stats::{Counters, Stats};
-use crate::sys::{Epoll, EventFd, Events, Interest, Listener, ShutdownSignals};
+use crate::sys::{Epoll, EventFd, Events, Interest, Listener, ShutdownSignals, UdpSocket};
 use crate::worker::{Limits, Worker};
 use crate::ws::topics::Mailbox;
 
@@ -197,6 +198,18 @@ where
     S: Handler,
     F: Fn(&mut Conn<'_>) -> S + Send + Sync + 'static,
 {
+    spawn_app(config, FromFn(new_session))
+}
+
+/// [`spawn`] for an [`App`]: sessions for UDP peers too, and a per-worker tick.
+pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
+    let serves_udp = config.listeners.iter().any(|(p, _)| *p == Protocol::Udp);
+    if serves_udp && !app.builds_peers() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a udp listener needs sessions for peers: implement App::peer and App::builds_peers",
+        ));
+    }
     if config.listeners.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listener configured"));
     }
@@ -209,8 +222,9 @@ where
         // Probes close before the real sockets bind, so listeners of this server that overlap
         // would not see each other: check here, or SO_REUSEPORT would quietly split the port
         // between them.
-        let overlapping = addrs.iter().find(|(_, taken): &&(Protocol, SocketAddr)| {
-            taken.port() == wanted.port()
+        let overlapping = addrs.iter().find(|(other, taken): &&(Protocol, SocketAddr)| {
+            (*other == Protocol::Udp) == (*protocol == Protocol::Udp)
+                && taken.port() == wanted.port()
                 && wanted.port() != 0
                 && (taken.ip() == wanted.ip() || taken.ip().is_unspecified() || wanted.ip().is_unspecified())
         });
@@ -224,7 +238,11 @@ where
                 ),
             ));
         }
-        let bound = Listener::probe_exclusive(wanted).map_err(|e| bind_error(wanted, *protocol, e))?;
+        let bound = match protocol {
+            Protocol::Udp => UdpSocket::bind(wanted, false).and_then(|probe| probe.local_addr()),
+            _ => Listener::probe_exclusive(wanted),
+        }
+        .map_err(|e| bind_error(wanted, *protocol, e))?;
         addrs.push((*protocol, bound));
     }
 
@@ -233,13 +251,18 @@ where
     for _ in 0..threads {
         let epoll = Epoll::new()?;
         let mut listeners = Vec::with_capacity(addrs.len());
+        let mut udp = Vec::new();
         for &(protocol, addr) in &addrs {
+            if protocol == Protocol::Udp {
+                udp.push(UdpSocket::bind(addr, true).map_err(|e| bind_error(addr, protocol, e))?);
+                continue;
+            }
             let socket =
                 Listener::bind(addr, protocol.client_speaks_first()).map_err(|e| bind_error(addr, protocol, e))?;
             listeners.push((protocol, socket));
         }
         workers.push(WorkerShared::new()?);
-        setups.push((epoll, listeners));
+        setups.push((epoll, (listeners, udp)));
     }
     let shared = Arc::new(Shared {
         stopping: AtomicBool::new(false),
@@ -251,15 +274,15 @@ where
     });
     crate::ws::topics::register(&shared);
     let limits = Limits::from_config(&config, threads);
-    let new_session = Arc::new(new_session);
+    let app = Arc::new(app);
 
     let mut handle = ServerHandle { shared: shared.clone(), threads: Vec::with_capacity(threads), addrs };
     for (index, (epoll, listeners)) in setups.into_iter().enumerate() {
-        let worker_parts = (epoll, listeners, shared.clone(), new_session.clone(), limits.clone());
+        let worker_parts = (epoll, listeners, shared.clone(), app.clone(), limits.clone());
         let thread = std::thread::Builder::new().name(format!("smoke-worker-{index}")).spawn(move || {
-            let (epoll, listeners, shared, new_session, limits) = worker_parts;
+            let (epoll, listeners, shared, app, limits) = worker_parts;
             let exited = ExitNotice(shared.clone());
-            match Worker::<S, F>::new(index, epoll, listeners, shared, new_session, limits) {
+            match Worker::<A>::new(index, epoll, listeners, shared, app, limits) {
                 Ok(worker) => worker.run(),
                 Err(e) => log::error!("worker {index} failed to start: {e}"),
             }

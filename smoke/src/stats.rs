@@ -31,6 +31,18 @@ pub struct Stats {
     pub buffers_held: u64,
     /// WebSocket messages (sends and topic deliveries) dropped at `max_backpressure`.
     pub dropped: u64,
+    /// UDP datagrams received and delivered.
+    pub datagrams_in: u64,
+    /// UDP datagrams sent.
+    pub datagrams_out: u64,
+    /// UDP datagrams dropped on arrival for being longer than `max_datagram`.
+    pub datagrams_truncated: u64,
+    /// UDP datagrams that could not be sent (socket buffer full, or refused by the kernel).
+    pub datagrams_dropped: u64,
+    /// Ticks run (on all workers).
+    pub ticks: u64,
+    /// Ticks that were due while a worker was busy and ran late as one (each late tick reports its lateness).
+    pub ticks_missed: u64,
 }
 
 impl Stats {
@@ -51,6 +63,12 @@ impl Stats {
         self.bytes_out += other.bytes_out;
         self.buffers_held += other.buffers_held;
         self.dropped += other.dropped;
+        self.datagrams_in += other.datagrams_in;
+        self.datagrams_out += other.datagrams_out;
+        self.datagrams_truncated += other.datagrams_truncated;
+        self.datagrams_dropped += other.datagrams_dropped;
+        self.ticks += other.ticks;
+        self.ticks_missed += other.ticks_missed;
         self
     }
 
@@ -75,6 +93,12 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) buffers_held: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) datagrams_in: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
+    pub(crate) datagrams_truncated: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) ticks: AtomicU64,
+    pub(crate) ticks_missed: AtomicU64,
 }
 
 /// Adds to a counter owned by the calling worker.
@@ -98,6 +122,12 @@ impl Counters {
             bytes_out: self.bytes_out.load(Relaxed),
             buffers_held: self.buffers_held.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            datagrams_in: self.datagrams_in.load(Relaxed),
+            datagrams_out: self.datagrams_out.load(Relaxed),
+            datagrams_truncated: self.datagrams_truncated.load(Relaxed),
+            datagrams_dropped: self.datagrams_dropped.load(Relaxed),
+            ticks: self.ticks.load(Relaxed),
+            ticks_missed: self.ticks_missed.load(Relaxed),
         }
     }
 }

@@ -1,22 +1,26 @@
 //! One worker thread's event loop: its epoll instance, its listeners, its sessions.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::app::App;
 use crate::buf::{BufPool, Output, POOL_BUFFER_SIZE};
 use crate::config::{Config, Protocol};
 use crate::conn::{CloseReason, Conn, ConnId, Flags, Timer, TimerRequest};
 use crate::handler::Handler;
 use crate::server::Shared;
 use crate::stats::{Counters, bump};
-use crate::sys::{Epoll, Events, Interest, Listener, Stream};
+use crate::sys::{Epoll, Events, Interest, Listener, RecvBatch, SendQueue, Stream, TimerFd, UdpSocket};
 use crate::table::SessionTable;
+use crate::udp::{Peer, PeerState};
 use crate::ws::topics::Mailbox;
 
 /// Every read lands here first; only input a handler leaves unconsumed is copied into a
@@ -38,6 +42,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const SPECIAL_TOKEN: u64 = 1 << 63;
 const WAKER_TOKEN: u64 = SPECIAL_TOKEN;
 const LISTENER_TOKEN: u64 = SPECIAL_TOKEN | (1 << 32);
+const UDP_TOKEN: u64 = SPECIAL_TOKEN | (2 << 32);
+const TICK_TOKEN: u64 = SPECIAL_TOKEN | (3 << 32);
+/// `recvmmsg` calls per UDP socket per wake-up before the rest of the worker gets a turn.
+const UDP_BATCHES_PER_WAKE: usize = 16;
+/// Datagram slots per `recvmmsg` (fewer when `max_datagram` is large: at most 1 MiB of slots).
+const UDP_SLOTS: usize = 64;
 const GENERATION_MASK: u32 = 0x7fff_ffff;
 
 fn connection_token(fd: RawFd, generation: u32) -> u64 {
@@ -59,6 +69,9 @@ pub(crate) struct Limits {
     max_read_buffer: usize,
     read_budget: usize,
     shutdown_timeout: Duration,
+    tick: Option<Duration>,
+    max_datagram: usize,
+    udp_idle_timeout: Option<Duration>,
 }
 
 impl Limits {
@@ -85,6 +98,9 @@ impl Limits {
             max_read_buffer: max_read_buffer.max(1),
             read_budget: config.read_budget.max(1),
             shutdown_timeout: config.shutdown_timeout,
+            tick: config.tick.map(|t| t.max(Duration::from_millis(1))),
+            max_datagram: config.max_datagram.clamp(1, 65_507),
+            udp_idle_timeout: config.udp_idle_timeout,
         }
     }
 }
@@ -139,14 +155,14 @@ struct Io<'a> {
 /// the connection's own deadline no longer matches (or its generation changed).
 type TimerQueue = BinaryHeap<Reverse<(u64, u64)>>;
 
-pub(crate) struct Worker<S, F> {
+pub(crate) struct Worker<A: App> {
     index: usize,
     epoll: Epoll,
     listeners: Vec<(Protocol, Listener)>,
     shared: Arc<Shared>,
-    new_session: Arc<F>,
+    app: Arc<A>,
     limits: Limits,
-    table: SessionTable<Connection<S>>,
+    table: SessionTable<Connection<A::Session>>,
     scratch: Box<[u8]>,
     pool: BufPool,
     /// Tokens to run again without waiting for an event (read budget spent, reading resumed,
@@ -167,34 +183,91 @@ pub(crate) struct Worker<S, F> {
     closing: Vec<RawFd>,
     /// The mailbox taken from `WorkerShared` (swapped, so both keep their capacity).
     mail: Mailbox,
-    /// Connections topic deliveries wrote to in this turn.
+    /// Connections topic deliveries (or a tick) wrote to in this turn.
     delivered: Vec<u64>,
+    udp: Udp<A::Session>,
+    ticker: Option<Ticker>,
 }
 
-impl<S, F> Worker<S, F>
-where
-    S: Handler,
-    F: Fn(&mut Conn<'_>) -> S,
-{
+/// A worker's UDP side: its sockets, its peers and their timers.
+struct Udp<S> {
+    endpoints: Vec<Endpoint>,
+    /// Taken while a batch is handled (its datagrams borrow it).
+    batch: Option<RecvBatch>,
+    peers: HashMap<SocketAddr, PeerEntry<S>>,
+    /// Armed peer timers as (deadline, session id, address), earliest first; stale entries are
+    /// skipped as for connections.
+    timers: BinaryHeap<Reverse<(u64, u64, SocketAddr)>>,
+    idle_timeout: Option<Duration>,
+    next_sweep: Option<u32>,
+    closing: Vec<(SocketAddr, CloseReason)>,
+}
+
+struct Endpoint {
+    socket: UdpSocket,
+    queue: SendQueue,
+}
+
+struct PeerEntry<S> {
+    session: S,
+    id: ConnId,
+    endpoint: usize,
+    last_active: u32,
+    timer: Option<u64>,
+}
+
+/// The worker's tick: its timerfd and the schedule lateness is measured against.
+struct Ticker {
+    fd: TimerFd,
+    interval: Duration,
+    started: Instant,
+    sequence: u64,
+}
+
+impl<A: App> Worker<A> {
     pub(crate) fn new(
         index: usize,
         epoll: Epoll,
-        listeners: Vec<(Protocol, Listener)>,
+        (listeners, udp_sockets): (Vec<(Protocol, Listener)>, Vec<UdpSocket>),
         shared: Arc<Shared>,
-        new_session: Arc<F>,
+        app: Arc<A>,
         limits: Limits,
-    ) -> io::Result<Worker<S, F>> {
+    ) -> io::Result<Worker<A>> {
         epoll.add(shared.workers[index].waker.as_raw_fd(), WAKER_TOKEN, Interest::READABLE)?;
         for (i, (_, listener)) in listeners.iter().enumerate() {
             epoll.add(listener.as_raw_fd(), LISTENER_TOKEN | i as u64, Interest::READABLE)?;
         }
+        for (i, socket) in udp_sockets.iter().enumerate() {
+            epoll.add(socket.as_raw_fd(), UDP_TOKEN | i as u64, Interest::READABLE)?;
+        }
+        let ticker = match limits.tick {
+            Some(interval) => {
+                let fd = TimerFd::periodic(interval)?;
+                epoll.add(fd.as_raw_fd(), TICK_TOKEN, Interest::READABLE)?;
+                Some(Ticker { fd, interval, started: Instant::now(), sequence: 0 })
+            }
+            None => None,
+        };
+        let batch = (!udp_sockets.is_empty()).then(|| {
+            let slots = ((1 << 20) / limits.max_datagram).clamp(1, UDP_SLOTS);
+            RecvBatch::new(slots, limits.max_datagram)
+        });
+        let udp = Udp {
+            endpoints: udp_sockets.into_iter().map(|socket| Endpoint { socket, queue: SendQueue::default() }).collect(),
+            batch,
+            peers: HashMap::new(),
+            timers: BinaryHeap::new(),
+            idle_timeout: limits.udp_idle_timeout,
+            next_sweep: limits.udp_idle_timeout.map(|_| 0),
+            closing: Vec::new(),
+        };
         let next_idle_sweep = limits.idle_timeout.map(|_| 0);
         Ok(Worker {
             index,
             epoll,
             listeners,
             shared,
-            new_session,
+            app,
             table: SessionTable::new(limits.fd_cache),
             limits,
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -213,6 +286,8 @@ where
             closing: Vec::new(),
             mail: Mailbox::default(),
             delivered: Vec::new(),
+            udp,
+            ticker,
         })
     }
 
@@ -247,6 +322,7 @@ where
             }
             self.run_timers();
             self.deliver_mail();
+            self.flush_udp();
             if self.drain_deadline.is_none() && self.shared.stopping.load(Ordering::Relaxed) {
                 self.begin_shutdown();
             }
@@ -268,23 +344,31 @@ where
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if !self.retry.is_empty() {
+        // Mail this worker's own handlers posted after its delivery pass needs no wake-up
+        // (see ws::topics), so it must not wait in epoll_wait either.
+        if !self.retry.is_empty() || self.shared.workers[self.index].has_mail.load(Ordering::Relaxed) {
             return Some(Duration::ZERO);
         }
         let timer = self.timers.peek().map(|Reverse((at, _))| Duration::from_millis(at.saturating_sub(self.now_ms)));
-        [self.accept_paused_until, self.next_idle_sweep, self.drain_deadline]
+        let peer_timer =
+            self.udp.timers.peek().map(|Reverse((at, _, _))| Duration::from_millis(at.saturating_sub(self.now_ms)));
+        [self.accept_paused_until, self.next_idle_sweep, self.drain_deadline, self.udp.next_sweep]
             .into_iter()
             .flatten()
             .map(|at| Duration::from_millis((at.wrapping_sub(self.now) as i32).max(0) as u64))
             .chain(timer)
+            .chain(peer_timer)
             .min()
     }
 
     fn special(&mut self, token: u64) {
-        if token == WAKER_TOKEN {
-            self.shared.workers[self.index].waker.drain();
-        } else {
-            self.accept_from((token & 0xffff_ffff) as usize);
+        let index = (token & 0xffff_ffff) as usize;
+        match token & !0xffff_ffff {
+            WAKER_TOKEN => self.shared.workers[self.index].waker.drain(),
+            LISTENER_TOKEN => self.accept_from(index),
+            UDP_TOKEN => self.read_udp(index),
+            TICK_TOKEN => self.run_tick(),
+            _ => {}
         }
     }
 
@@ -359,13 +443,13 @@ where
         }
         let mut timer = Timer::default();
         let session = {
-            let mut conn = Connection::<S>::conn(
+            let mut conn = Connection::<A::Session>::conn(
                 &stream,
                 (&mut out, &mut flags, &mut timer),
                 (id, protocol),
                 (&mut self.pool, &self.shared, counters),
             );
-            guarded(counters, id, "new session", || (self.new_session)(&mut conn))
+            guarded(counters, id, "new session", || self.app.connection(&mut conn))
         };
         bump(&counters.accepted, 1);
         let Some(session) = session else {
@@ -433,13 +517,17 @@ where
         }
         let Connection { session, stream, id, protocol, flags, out, input, timer, .. } = &mut connection;
         if !flags.has(Flags::PANICKED) {
-            let mut conn = Connection::<S>::conn(
+            let mut conn = Connection::<A::Session>::conn(
                 stream,
                 (&mut *out, flags, timer),
                 (*id, *protocol),
                 (&mut self.pool, &self.shared, counters),
             );
             guarded(counters, *id, "on_close", || session.on_close(&mut conn, reason));
+        }
+        if flags.has(Flags::PANICKED) {
+            // Its on_close (which ends a WebSocket's subscriptions) did not run.
+            crate::ws::topics::unsubscribe_all(fd, *id);
         }
         out.discard(&mut self.pool, counters);
         self.pool.give(input, counters);
@@ -463,6 +551,7 @@ where
     }
 
     fn run_timers(&mut self) {
+        self.run_peer_timers();
         while let Some(&Reverse((at, token))) = self.timers.peek() {
             if at > self.now_ms {
                 break;
@@ -531,7 +620,7 @@ where
         for (topic, frame) in self.mail.letters() {
             crate::ws::topics::for_each_subscriber(topic, |fd, id| {
                 let Some(c) = self.table.get_mut(fd).filter(|c| c.id == id) else { return };
-                let mut conn = Connection::<S>::conn(
+                let mut conn = Connection::<A::Session>::conn(
                     &c.stream,
                     (&mut c.out, &mut c.flags, &mut c.timer),
                     (c.id, c.protocol),
@@ -547,11 +636,7 @@ where
             });
         }
         self.mail.clear();
-        let mut delivered = std::mem::take(&mut self.delivered);
-        for token in delivered.drain(..) {
-            self.wake(token, Wake::Delivered);
-        }
-        self.delivered = delivered;
+        self.wake_touched();
     }
 
     fn close_all(&mut self, reason: CloseReason) {
@@ -559,6 +644,356 @@ where
         for fd in std::mem::take(&mut self.closing) {
             self.close(fd, reason);
         }
+        let peers: Vec<SocketAddr> = self.udp.peers.keys().copied().collect();
+        for addr in peers {
+            self.close_peer(addr, reason);
+        }
+    }
+
+    /// Handles up to `UDP_BATCHES_PER_WAKE` batches of datagrams from one UDP socket.
+    fn read_udp(&mut self, endpoint: usize) {
+        let Some(mut batch) = self.udp.batch.take() else { return };
+        let mut drained = false;
+        for _ in 0..UDP_BATCHES_PER_WAKE {
+            let received = match self.udp.endpoints.get(endpoint).map(|e| e.socket.recv_batch(&mut batch)) {
+                Some(Ok(received)) => received,
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Some(Err(e)) => {
+                    // ICMP errors queued on the socket (a peer's port unreachable) surface here;
+                    // the socket itself is fine.
+                    log::debug!("worker {}: udp receive: {e}", self.index);
+                    continue;
+                }
+                None => return,
+            };
+            for i in 0..received {
+                let Some((addr, packet, truncated)) = batch.get(i) else { continue };
+                if truncated {
+                    bump(&self.shared.workers[self.index].counters.datagrams_truncated, 1);
+                    continue;
+                }
+                self.datagram(endpoint, addr, packet);
+            }
+            if received < batch.capacity() {
+                drained = true;
+                break;
+            }
+        }
+        self.udp.batch = Some(batch);
+        if !drained {
+            self.retry.push(UDP_TOKEN | endpoint as u64);
+        }
+        self.settle_peers();
+    }
+
+    /// One datagram to its peer's session, created on the first.
+    fn datagram(&mut self, endpoint: usize, addr: SocketAddr, packet: &[u8]) {
+        let counters = &self.shared.workers[self.index].counters;
+        bump(&counters.datagrams_in, 1);
+        let entry = match self.udp.peers.entry(addr) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(vacant) => {
+                self.sequence += 1;
+                let id = ConnId::new(self.index, self.sequence);
+                let mut state = PeerState::default();
+                let mut peer = Peer {
+                    addr,
+                    id,
+                    queue: &mut self.udp.endpoints[endpoint].queue,
+                    state: &mut state,
+                    shared: &self.shared,
+                };
+                let Some(Some(session)) = guarded(counters, id, "new peer session", || self.app.peer(&mut peer)) else {
+                    log::debug!("worker {}: no session for {addr}; datagram dropped", self.index);
+                    return;
+                };
+                bump(&counters.accepted, 1);
+                let entry = vacant.insert(PeerEntry { session, id, endpoint, last_active: self.now, timer: None });
+                apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms);
+                entry
+            }
+        };
+        entry.last_active = self.now;
+        let mut state = PeerState::default();
+        let mut peer = Peer {
+            addr,
+            id: entry.id,
+            queue: &mut self.udp.endpoints[entry.endpoint].queue,
+            state: &mut state,
+            shared: &self.shared,
+        };
+        let session = &mut entry.session;
+        if guarded(counters, entry.id, "on_datagram", || session.on_datagram(&mut peer, packet)).is_none() {
+            self.udp.closing.push((addr, CloseReason::HandlerPanicked));
+            return;
+        }
+        apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms);
+    }
+
+    /// Closes the peers that asked for it (or panicked) during the last calls.
+    fn settle_peers(&mut self) {
+        while let Some((addr, reason)) = self.udp.closing.pop() {
+            self.close_peer(addr, reason);
+        }
+    }
+
+    fn close_peer(&mut self, addr: SocketAddr, reason: CloseReason) {
+        let Some(mut entry) = self.udp.peers.remove(&addr) else { return };
+        let counters = &self.shared.workers[self.index].counters;
+        bump(&counters.closed, 1);
+        if reason.is_error() {
+            bump(&counters.errors, 1);
+        }
+        if reason != CloseReason::HandlerPanicked {
+            // Sends made while closing are discarded, as on a connection.
+            let mut state = PeerState { close: true, ..PeerState::default() };
+            let mut peer = Peer {
+                addr,
+                id: entry.id,
+                queue: &mut self.udp.endpoints[entry.endpoint].queue,
+                state: &mut state,
+                shared: &self.shared,
+            };
+            let session = &mut entry.session;
+            guarded(counters, entry.id, "on_close", || session.on_peer_close(&mut peer, reason));
+        }
+        let id = entry.id;
+        guarded(counters, id, "drop", move || drop(entry));
+    }
+
+    /// Peer timers that are due, and the sweep of silent peers.
+    fn run_peer_timers(&mut self) {
+        while let Some(&Reverse((at, id, addr))) = self.udp.timers.peek() {
+            if at > self.now_ms {
+                break;
+            }
+            self.udp.timers.pop();
+            let Some(entry) = self.udp.peers.get_mut(&addr).filter(|e| e.id.as_u64() == id && e.timer == Some(at))
+            else {
+                continue;
+            };
+            entry.timer = None;
+            let counters = &self.shared.workers[self.index].counters;
+            let mut state = PeerState::default();
+            let mut peer = Peer {
+                addr,
+                id: entry.id,
+                queue: &mut self.udp.endpoints[entry.endpoint].queue,
+                state: &mut state,
+                shared: &self.shared,
+            };
+            let session = &mut entry.session;
+            if guarded(counters, entry.id, "on_timer", || session.on_peer_timer(&mut peer)).is_none() {
+                self.udp.closing.push((addr, CloseReason::HandlerPanicked));
+                continue;
+            }
+            apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms);
+        }
+        if let (Some(at), Some(idle)) = (self.udp.next_sweep, self.udp.idle_timeout)
+            && self.now.wrapping_sub(at) as i32 >= 0
+        {
+            let idle_ms = idle.as_millis().min(i32::MAX as u128) as u32;
+            let now = self.now;
+            self.udp.closing.extend(
+                self.udp
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| now.wrapping_sub(p.last_active) >= idle_ms)
+                    .map(|(addr, _)| (*addr, CloseReason::Timeout)),
+            );
+            self.udp.next_sweep = Some(now.wrapping_add((idle_ms / 4).clamp(10, 1000)));
+        }
+        self.settle_peers();
+    }
+
+    /// Sends what handlers queued for UDP peers, one `sendmmsg` per batch of datagrams.
+    fn flush_udp(&mut self) {
+        let counters = &self.shared.workers[self.index].counters;
+        for endpoint in &mut self.udp.endpoints {
+            let queued = endpoint.queue.len();
+            if queued > 0 {
+                let dropped = endpoint.socket.send_batch(&mut endpoint.queue);
+                bump(&counters.datagrams_out, (queued - dropped) as u64);
+                bump(&counters.datagrams_dropped, dropped as u64);
+            }
+        }
+    }
+
+    /// The tick's timerfd fired: run the tick once, however many intervals passed (the rest are
+    /// reported as missed, and the lateness measured from the last one due).
+    fn run_tick(&mut self) {
+        let Some(ticker) = &mut self.ticker else { return };
+        let expirations = ticker.fd.expirations();
+        if expirations == 0 {
+            return;
+        }
+        // Late since the first of the intervals this run covers fell due.
+        let first_due = ticker.interval.as_nanos() * u128::from(ticker.sequence + 1);
+        ticker.sequence += expirations;
+        let late = ticker.started.elapsed().saturating_sub(Duration::from_nanos(first_due as u64));
+        let info = TickInfo { sequence: ticker.sequence, late, missed: expirations - 1 };
+        let counters = &self.shared.workers[self.index].counters;
+        bump(&counters.ticks, 1);
+        bump(&counters.ticks_missed, expirations - 1);
+        let mut context = TickContext {
+            info,
+            worker: self.index,
+            table: &mut self.table,
+            udp: &mut self.udp,
+            pool: &mut self.pool,
+            shared: &self.shared,
+            counters,
+            touched: &mut self.delivered,
+            now_ms: self.now_ms,
+        };
+        let app = &self.app;
+        if guarded(counters, ConnId::new(self.index, 0), "on_tick", || app.on_tick(&mut context)).is_none() {
+            log::error!("worker {}: on_tick panicked; the next tick runs as scheduled", self.index);
+        }
+        self.wake_touched();
+        self.settle_peers();
+    }
+
+    fn wake_touched(&mut self) {
+        let mut touched = std::mem::take(&mut self.delivered);
+        for token in touched.drain(..) {
+            self.wake(token, Wake::Delivered);
+        }
+        self.delivered = touched;
+    }
+}
+
+/// Applies what a peer's handler asked for: a close (after the call), a timer.
+fn apply_peer_requests<S>(
+    timers: &mut BinaryHeap<Reverse<(u64, u64, SocketAddr)>>,
+    closing: &mut Vec<(SocketAddr, CloseReason)>,
+    entry: &mut PeerEntry<S>,
+    addr: SocketAddr,
+    state: PeerState,
+    now_ms: u64,
+) {
+    match state.timer {
+        TimerRequest::Unchanged => {}
+        TimerRequest::Cancel => entry.timer = None,
+        TimerRequest::Set(after) => {
+            let at = now_ms.saturating_add(u64::from(after));
+            entry.timer = Some(at);
+            timers.push(Reverse((at, entry.id.as_u64(), addr)));
+        }
+    }
+    if state.close {
+        closing.push((addr, CloseReason::Closed));
+    }
+}
+
+/// When a tick ran and how it went against its schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickInfo {
+    /// Intervals since the worker started (a late tick that covers several counts them all).
+    pub sequence: u64,
+    /// How long after it was due this tick started running (for a tick covering missed ones,
+    /// since the first of them was due).
+    pub late: Duration,
+    /// Ticks that fell due while the worker was busy and are covered by this one (0 normally).
+    pub missed: u64,
+}
+
+/// One worker's sessions during its tick: step the world, send state.
+///
+/// Everything here is that worker's own: its connections, its UDP peers, its sockets. Writes
+/// and sends leave when the tick returns, batched (`sendmmsg` for UDP).
+pub struct TickContext<'w, S> {
+    info: TickInfo,
+    worker: usize,
+    table: &'w mut SessionTable<Connection<S>>,
+    udp: &'w mut Udp<S>,
+    pool: &'w mut BufPool,
+    shared: &'w Shared,
+    counters: &'w Counters,
+    touched: &'w mut Vec<u64>,
+    now_ms: u64,
+}
+
+impl<S> std::fmt::Debug for TickContext<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TickContext").field("info", &self.info).field("worker", &self.worker).finish()
+    }
+}
+
+impl<S: Handler> TickContext<'_, S> {
+    /// This tick's sequence number and lateness.
+    pub fn info(&self) -> TickInfo {
+        self.info
+    }
+
+    /// The worker's index (0-based).
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// This worker's open connections.
+    pub fn connections(&self) -> usize {
+        self.table.len()
+    }
+
+    /// This worker's UDP peers.
+    pub fn peers(&self) -> usize {
+        self.udp.peers.len()
+    }
+
+    /// Calls `visit` with each UDP peer's session and its [`Peer`] handle.
+    pub fn for_each_peer(&mut self, mut visit: impl FnMut(&mut S, &mut Peer<'_>)) {
+        let Udp { endpoints, peers, timers, closing, .. } = &mut *self.udp;
+        for (addr, entry) in peers.iter_mut() {
+            let mut state = PeerState::default();
+            let mut peer = Peer {
+                addr: *addr,
+                id: entry.id,
+                queue: &mut endpoints[entry.endpoint].queue,
+                state: &mut state,
+                shared: self.shared,
+            };
+            visit(&mut entry.session, &mut peer);
+            apply_peer_requests(timers, closing, entry, *addr, state, self.now_ms);
+        }
+    }
+
+    /// Calls `visit` with each connection's session and its [`Conn`] (of every listener: check
+    /// [`Conn::protocol`] before writing raw bytes).
+    pub fn for_each_connection(&mut self, mut visit: impl FnMut(&mut S, &mut Conn<'_>)) {
+        for (fd, c) in self.table.iter_mut() {
+            let mut conn = Connection::<S>::conn(
+                &c.stream,
+                (&mut c.out, &mut c.flags, &mut c.timer),
+                (c.id, c.protocol),
+                (self.pool, self.shared, self.counters),
+            );
+            visit(&mut c.session, &mut conn);
+            let wants_settling = c.out.pending() > 0
+                || c.flags.has(Flags::CLOSE | Flags::ABORT | Flags::SHUTDOWN_WRITE | Flags::WANT_WRITE)
+                || c.timer.request != TimerRequest::Unchanged;
+            if wants_settling && !c.flags.has(Flags::DELIVERED) {
+                c.flags.set(Flags::DELIVERED);
+                self.touched.push(connection_token(fd, c.generation));
+            }
+        }
+    }
+
+    /// Sends a datagram from this worker's first UDP socket to any address; false when the
+    /// server has no UDP listener.
+    pub fn send_to(&mut self, addr: SocketAddr, datagram: &[u8]) -> bool {
+        match self.udp.endpoints.first_mut() {
+            Some(endpoint) => {
+                endpoint.queue.push(addr, datagram);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Publishes to a WebSocket topic (see [`WsConn::publish`](crate::ws::WsConn::publish)).
+    pub fn publish<'m>(&mut self, topic: &str, message: impl Into<crate::ws::Message<'m>>) {
+        crate::ws::topics::publish_to(self.shared, Some(self.worker), topic, message.into());
     }
 }
 
@@ -587,7 +1022,7 @@ fn guarded<R>(counters: &Counters, id: ConnId, what: &str, call: impl FnOnce() -
     }
 }
 
-impl<S: Handler> Connection<S> {
+impl<S> Connection<S> {
     /// The handler's view of this connection, built from its split-borrowed fields.
     fn conn<'a>(
         stream: &'a Stream,
@@ -597,7 +1032,9 @@ impl<S: Handler> Connection<S> {
     ) -> Conn<'a> {
         Conn { stream, out, flags, pool, counters, shared, id, protocol, timer }
     }
+}
 
+impl<S: Handler> Connection<S> {
     fn can_read(&self, limits: &Limits) -> bool {
         !self.flags.has(Flags::INPUT_ENDED | Flags::READ_CLOSED) && self.out.pending() < limits.max_write_buffer
     }

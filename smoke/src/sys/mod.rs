@@ -7,11 +7,15 @@ pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod signal;
 pub(crate) mod socket;
+pub(crate) mod timerfd;
+pub(crate) mod udp;
 
 pub(crate) use epoll::{Epoll, Events, Interest};
 pub(crate) use eventfd::EventFd;
 pub(crate) use signal::ShutdownSignals;
 pub(crate) use socket::{Listener, Stream};
+pub(crate) use timerfd::TimerFd;
+pub(crate) use udp::{RecvBatch, SendQueue, UdpSocket};
 
 /// Calls a libc function and turns its `-1` return into the thread's `errno` as an `io::Error`.
 /// The caller's `unsafe` block and its SAFETY comment cover the call itself.

@@ -129,7 +129,7 @@ impl AsRawFd for Stream {
     }
 }
 
-fn new_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
+pub(super) fn new_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -140,25 +140,25 @@ fn new_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+pub(super) fn bind(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
     let (storage, len) = sockaddr_from(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
     unsafe { syscall!(bind(fd.as_raw_fd(), (&raw const storage).cast(), len))? };
     Ok(())
 }
 
-fn set_flag(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
+pub(super) fn set_flag(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
     setsockopt(fd, level, name, &(1 as libc::c_int))
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+pub(super) fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     let len = mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` points to a live `T` of `len` bytes; callers pass the type the option expects.
     unsafe { syscall!(setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), len))? };
     Ok(())
 }
 
-fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
+pub(super) fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: `storage` has room for any address family and `len` says so.
@@ -168,7 +168,7 @@ fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     sockaddr_to(&storage)
 }
 
-fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(super) fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data for which all-zero bytes are valid.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let len = match addr {
@@ -199,7 +199,7 @@ fn sockaddr_from(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) 
     (storage, len as libc::socklen_t)
 }
 
-fn sockaddr_to(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+pub(super) fn sockaddr_to(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
     match storage.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in; storage is aligned for it.
