@@ -14,6 +14,9 @@ need curl || missing+=(curl)
 need wrk || missing+=(wrk)
 need python3 || missing+=(python3)
 need chromium || missing+=(chromium)
+# ip(8) builds the network namespaces of the packet-ring test; setpriv drops CAP_NET_RAW.
+need ip || missing+=(iproute2)
+need setpriv || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

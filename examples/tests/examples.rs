@@ -276,3 +276,122 @@ fn chat_page_works_in_headless_chromium() {
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn udp_echo_answers_python_datagrams() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_udp_echo"), "UdpEcho", "SMOKE_UDP");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/udp_client.py");
+    let output = run("python3", &[script, "127.0.0.1", &server.addr.port().to_string(), "1000"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("udp_echo: 1000 datagrams received"), "{log}");
+}
+
+/// Two network namespaces joined by a veth pair, removed on drop (and so on a failed assert).
+struct Namespaces {
+    server: String,
+    client: String,
+}
+
+impl Namespaces {
+    const SERVER_IP: &'static str = "10.213.0.1";
+    const CLIENT_IP: &'static str = "10.213.0.2";
+
+    fn create() -> Namespaces {
+        let tag = std::process::id() % 100_000;
+        let ns = Namespaces { server: format!("smoke-s{tag}"), client: format!("smoke-c{tag}") };
+        let (veth_server, veth_client) = (format!("vs{tag}"), format!("vc{tag}"));
+        let ip = |args: &[&str]| {
+            let output = run("ip", args);
+            assert!(output.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        };
+        ip(&["netns", "add", &ns.server]);
+        ip(&["netns", "add", &ns.client]);
+        ip(&[
+            "link",
+            "add",
+            &veth_server,
+            "netns",
+            &ns.server,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth_client,
+            "netns",
+            &ns.client,
+        ]);
+        for (netns, dev, addr) in
+            [(&ns.server, &veth_server, Self::SERVER_IP), (&ns.client, &veth_client, Self::CLIENT_IP)]
+        {
+            ip(&["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+            ip(&["-n", netns, "link", "set", dev, "up"]);
+            ip(&["-n", netns, "link", "set", "lo", "up"]);
+        }
+        ns
+    }
+
+    fn server_interface(&self) -> String {
+        format!("vs{}", std::process::id() % 100_000)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth pair, and with it the other end.
+        for netns in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
+        }
+    }
+}
+
+#[test]
+fn the_packet_ring_delivers_udp_from_another_namespace() {
+    let ns = Namespaces::create();
+    let interface = ns.server_interface();
+    let port = "9192";
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.server, env!("CARGO_BIN_EXE_udp_echo")])
+        .env("SMOKE_UDP", format!("{}:{port}", Namespaces::SERVER_IP))
+        .env("SMOKE_PFRING", &interface)
+        .env("SMOKE_THREADS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut banner).unwrap();
+    assert!(banner.starts_with("UdpEcho listening on"), "{banner}");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/udp_client.py");
+    let output = run("ip", &["netns", "exec", &ns.client, "python3", script, Namespaces::SERVER_IP, port, "500"]);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    let running = Running { child, addr: "127.0.0.1:1".parse().unwrap() };
+    let (status, log) = running.terminate();
+    assert!(output.status.success(), "client: {report}{} / server: {log}", String::from_utf8_lossy(&output.stderr));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("udp_echo: 500 datagrams received"), "every datagram reached on_datagram once: {log}");
+}
+
+#[test]
+fn the_packet_ring_explains_missing_privileges_and_unknown_interfaces() {
+    let unknown = Command::new(env!("CARGO_BIN_EXE_udp_echo"))
+        .env("SMOKE_UDP", "127.0.0.1:0")
+        .env("SMOKE_PFRING", "nosuchif0")
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("no network interface named") && stderr.contains("nosuchif0"), "{stderr}");
+
+    // Without CAP_NET_RAW (dropped from the bounding set, so even root lacks it).
+    let unprivileged = Command::new("setpriv")
+        .args(["--bounding-set=-net_raw", "--inh-caps=-net_raw", env!("CARGO_BIN_EXE_udp_echo")])
+        .env("SMOKE_UDP", "127.0.0.1:0")
+        .env("SMOKE_PFRING", "lo")
+        .output()
+        .unwrap();
+    assert!(!unprivileged.status.success());
+    let stderr = String::from_utf8_lossy(&unprivileged.stderr);
+    assert!(stderr.contains("pfring needs CAP_NET_RAW"), "{stderr}");
+}

@@ -141,7 +141,7 @@ fn server_impl(self_ty: &Type, model: &Model) -> TokenStream {
             let params = handler.spec.params.iter().zip(&args).map(|(param, arg)| {
                 let ty = match param {
                     Param::Conn => quote!(&mut ::smoke::Conn<'_>),
-                    Param::Bytes => quote!(&[u8]),
+                    Param::Bytes | Param::Packet => quote!(&[u8]),
                     Param::CloseReason => quote!(::smoke::CloseReason),
                     Param::Request => quote!(&::smoke::http::Request<'_>),
                     Param::Response => quote!(&mut ::smoke::http::Response),

@@ -43,6 +43,9 @@ pub(crate) enum KeyKind {
     Path { declares: Protocol, needs: Protocol },
     /// `true` or `false`, passed to the `Config` setter of the same name.
     Flag,
+    /// A network interface name, passed to the `Config` setter of the same name; served
+    /// through the listeners of `needs`.
+    Interface { needs: Protocol },
 }
 
 pub(crate) struct KeySpec {
@@ -72,6 +75,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "udp", kind: KeyKind::Listener(Protocol::Udp) },
     KeySpec { name: "udp_idle_timeout_ms", kind: KeyKind::Millis { setter: "udp_idle_timeout", optional: true } },
     KeySpec { name: "max_datagram", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "pfring", kind: KeyKind::Interface { needs: Protocol::Udp } },
 ];
 
 /// One argument of a handler, after the receiver.
@@ -101,6 +105,8 @@ pub(crate) enum Param {
     Peer,
     /// `worker: &mut Worker`
     Worker,
+    /// `packet: &[u8]`
+    Packet,
 }
 
 impl Param {
@@ -118,6 +124,7 @@ impl Param {
             Param::Reason => "reason: &str",
             Param::Peer => "peer: &mut Peer",
             Param::Worker => "worker: &mut Worker",
+            Param::Packet => "packet: &[u8]",
         }
     }
 
@@ -136,6 +143,7 @@ impl Param {
             Param::Reason => "reason",
             Param::Peer => "peer",
             Param::Worker => "worker",
+            Param::Packet => "packet",
         }
     }
 }
@@ -294,7 +302,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
         method: "on_datagram",
         protocol: Some(Protocol::Udp),
         required: true,
-        params: &[Param::Peer, Param::Bytes],
+        params: &[Param::Peer, Param::Packet],
         returns: Returns::Nothing,
         may_construct: false,
         associated: false,

@@ -133,6 +133,17 @@ fn attribute_entries(args: TokenStream, model: &mut Model, errors: &mut Errors) 
                     }
                 }
             }
+            KeyKind::Interface { needs } => {
+                path_settings.push((pair.path.clone(), needs));
+                match value {
+                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. })
+                        if !s.value().is_empty() && s.value().len() <= 15 && !s.value().contains(['/', ' ']) =>
+                    {
+                        model.settings.push(Setting::Text { setter: spec.name, value: s.value() })
+                    }
+                    other => errors.at(other, format!("`{name}` expects a network interface name such as \"eth0\"")),
+                }
+            }
             KeyKind::Flag => match value {
                 Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => {
                     model.settings.push(Setting::Flag { setter: spec.name, value: b.value })
@@ -601,7 +612,7 @@ fn is_named(ty: &Type, name: &str) -> bool {
 fn param_matches(ty: &Type, param: Param) -> bool {
     match (param, ty) {
         (Param::Conn, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Conn"),
-        (Param::Bytes, Type::Reference(r)) => {
+        (Param::Bytes | Param::Packet, Type::Reference(r)) => {
             r.mutability.is_none() && matches!(&*r.elem, Type::Slice(slice) if is_named(&slice.elem, "u8"))
         }
         (Param::CloseReason, ty) => is_named(ty, "CloseReason"),

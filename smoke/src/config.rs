@@ -203,6 +203,8 @@ pub struct Config {
     pub max_datagram: usize,
     /// See [`Config::tick`].
     pub tick: Option<Duration>,
+    /// See [`Config::pfring`].
+    pub pfring: Option<String>,
 }
 
 impl Default for Config {
@@ -230,6 +232,7 @@ impl Config {
             udp_idle_timeout: Some(DEFAULT_UDP_IDLE_TIMEOUT),
             max_datagram: DEFAULT_MAX_DATAGRAM,
             tick: None,
+            pfring: None,
         }
     }
 
@@ -339,6 +342,19 @@ impl Config {
         self
     }
 
+    /// UDP input from the kernel's packet ring on `interface` instead of the UDP sockets: an
+    /// AF_PACKET TPACKET_V3 ring per worker (mmap'd, filled a block at a time), flows hashed
+    /// across workers (PACKET_FANOUT), a BPF filter letting only UDP to the `udp` listeners'
+    /// ports through. Datagrams reach `on_datagram` exactly as from a socket; replies leave
+    /// through the UDP sockets, which then receive nothing themselves (every datagram would
+    /// otherwise arrive twice), so input comes from `interface` only. Needs CAP_NET_RAW and a
+    /// `udp` listener. (The name is libsmoke's, whose PF_RING needed a kernel module; this is
+    /// the kernel's own ring.)
+    pub fn pfring(mut self, interface: impl Into<String>) -> Config {
+        self.pfring = Some(interface.into());
+        self
+    }
+
     /// Adds a listener for `protocol`.
     pub fn listen(mut self, protocol: Protocol, listen: impl Into<Listen>) -> Config {
         self.listeners.push((protocol, listen.into()));
@@ -412,7 +428,8 @@ impl Config {
     /// | variable | value | effect |
     /// |---|---|---|
     /// | `SMOKE_TCP` | port or host:port, comma-separated | replaces every TCP listener |
-    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP`, `SMOKE_PFRING` | as above | the same for those protocols (an error while this server has none) |
+    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
+    /// | `SMOKE_PFRING` | a network interface name | takes UDP input from the packet ring on it ([`Config::pfring`]; needs a udp listener) |
     /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
     /// | `SMOKE_BIND` | an IP address | address for bare ports |
     ///
@@ -441,7 +458,23 @@ impl Config {
                 },
             };
         }
-        for name in OVERRIDABLE_PROTOCOLS {
+        if let Some(value) = lookup("SMOKE_PFRING") {
+            // Sets or moves the ring: the same binary can take its UDP input from a ring in
+            // one deployment and from its sockets in another.
+            if !self.listeners.iter().any(|(p, _)| *p == Protocol::Udp) {
+                return Err(bad(
+                    "SMOKE_PFRING",
+                    &value,
+                    "the packet ring feeds udp listeners; this server has none".into(),
+                ));
+            }
+            let interface = value.trim();
+            if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
+                return Err(bad("SMOKE_PFRING", &value, "expected a network interface name".into()));
+            }
+            self.pfring = Some(interface.to_owned());
+        }
+        for name in OVERRIDABLE_PROTOCOLS.into_iter().filter(|n| *n != "pfring") {
             let variable = format!("SMOKE_{}", name.to_ascii_uppercase());
             let Some(value) = lookup(&variable) else { continue };
             let declared = Protocol::from_name(name).filter(|p| self.listeners.iter().any(|(q, _)| q == p));

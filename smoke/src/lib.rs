@@ -34,6 +34,7 @@ mod conn;
 mod dsl;
 mod handler;
 pub mod http;
+mod ring;
 mod server;
 mod stats;
 mod sys;

@@ -12,7 +12,7 @@ use crate::config::{Config, Protocol};
 use crate::conn::Conn;
 use crate::handler::Handler;
 use crate::stats::{Counters, Stats};
-use crate::sys::{Epoll, EventFd, Events, Interest, Listener, ShutdownSignals, UdpSocket};
+use crate::sys::{Epoll, EventFd, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket, drop_all_input};
 use crate::worker::{Limits, Worker};
 use crate::ws::topics::Mailbox;
 
@@ -213,6 +213,12 @@ pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
     if config.listeners.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listener configured"));
     }
+    if config.pfring.is_some() && !serves_udp {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "pfring feeds the udp listeners' sessions and sends their replies: add a udp listener",
+        ));
+    }
     let threads = config.worker_threads();
     let mut addrs = Vec::with_capacity(config.listeners.len());
     for (protocol, listen) in &config.listeners {
@@ -246,6 +252,9 @@ pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
         addrs.push((*protocol, bound));
     }
 
+    let udp_ports: Vec<u16> = addrs.iter().filter(|(p, _)| *p == Protocol::Udp).map(|(_, a)| a.port()).collect();
+    let ring_filter = crate::ring::udp_port_filter(&udp_ports);
+    let fanout_group = next_fanout_group();
     let mut workers = Vec::with_capacity(threads);
     let mut setups = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -254,15 +263,23 @@ pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
         let mut udp = Vec::new();
         for &(protocol, addr) in &addrs {
             if protocol == Protocol::Udp {
-                udp.push(UdpSocket::bind(addr, true).map_err(|e| bind_error(addr, protocol, e))?);
+                let socket = UdpSocket::bind(addr, true).map_err(|e| bind_error(addr, protocol, e))?;
+                if config.pfring.is_some() {
+                    drop_all_input(&socket)?;
+                }
+                udp.push(socket);
                 continue;
             }
             let socket =
                 Listener::bind(addr, protocol.client_speaks_first()).map_err(|e| bind_error(addr, protocol, e))?;
             listeners.push((protocol, socket));
         }
+        let ring = match &config.pfring {
+            Some(interface) => Some(PacketRing::open(interface, &ring_filter, fanout_group)?),
+            None => None,
+        };
         workers.push(WorkerShared::new()?);
-        setups.push((epoll, (listeners, udp)));
+        setups.push((epoll, (listeners, udp, ring)));
     }
     let shared = Arc::new(Shared {
         stopping: AtomicBool::new(false),
@@ -315,6 +332,13 @@ impl Drop for ExitNotice {
     fn drop(&mut self) {
         self.0.exited.wake();
     }
+}
+
+/// A packet-ring fanout group id no other server of this process uses (the kernel's groups are
+/// per network namespace; the process id keeps two processes apart in practice).
+fn next_fanout_group() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn bind_error(addr: SocketAddr, protocol: Protocol, error: io::Error) -> io::Error {

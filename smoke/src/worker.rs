@@ -18,7 +18,7 @@ use crate::conn::{CloseReason, Conn, ConnId, Flags, Timer, TimerRequest};
 use crate::handler::Handler;
 use crate::server::Shared;
 use crate::stats::{Counters, bump};
-use crate::sys::{Epoll, Events, Interest, Listener, RecvBatch, SendQueue, Stream, TimerFd, UdpSocket};
+use crate::sys::{Epoll, Events, Interest, Listener, PacketRing, RecvBatch, SendQueue, Stream, TimerFd, UdpSocket};
 use crate::table::SessionTable;
 use crate::udp::{Peer, PeerState};
 use crate::ws::topics::Mailbox;
@@ -44,6 +44,7 @@ const WAKER_TOKEN: u64 = SPECIAL_TOKEN;
 const LISTENER_TOKEN: u64 = SPECIAL_TOKEN | (1 << 32);
 const UDP_TOKEN: u64 = SPECIAL_TOKEN | (2 << 32);
 const TICK_TOKEN: u64 = SPECIAL_TOKEN | (3 << 32);
+const RING_TOKEN: u64 = SPECIAL_TOKEN | (4 << 32);
 /// `recvmmsg` calls per UDP socket per wake-up before the rest of the worker gets a turn.
 const UDP_BATCHES_PER_WAKE: usize = 16;
 /// Datagram slots per `recvmmsg` (fewer when `max_datagram` is large: at most 1 MiB of slots).
@@ -201,11 +202,15 @@ struct Udp<S> {
     idle_timeout: Option<Duration>,
     next_sweep: Option<u32>,
     closing: Vec<(SocketAddr, CloseReason)>,
+    /// The packet ring feeding these sessions instead of the sockets (`pfring`).
+    ring: Option<PacketRing>,
 }
 
 struct Endpoint {
     socket: UdpSocket,
     queue: SendQueue,
+    /// The local port: where a datagram from the packet ring was going.
+    port: u16,
 }
 
 struct PeerEntry<S> {
@@ -228,7 +233,7 @@ impl<A: App> Worker<A> {
     pub(crate) fn new(
         index: usize,
         epoll: Epoll,
-        (listeners, udp_sockets): (Vec<(Protocol, Listener)>, Vec<UdpSocket>),
+        (listeners, udp_sockets, ring): (Vec<(Protocol, Listener)>, Vec<UdpSocket>, Option<PacketRing>),
         shared: Arc<Shared>,
         app: Arc<A>,
         limits: Limits,
@@ -239,6 +244,9 @@ impl<A: App> Worker<A> {
         }
         for (i, socket) in udp_sockets.iter().enumerate() {
             epoll.add(socket.as_raw_fd(), UDP_TOKEN | i as u64, Interest::READABLE)?;
+        }
+        if let Some(ring) = &ring {
+            epoll.add(ring.as_raw_fd(), RING_TOKEN, Interest::READABLE)?;
         }
         let ticker = match limits.tick {
             Some(interval) => {
@@ -253,7 +261,14 @@ impl<A: App> Worker<A> {
             RecvBatch::new(slots, limits.max_datagram)
         });
         let udp = Udp {
-            endpoints: udp_sockets.into_iter().map(|socket| Endpoint { socket, queue: SendQueue::default() }).collect(),
+            endpoints: udp_sockets
+                .into_iter()
+                .map(|socket| {
+                    let port = socket.local_addr().map_or(0, |a| a.port());
+                    Endpoint { socket, queue: SendQueue::default(), port }
+                })
+                .collect(),
+            ring,
             batch,
             peers: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -368,6 +383,7 @@ impl<A: App> Worker<A> {
             LISTENER_TOKEN => self.accept_from(index),
             UDP_TOKEN => self.read_udp(index),
             TICK_TOKEN => self.run_tick(),
+            RING_TOKEN => self.read_ring(),
             _ => {}
         }
     }
@@ -684,6 +700,27 @@ impl<A: App> Worker<A> {
             self.retry.push(UDP_TOKEN | endpoint as u64);
         }
         self.settle_peers();
+    }
+
+    /// Hands the packet ring's filled blocks to the sessions, as datagrams to the UDP endpoint
+    /// of their destination port.
+    fn read_ring(&mut self) {
+        let Some(mut ring) = self.udp.ring.take() else { return };
+        let mut captured = 0;
+        ring.drain(|frame| {
+            let Some(datagram) = crate::ring::parse_udp(frame) else { return };
+            let Some(endpoint) = self.udp.endpoints.iter().position(|e| e.port == datagram.to_port) else { return };
+            if datagram.payload.len() > self.limits.max_datagram {
+                bump(&self.shared.workers[self.index].counters.datagrams_truncated, 1);
+                return;
+            }
+            captured += 1;
+            self.datagram(endpoint, datagram.from, datagram.payload);
+        });
+        self.udp.ring = Some(ring);
+        if captured > 0 {
+            self.settle_peers();
+        }
     }
 
     /// One datagram to its peer's session, created on the first.

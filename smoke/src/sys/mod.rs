@@ -5,6 +5,7 @@
 
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
+pub(crate) mod packet;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod timerfd;
@@ -12,6 +13,7 @@ pub(crate) mod udp;
 
 pub(crate) use epoll::{Epoll, Events, Interest};
 pub(crate) use eventfd::EventFd;
+pub(crate) use packet::{PacketRing, drop_all_input};
 pub(crate) use signal::ShutdownSignals;
 pub(crate) use socket::{Listener, Stream};
 pub(crate) use timerfd::TimerFd;

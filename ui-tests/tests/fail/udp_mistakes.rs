@@ -44,7 +44,8 @@ impl TickWithReceiver {
 #[derive(Default)]
 struct NoUdp;
 
-#[smoke::server(tcp = 9000)]
+// The packet ring feeds udp sessions: without a udp listener it has nowhere to go.
+#[smoke::server(tcp = 9000, pfring = "eth0")]
 impl NoUdp {
     #[on_data]
     fn data(&mut self, _conn: &mut Conn, input: &[u8]) -> usize {

@@ -6,7 +6,7 @@ struct Player {
     x: i32,
 }
 
-#[smoke::server(udp = 9092, tcp = 9093, udp_idle_timeout_ms = 5000, max_datagram = 1200)]
+#[smoke::server(udp = 9092, tcp = 9093, udp_idle_timeout_ms = 5000, max_datagram = 1200, pfring = "eth0")]
 impl Player {
     #[on_datagram]
     fn input(&mut self, peer: &mut Peer, packet: &[u8]) {
@@ -47,5 +47,6 @@ fn main() {
     let config = Player::config();
     assert_eq!(config.tick, Some(std::time::Duration::from_millis(50)));
     assert_eq!(config.max_datagram, 1200);
+    assert_eq!(config.pfring.as_deref(), Some("eth0"));
     assert_eq!(config.udp_idle_timeout, Some(std::time::Duration::from_secs(5)));
 }

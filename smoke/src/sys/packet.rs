@@ -1,0 +1,194 @@
+//! The kernel's zero-copy packet ring: an AF_PACKET socket with a TPACKET_V3 receive ring
+//! mmap'd into the process, joined to a fanout group (one ring per worker, flows hashed across
+//! them), behind a classic-BPF filter so only the server's UDP reaches user space.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{Ordering, fence};
+
+use super::socket::setsockopt;
+use super::syscall;
+use crate::ring::BpfInstruction;
+
+/// Ring geometry: 8 blocks of 1 MiB, each holding many frames; a block is handed to user space
+/// when full or after `BLOCK_TIMEOUT_MS`, which bounds the latency a quiet link adds.
+const BLOCK_SIZE: usize = 1 << 20;
+const BLOCK_COUNT: usize = 8;
+const FRAME_SIZE: usize = 2048;
+const BLOCK_TIMEOUT_MS: u32 = 1;
+
+#[derive(Debug)]
+pub(crate) struct PacketRing {
+    fd: OwnedFd,
+    map: *mut u8,
+    next_block: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone (nothing else holds its address), so moving
+// the ring to the worker thread that uses it moves exclusive access with it.
+unsafe impl Send for PacketRing {}
+
+impl PacketRing {
+    /// Opens a ring on `interface` that receives what `filter` accepts, in fanout group `group`
+    /// (every worker's ring joins the same one; the kernel hashes flows across them).
+    pub(crate) fn open(interface: &str, filter: &[BpfInstruction], group: u16) -> io::Result<PacketRing> {
+        let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket takes only integers; on success it returns a new fd we now own.
+        let fd = match unsafe {
+            syscall!(socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(protocol)
+            ))
+        } {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "pfring needs CAP_NET_RAW: run as root, or `setcap cap_net_raw+ep` on the binary",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let name = CString::new(interface)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pfring: interface name with a NUL byte"))?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("pfring: no network interface named {interface:?} (see `ip link`)"),
+            ));
+        }
+
+        // The filter first, so nothing unfiltered is ever queued.
+        let mut program: Vec<libc::sock_filter> =
+            filter.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+        let fprog = libc::sock_fprog { len: program.len() as libc::c_ushort, filter: program.as_mut_ptr() };
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))?;
+        // Our own replies leave through this interface too; they are not input.
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &(1 as libc::c_int))?;
+        let request = libc::tpacket_req3 {
+            tp_block_size: BLOCK_SIZE as libc::c_uint,
+            tp_block_nr: BLOCK_COUNT as libc::c_uint,
+            tp_frame_size: FRAME_SIZE as libc::c_uint,
+            tp_frame_nr: (BLOCK_SIZE * BLOCK_COUNT / FRAME_SIZE) as libc::c_uint,
+            tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &request)?;
+        // SAFETY: maps the ring the kernel just allocated for this socket, at a kernel-chosen
+        // address; the length is exactly the ring's size.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                BLOCK_SIZE * BLOCK_COUNT,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ring = PacketRing { fd, map: map.cast(), next_block: 0 };
+
+        // SAFETY: sockaddr_ll is plain old data for which all-zero bytes are valid.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as libc::c_ushort;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = index as libc::c_int;
+        // SAFETY: `addr` is a valid sockaddr_ll and the length says so.
+        unsafe {
+            syscall!(bind(
+                ring.fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t
+            ))?
+        };
+        let fanout = u32::from(group) | ((libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        setsockopt(&ring.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)?;
+        Ok(ring)
+    }
+
+    /// Hands every packet of the blocks the kernel has filled to `each` (as the bytes from its
+    /// link-layer header on), returning each block to the kernel after it. Returns the count.
+    pub(crate) fn drain(&mut self, mut each: impl FnMut(&[u8])) -> usize {
+        let mut packets = 0;
+        for _ in 0..BLOCK_COUNT {
+            // SAFETY: the block lies inside the mapping (next_block < BLOCK_COUNT), which starts
+            // with a tpacket_block_desc per block as TPACKET_V3 lays it out.
+            let block = unsafe { self.map.add(self.next_block * BLOCK_SIZE) };
+            let desc = block.cast::<libc::tpacket_block_desc>();
+            // SAFETY: `desc` points at this block's descriptor; the status word is shared with
+            // the kernel, so it is read volatile and ordered before the packets with a fence.
+            let status = unsafe { (&raw const (*desc).hdr.bh1.block_status).read_volatile() };
+            if status & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            fence(Ordering::Acquire);
+            // SAFETY: the block is ours until we hand it back (TP_STATUS_USER); its header's
+            // counts and offsets were written by the kernel before it set the status.
+            let (count, first) = unsafe { ((*desc).hdr.bh1.num_pkts, (*desc).hdr.bh1.offset_to_first_pkt) };
+            let mut offset = first as usize;
+            for _ in 0..count {
+                if offset + std::mem::size_of::<libc::tpacket3_hdr>() > BLOCK_SIZE {
+                    break;
+                }
+                // SAFETY: the kernel placed a tpacket3_hdr at `offset` within the block (checked
+                // to fit above).
+                let header = unsafe { &*block.add(offset).cast::<libc::tpacket3_hdr>() };
+                let start = offset + usize::from(header.tp_mac);
+                let len = header.tp_snaplen as usize;
+                if start + len <= BLOCK_SIZE {
+                    // SAFETY: the packet's bytes lie inside the block (checked above) and stay
+                    // untouched by the kernel until the block is handed back.
+                    each(unsafe { std::slice::from_raw_parts(block.add(start), len) });
+                    packets += 1;
+                }
+                if header.tp_next_offset == 0 {
+                    break;
+                }
+                offset += header.tp_next_offset as usize;
+            }
+            fence(Ordering::Release);
+            // SAFETY: as above; handing the block back is a volatile store of its status.
+            unsafe { (&raw mut (*desc).hdr.bh1.block_status).write_volatile(libc::TP_STATUS_KERNEL) };
+            self.next_block = (self.next_block + 1) % BLOCK_COUNT;
+        }
+        packets
+    }
+}
+
+impl AsRawFd for PacketRing {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for PacketRing {
+    fn drop(&mut self) {
+        // SAFETY: `map` is the mapping made in `open`, of that length, and no slice into it
+        // outlives `drain`.
+        unsafe { libc::munmap(self.map.cast(), BLOCK_SIZE * BLOCK_COUNT) };
+    }
+}
+
+/// Drops everything a socket would receive (a filter that accepts nothing): with the ring on,
+/// the UDP socket only sends, or each datagram would arrive twice.
+pub(crate) fn drop_all_input(fd: &impl AsRawFd) -> io::Result<()> {
+    let mut program = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
+    let fprog = libc::sock_fprog { len: 1, filter: program.as_mut_ptr() };
+    let len = std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t;
+    // SAFETY: `fprog` points at a live one-instruction program for the duration of the call.
+    unsafe {
+        syscall!(setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, (&raw const fprog).cast(), len))?
+    };
+    Ok(())
+}
