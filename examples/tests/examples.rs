@@ -395,3 +395,62 @@ fn the_packet_ring_explains_missing_privileges_and_unknown_interfaces() {
     let stderr = String::from_utf8_lossy(&unprivileged.stderr);
     assert!(stderr.contains("pfring needs CAP_NET_RAW"), "{stderr}");
 }
+
+/// Starts an example with several listeners moved to free loopback ports (one variable each)
+/// and returns it with every announced (protocol, address).
+fn start_listening(binary: &str, name: &str, variables: &[&str]) -> (Running, Vec<(String, SocketAddr)>) {
+    let mut command = Command::new(binary);
+    for variable in variables {
+        command.env(variable, "127.0.0.1:0");
+    }
+    let mut child = command.env("SMOKE_THREADS", "2").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut addrs = Vec::new();
+    for _ in variables {
+        let mut banner = String::new();
+        reader.read_line(&mut banner).unwrap();
+        // "Name listening on ADDR (proto)"
+        let rest = banner.strip_prefix(&format!("{name} listening on ")).unwrap_or_else(|| panic!("{banner:?}"));
+        let (addr, protocol) = rest.trim().split_once(' ').unwrap();
+        addrs.push((protocol.trim_matches(['(', ')']).to_owned(), addr.parse().unwrap()));
+    }
+    (Running { child, addr: addrs[0].1 }, addrs)
+}
+
+#[test]
+fn arena_broadcasts_the_world_to_udp_bots_and_websocket_players() {
+    let (server, addrs) = start_listening(env!("CARGO_BIN_EXE_arena"), "Player", &["SMOKE_UDP", "SMOKE_HTTP"]);
+    let udp = addrs.iter().find(|(p, _)| p == "udp").unwrap().1;
+    let http = addrs.iter().find(|(p, _)| p == "http").unwrap().1;
+    let stream = TcpStream::connect(http).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut browser, _) = tungstenite::client::client(format!("ws://{http}/play"), stream).unwrap();
+    browser.send(tungstenite::Message::text("move 5 5")).unwrap();
+
+    const BOTS: usize = 20;
+    let bot =
+        std::thread::spawn(move || run(env!("CARGO_BIN_EXE_arena_bot"), &[&udp.to_string(), &BOTS.to_string(), "2"]));
+    // The WebSocket player sees the UDP bots (on both workers) and itself in one state.
+    let mut largest = 0;
+    let start = std::time::Instant::now();
+    while largest < BOTS + 1 && start.elapsed() < Duration::from_secs(10) {
+        if let tungstenite::Message::Text(state) = browser.read().unwrap() {
+            let players = state.as_str().split(' ').nth(2).map_or(0, |w| w.split(';').count());
+            largest = largest.max(players);
+        }
+    }
+    assert_eq!(largest, BOTS + 1, "a state listing every bot and the browser player");
+    let output = bot.join().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{report}");
+    // "players=20 seconds=2.0 states/s per player: min=.. median=.. max=.. largest_world=21"
+    let field = |name: &str| -> f64 {
+        let at = report.find(&format!("{name}=")).unwrap_or_else(|| panic!("{report}")) + name.len() + 1;
+        report[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    // 20 Hz ticks: every bot gets most of them (slack for a loaded machine).
+    assert!(field("min") >= 10.0, "{report}");
+    assert_eq!(field("largest_world") as usize, BOTS + 1, "{report}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
