@@ -119,6 +119,7 @@ pub use worker::{TickContext, TickInfo};
 /// | `udp` | port, `"host:port"`, or an array of them | — | UDP socket(s), one per worker (`SO_REUSEPORT`); one session per remote address |
 /// | `udp_idle_timeout_ms` | number ≥ 1 | 30000 | UDP: a peer silent this long has its session closed ([`CloseReason::Timeout`]) |
 /// | `max_datagram` | 1..=65507 | 2048 | UDP: a longer datagram is dropped and counted ([`Stats::datagrams_truncated`]), never delivered cut |
+/// | `pfring` | network interface name, e.g. `"eth0"` | none | UDP input from the kernel's packet ring on that interface instead of the sockets (AF_PACKET TPACKET_V3 with fanout and a BPF filter, not the PF_RING module; needs CAP_NET_RAW; see [`Config::pfring`]) |
 ///
 /// At least one listener is required. Listeners of one server may not share a port (checked here
 /// for what is visible, and again when binding); every key may be given once. Mistakes are
