@@ -19,7 +19,8 @@ const NOT_COUNTED: usize = usize::MAX;
 const TCP_WORKER: usize = 0;
 const HTTP_WORKER: usize = 1;
 const WS_WORKER: usize = 2;
-static WORKER_ALLOCATIONS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+const UDP_WORKER: usize = 3;
+static WORKER_ALLOCATIONS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 thread_local! {
     static COUNTS_AS: Cell<usize> = const { Cell::new(NOT_COUNTED) };
@@ -226,4 +227,50 @@ fn websocket_messages_and_publications_allocate_nothing_in_steady_state() {
     let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
     assert_eq!(after - before, 0, "the worker allocated during 8,000 echoes and 1,000 publications to 8");
+}
+
+/// Echoes datagrams.
+#[derive(Default)]
+struct UdpEcho;
+
+#[smoke::server(udp = 9092, threads = 1)]
+impl UdpEcho {
+    #[smoke::on_datagram]
+    fn datagram(&mut self, peer: &mut smoke::Peer, packet: &[u8]) {
+        COUNTS_AS.with(|c| c.set(UDP_WORKER));
+        peer.send(packet);
+    }
+}
+
+fn udp_exchange(clients: &[std::net::UdpSocket], rounds: usize) {
+    let mut back = [0u8; 64];
+    for _ in 0..rounds {
+        for client in clients {
+            client.send(b"a datagram of a modest size").unwrap();
+        }
+        for client in clients {
+            let n = client.recv(&mut back).unwrap();
+            assert_eq!(&back[..n], b"a datagram of a modest size");
+        }
+    }
+}
+
+#[test]
+fn udp_echoes_allocate_nothing_in_steady_state() {
+    let config = common::on_loopback(UdpEcho::config(), "udp");
+    let server = UdpEcho::spawn(config).unwrap();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.connect(server.local_addr()).unwrap();
+            socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            socket
+        })
+        .collect();
+    udp_exchange(&clients, 100);
+    let before = WORKER_ALLOCATIONS[UDP_WORKER].load(Ordering::Relaxed);
+    udp_exchange(&clients, 1_000);
+    let after = WORKER_ALLOCATIONS[UDP_WORKER].load(Ordering::Relaxed);
+    assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
+    assert_eq!(after - before, 0, "the worker allocated during 8,000 steady-state datagram echoes");
 }
