@@ -10,6 +10,7 @@ use smoke::prelude::*;
 #[derive(Default)]
 struct Echo;
 
+// ANCHOR: echo
 #[smoke::server(tcp = 9000)]
 impl Echo {
     #[on_connect]
@@ -28,6 +29,7 @@ impl Echo {
         log::debug!("{} closed: {why}", conn.id());
     }
 }
+// ANCHOR_END: echo
 
 fn main() -> std::io::Result<()> {
     smoke_examples::init_logging();

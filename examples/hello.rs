@@ -10,6 +10,7 @@ use smoke::prelude::*;
 #[derive(Default)]
 struct Hello;
 
+// ANCHOR: hello
 #[smoke::server(tcp = 9090, threads = 2)]
 impl Hello {
     #[on_data]
@@ -19,6 +20,7 @@ impl Hello {
         input.len()
     }
 }
+// ANCHOR_END: hello
 
 fn main() -> std::io::Result<()> {
     smoke_examples::init_logging();

@@ -11,6 +11,7 @@ use smoke::prelude::*;
 #[derive(Default)]
 struct Bench;
 
+// ANCHOR: plaintext
 #[smoke::server(http = 8080)]
 impl Bench {
     #[get("/plaintext")]
@@ -24,6 +25,7 @@ impl Bench {
         res.json(br#"{"message":"Hello, World!"}"#).header("Server", "smoke");
     }
 }
+// ANCHOR_END: plaintext
 
 fn main() -> std::io::Result<()> {
     smoke_examples::init_logging();

@@ -23,6 +23,7 @@ fn note_id(req: &Request) -> Option<u64> {
     req.param("id")?.parse().ok()
 }
 
+// ANCHOR: routes
 #[smoke::server(http = 8081, threads = 2)]
 impl Notes {
     #[get("/notes")]
@@ -56,6 +57,7 @@ impl Notes {
         res.status(if removed.is_some() { 204 } else { 404 });
     }
 }
+// ANCHOR_END: routes
 
 fn main() -> std::io::Result<()> {
     smoke_examples::init_logging();

@@ -14,6 +14,7 @@ struct StatsPage {
     requests: u32,
 }
 
+// ANCHOR: stats
 #[smoke::server(http = 9090, threads = 2)]
 impl StatsPage {
     #[get("/")]
@@ -40,6 +41,7 @@ impl StatsPage {
         log::debug!("{} closed after {} requests: {why}", conn.id(), self.requests);
     }
 }
+// ANCHOR_END: stats
 
 fn main() -> std::io::Result<()> {
     smoke_examples::init_logging();

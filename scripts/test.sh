@@ -43,6 +43,12 @@ if [ ! -d "$SMOKE_AUTOBAHN_DIR/autobahntestsuite" ]; then
 fi
 export SMOKE_AUTOBAHN_PYTHON SMOKE_AUTOBAHN_DIR
 
+# mdBook builds the guide in the book test.
+if ! need mdbook; then
+    echo "== installing mdbook"
+    cargo install --locked mdbook
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -D warnings"
