@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Side-by-side HTTP benchmarks: smoke against its peers, in one run, interleaved.
+"""Side-by-side benchmarks: smoke against its peers, in one run, interleaved.
 
-    python3 bench/run.py [--seconds 5] [--rounds 3] [--scenarios plaintext,...]
+    python3 bench/run.py [--seconds 5] [--rounds 3] [--groups http,ws,fanout,udp,idle,callgrind]
 
-Each server gets one worker thread (one nginx worker process) and the load generator (wrk, one
-thread) runs on the other core. The figure that counts is the server's CPU time per request:
-utime + stime from /proc/PID/stat after minus before, divided by the requests wrk completed.
-Rounds interleave the servers so a noisy neighbour hurts all of them alike; the table shows
-medians and each peer's ratio to smoke measured in the same run. The table is printed and
-written, with the machine, versions and exact commands, to book/src/benchmarks.md.
+Builds smoke's examples (release) and the peers in bench/peers (a separate Cargo project: tokio,
+actix-web, hyper, may_minihttp), starts every server with ONE worker thread, and drives them
+from the other core: wrk (one thread) for HTTP, and the single-threaded load clients of
+bench/peers for WebSocket and UDP. The figure that counts is the server's CPU time per request
+or message: utime + stime of its process(es) from /proc, after minus before, over the operations
+completed. Rounds interleave the servers, so a noisy neighbour hurts all alike; the table shows
+medians and each peer's ratio to smoke measured in the same run (above 1.00: the peer spends
+more CPU than smoke). The table, the machine, versions and exact commands are printed and
+written to book/src/benchmarks.md.
 
-Peers here so far: nginx (Debian package, `return 200`). may_minihttp, actix-web, hyper and
-the WebSocket/UDP scenarios are still to come (see the benchmarks issue).
+Needs: wrk and nginx (apt-get install wrk nginx-light), valgrind for the instruction count.
 """
 
 import argparse
@@ -28,7 +30,17 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.join(ROOT, "bench/peers")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def release(name):
+    return os.path.join(ROOT, "target/release", name)
+
+
+def peer(name):
+    return os.path.join(PEERS, "target/release", name)
+
 
 PIPELINE_LUA = """
 init = function(args)
@@ -40,7 +52,7 @@ request = function() return req end
 """
 
 # name -> (wrk arguments besides the URL, connections)
-SCENARIOS = {
+HTTP_SCENARIOS = {
     "plaintext": ([], 100),
     "plaintext-1000": ([], 1000),
     "pipelined-16": (["-s", "PIPELINE"], 100),
@@ -52,7 +64,8 @@ worker_processes 1;
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log error;
-events {{ worker_connections 4096; multi_accept on; }}
+events {{ worker_connections 20000; multi_accept on; }}
+worker_rlimit_nofile 20000;
 http {{
     access_log off;
     keepalive_requests 100000000;
@@ -67,13 +80,16 @@ http {{
 """
 
 
-def free_port():
-    with socket.socket() as s:
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_listening(port, timeout=10.0):
+def wait_listening(port, udp=False, timeout=15.0):
+    if udp:
+        time.sleep(0.3)
+        return
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -89,16 +105,27 @@ def cpu_seconds(pids):
     for pid in pids:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        total += int(fields[11]) + int(fields[12])  # utime, stime of every thread
     return total / CLOCK_TICKS
 
 
+def raise_fd_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class Server:
-    def __init__(self, name, command, port, env=None, pids=None):
+    def __init__(self, name, command, port, env=None, udp=False, children=False):
         self.name, self.command, self.port = name, command, port
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening(port)
-        self.pids = pids() if pids else [self.process.pid]
+        wait_listening(port, udp)
+        self.pids = [self.process.pid]
+        if children:
+            time.sleep(0.2)
+            kids = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
+            self.pids += [int(p) for p in kids]
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -108,37 +135,34 @@ class Server:
             self.process.kill()
 
 
-def smoke_server():
-    port = free_port()
-    env = dict(os.environ, SMOKE_HTTP=f"127.0.0.1:{port}", SMOKE_THREADS="1", SMOKE_LOG="error")
-    return Server("smoke", [os.path.join(ROOT, "target/release/plaintext")], port, env)
+def smoke(binary, variable, udp=False):
+    port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    env = dict(os.environ, **{variable: f"127.0.0.1:{port}"}, SMOKE_THREADS="1", SMOKE_LOG="error")
+    return lambda: Server("smoke", [release(binary)], port, env, udp=udp)
 
 
-def nginx_server(workdir):
-    port = free_port()
-    conf = os.path.join(workdir, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(dir=workdir, port=port))
-    process_holder = {}
+def peer_server(name, binary, udp=False):
+    def start():
+        port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        return Server(name, [peer(binary), str(port), "1"], port, udp=udp)
 
-    def worker_pids():
+    return start
+
+
+def nginx(workdir):
+    def start():
+        port = free_port()
+        conf = os.path.join(workdir, f"nginx-{port}.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=workdir, port=port))
         # The master only supervises; the worker serves. Count both, as nginx users pay for both.
-        master = process_holder["server"].process.pid
-        children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-        return [master] + [int(p) for p in children]
+        return Server("nginx", ["nginx", "-c", conf, "-p", workdir], port, children=True)
 
-    server = Server.__new__(Server)
-    server.name, server.port = "nginx", port
-    server.process = subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_listening(port)
-    process_holder["server"] = server
-    time.sleep(0.2)
-    server.pids = worker_pids()
-    return server
+    return start
 
 
 def run_wrk(server, scenario, seconds, lua_path):
-    extra, connections = SCENARIOS[scenario]
+    extra, connections = HTTP_SCENARIOS[scenario]
     extra = [lua_path if a == "PIPELINE" else a for a in extra]
     url = f"http://127.0.0.1:{server.port}/plaintext"
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]
@@ -150,12 +174,45 @@ def run_wrk(server, scenario, seconds, lua_path):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
     return {
-        "rps": requests / seconds,
+        "rate": requests / seconds,
         "cpu_us": (after - before) * 1e6 / max(requests, 1),
         "p50": latency.get("50", "?"),
         "p99": latency.get("99", "?"),
         "problems": ", ".join(filter(None, [errors and errors.group(1), non2xx and f"{non2xx.group(1)} non-2xx"])),
-        "command": " ".join(command),
+        "command": " ".join(command).replace(str(server.port), "PORT"),
+    }
+
+
+def closes_on_request(port):
+    """True when the server closes after answering `Connection: close`, as the scenario needs:
+    one that keeps the connection would be measured on keep-alive instead."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        try:
+            while s.recv(4096):
+                pass
+            return True
+        except socket.timeout:
+            return False
+
+
+def run_load(server, command, seconds):
+    """Runs a bench/peers load client; it prints `messages=N ... p50_us=A p99_us=B [lost=L]`."""
+    before = cpu_seconds(server.pids)
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    after = cpu_seconds(server.pids)
+    fields = dict(re.findall(r"(\w+)=(\S+)", output.stdout))
+    if "messages" not in fields:
+        raise RuntimeError(f"{' '.join(command)} failed: {output.stdout} {output.stderr}")
+    messages = int(fields["messages"])
+    lost = int(fields.get("lost", "0"))
+    return {
+        "rate": float(fields["rate"]),
+        "cpu_us": (after - before) * 1e6 / max(messages, 1),
+        "p50": f"{int(fields['p50_us'])}us",
+        "p99": f"{int(fields['p99_us'])}us",
+        "problems": f"{lost} lost" if lost else "",
+        "command": " ".join(command).replace(str(server.port), "PORT"),
     }
 
 
@@ -170,10 +227,6 @@ def rss_bytes(pids):
 def idle_memory(server, connections):
     """Resident bytes per idle keep-alive connection: open `connections`, one request each, keep
     them open, and compare the server's RSS before and after."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 1000), hard))
     before = rss_bytes(server.pids)
     sockets = []
     request = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -196,90 +249,176 @@ def idle_memory(server, connections):
     return (after - before) / connections
 
 
+def callgrind_per_request(workdir):
+    """Instructions per keep-alive plaintext request in smoke, from two valgrind runs that differ
+    only in the number of requests: the difference cancels start-up and shutdown."""
+    counts = {}
+    for requests in (2000, 12000):
+        port = free_port()
+        out = os.path.join(workdir, f"callgrind.{requests}")
+        env = dict(os.environ, SMOKE_HTTP=f"127.0.0.1:{port}", SMOKE_THREADS="1", SMOKE_LOG="error")
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", release("plaintext")]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(port, timeout=60)
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            reader = s.makefile("rb")
+            for _ in range(requests):
+                s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+                length = 0
+                while True:
+                    line = reader.readline()
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                    if line == b"\r\n":
+                        break
+                reader.read(length)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        with open(out) as f:
+            counts[requests] = int(re.search(r"^summary:\s+(\d+)", f.read(), re.M).group(1))
+    return (counts[12000] - counts[2000]) / 10000
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--groups", default="http,ws,fanout,udp,idle,callgrind")
     parser.add_argument("--no-write", action="store_true", help="print only; leave book/src/benchmarks.md alone")
-    parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario (0 skips it)")
+    parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario")
     args = parser.parse_args()
-    for tool in ("wrk", "nginx", "cargo"):
+    groups = args.groups.split(",")
+    for tool in ["wrk", "nginx", "cargo"] + (["valgrind"] if "callgrind" in groups else []):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is needed (apt-get install wrk nginx-light)")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "smoke-examples", "--bin", "plaintext"], cwd=ROOT, check=True)
+            sys.exit(f"{tool} is needed (apt-get install wrk nginx-light valgrind)")
+    raise_fd_limit()
+    examples = ["plaintext", "ws_echo", "fanout", "udp_echo"]
+    build = ["cargo", "build", "--release", "-q", "-p", "smoke-examples"] + [a for e in examples for a in ("--bin", e)]
+    subprocess.run(build, cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=PEERS, check=True)
 
     workdir = tempfile.mkdtemp(prefix="smoke-bench-")
     lua_path = os.path.join(workdir, "pipeline.lua")
     with open(lua_path, "w") as f:
         f.write(PIPELINE_LUA)
-    servers = [smoke_server(), nginx_server(workdir)]
-    results = {}
-    commands = {}
-    try:
-        for scenario in args.scenarios.split(","):
-            for _ in range(args.rounds):
-                for server in servers:  # interleaved: every round runs every server
-                    run_wrk(server, scenario, 1, lua_path)  # warm-up, not counted
-                    r = run_wrk(server, scenario, args.seconds, lua_path)
-                    results.setdefault((scenario, server.name), []).append(r)
-                    commands[server.name, scenario] = r["command"]
-        idle = {}
-        if args.idle:
+    s = args.seconds
+    http_servers = [
+        smoke("plaintext", "SMOKE_HTTP"),
+        nginx(workdir),
+        peer_server("may_minihttp", "may_plaintext"),
+        peer_server("actix-web", "actix_plaintext"),
+        peer_server("hyper", "hyper_plaintext"),
+    ]
+    # group -> [(scenario, run(server) -> result)], [server starters]
+    plan = []
+    if "http" in groups:
+        for scenario in HTTP_SCENARIOS:
+            plan.append((scenario, lambda server, t, sc=scenario: run_wrk(server, sc, t, lua_path), http_servers))
+    if "ws" in groups:
+        servers = [smoke("ws_echo", "SMOKE_WS"), peer_server("tokio-tungstenite", "tokio_ws")]
+        plan.append(("ws-echo-100", lambda server, t: run_load(server, [peer("ws_load"), "echo", f"ws://127.0.0.1:{server.port}/", "100", str(t)], t), servers))
+    if "fanout" in groups:
+        servers = [smoke("fanout", "SMOKE_WS"), peer_server("tokio-tungstenite", "tokio_ws")]
+        plan.append(("fanout-1x1000", lambda server, t: run_load(server, [peer("ws_load"), "fanout", f"ws://127.0.0.1:{server.port}", "1000", str(t), "200"], t), servers))
+    if "udp" in groups:
+        servers = [smoke("udp_echo", "SMOKE_UDP", udp=True), peer_server("tokio", "tokio_udp", udp=True)]
+        plan.append(("udp-echo-32", lambda server, t: run_load(server, [peer("udp_load"), f"127.0.0.1:{server.port}", "32", str(t)], t), servers))
+
+    results, commands, names, notes = {}, {}, {}, []
+    for scenario, run, starters in plan:
+        # Fresh servers per scenario, started once and run interleaved.
+        servers = [start() for start in starters]
+        names[scenario] = [server.name for server in servers]
+        if scenario == "connection-close":
             for server in servers:
+                if not closes_on_request(server.port):
+                    notes.append(f"{server.name} keeps the connection open after `Connection: close`, so its "
+                                 "connection-close row measures keep-alive requests.")
+        try:
+            for _ in range(args.rounds):
+                for server in servers:
+                    run(server, 1)  # warm-up, not counted
+                    r = run(server, s)
+                    results.setdefault((scenario, server.name), []).append(r)
+                    commands[scenario, server.name] = r["command"]
+        finally:
+            for server in servers:
+                server.stop()
+
+    idle = {}
+    if "idle" in groups:
+        for start in http_servers:
+            server = start()
+            try:
                 idle[server.name] = idle_memory(server, args.idle)
-    finally:
-        for server in servers:
-            server.stop()
+            finally:
+                server.stop()
+    instructions = callgrind_per_request(workdir) if "callgrind" in groups else None
 
     lines = [
-        "| scenario | server | req/s | p50 | p99 | server CPU µs/req | vs smoke | problems |",
+        "| scenario | server | ops/s | p50 | p99 | server CPU µs/op | vs smoke | problems |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for scenario in args.scenarios.split(","):
+    for scenario, _, _ in plan:
         base = statistics.median(r["cpu_us"] for r in results[scenario, "smoke"])
-        for server in servers:
-            runs = results[scenario, server.name]
+        for name in names[scenario]:
+            runs = results[scenario, name]
             cpu = statistics.median(r["cpu_us"] for r in runs)
-            rps = statistics.median(r["rps"] for r in runs)
+            rate = statistics.median(r["rate"] for r in runs)
             middle = sorted(runs, key=lambda r: r["cpu_us"])[len(runs) // 2]
             problems = "; ".join(sorted({r["problems"] for r in runs if r["problems"]})) or "none"
             lines.append(
-                f"| {scenario} | {server.name} | {rps:,.0f} | {middle['p50']} | {middle['p99']} | "
+                f"| {scenario} | {name} | {rate:,.0f} | {middle['p50']} | {middle['p99']} | "
                 f"{cpu:.2f} | {cpu / base:.2f} | {problems} |"
             )
     if idle:
         lines += [
             "",
-            f"| idle connections ({args.idle:,}, one request each) | server | resident bytes per connection | vs smoke |",
+            f"| idle HTTP connections ({args.idle:,}, one request each) | server | resident bytes per connection | vs smoke |",
             "|---|---|---:|---:|",
         ]
-        for server in servers:
-            lines.append(f"| idle-{args.idle} | {server.name} | {idle[server.name]:,.0f} | {idle[server.name] / idle['smoke']:.2f} |")
+        for name, value in idle.items():
+            lines.append(f"| idle-{args.idle} | {name} | {value:,.0f} | {value / idle['smoke']:.2f} |")
+    if instructions is not None:
+        lines += ["", f"Instructions per keep-alive plaintext request in smoke (callgrind, user space): **{instructions:,.0f}**"]
+    if notes:
+        lines += [""] + [f"Note: {note}" for note in notes]
     table = "\n".join(lines)
     print(table)
     if args.no_write:
         return
-    nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    wrk_version = (wrk.stdout or wrk.stderr).splitlines()[0].split(" Copyright")[0] if (wrk.stdout or wrk.stderr) else "wrk"
+
+    def version(command):
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+
+    lock = open(os.path.join(PEERS, "Cargo.lock")).read()
+    crates = []
+    for crate in ["may_minihttp", "actix-web", "hyper", "tokio", "tokio-tungstenite"]:
+        m = re.search(rf'name = "{crate}"\nversion = "([^"]+)"', lock)
+        crates.append(f"{crate} {m.group(1) if m else '?'}")
     page = f"""# Benchmarks
 
 Produced by `python3 bench/run.py --seconds {args.seconds} --rounds {args.rounds}` on
 {time.strftime('%Y-%m-%d')}. Machine: {os.cpu_count()} cores, Linux {platform.release()}.
-Versions: {rustc}; {nginx_version}; {wrk_version}.
+Versions: {version(["rustc", "--version"])}; {version(["nginx", "-v"])}; {version(["wrk", "-v"]).split(" Copyright")[0]};
+{", ".join(crates)}.
 
-One worker thread per server (nginx: one worker process; its master is counted too), wrk with
-one thread on the other core, loopback. **Server CPU per request** is utime+stime of the
-server's processes over the requests completed; servers run interleaved, {args.rounds} rounds
-of {args.seconds} s each after a 1 s warm-up, medians shown, ratios are to smoke in the same run.
-Absolute numbers move with the machine's neighbours; ratios measured together do not.
-wrk's latency percentiles are per request batch, so under pipelining they say little.
+Every server runs **one worker thread** (nginx: one worker process, its master counted too;
+tokio-based peers: a one-worker runtime), on loopback, with the load generator on the other
+core: wrk with one thread for HTTP, the single-threaded clients of `bench/peers` for WebSocket
+(`ws_load`: 100 clients with 8 messages in flight each; fan-out: one publisher at 200 msg/s,
+1,000 subscribers) and UDP (`udp_load`: 32 sockets with 8 datagrams in flight each).
+**Server CPU per operation** is utime+stime of the server's processes over the requests,
+messages (for fan-out: deliveries) or datagrams completed. Servers run interleaved,
+{args.rounds} rounds of {args.seconds} s each after a warm-up run, medians shown; ratios are to
+smoke in the same run (above 1.00: the peer spends more CPU per operation). Absolute numbers
+move with the machine's neighbours; ratios measured together do not. wrk's latency percentiles
+are per request batch, so under pipelining they say little.
 
 {table}
 
-Commands (per round):
+Commands (per round; PORT is each server's):
 
 ```text
 """ + "\n".join(sorted(set(commands.values()))) + """

@@ -454,3 +454,27 @@ fn arena_broadcasts_the_world_to_udp_bots_and_websocket_players() {
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn fanout_sends_every_publication_to_every_subscriber() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_fanout"), "Fanout", "SMOKE_WS");
+    let connect = |path: &str| {
+        let stream = server.connect();
+        tungstenite::client::client(format!("ws://{}{path}", server.addr), stream).unwrap().0
+    };
+    let mut subscribers: Vec<_> = (0..10).map(|_| connect("/sub")).collect();
+    let mut publisher = connect("/pub");
+    for n in 0..50 {
+        publisher.send(tungstenite::Message::text(n.to_string())).unwrap();
+    }
+    for subscriber in &mut subscribers {
+        for n in 0..50 {
+            assert_eq!(subscriber.read().unwrap(), tungstenite::Message::text(n.to_string()));
+        }
+    }
+    let stream = server.connect();
+    let refused = tungstenite::client::client(format!("ws://{}/elsewhere", server.addr), stream);
+    assert!(refused.is_err(), "paths other than /pub and /sub are refused");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}

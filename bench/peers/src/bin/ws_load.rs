@@ -1,0 +1,149 @@
+//! WebSocket load for the benchmarks, bounded in time.
+//!
+//!   ws_load echo   URL CLIENTS SECONDS             # each client keeps 8 messages in flight
+//!   ws_load fanout BASE SUBSCRIBERS SECONDS RATE   # one publisher on BASE/pub at RATE msg/s,
+//!                                                  # SUBSCRIBERS on BASE/sub
+//!
+//! Prints one line: `messages=N seconds=S rate=R p50_us=A p99_us=B` (for fan-out, messages
+//! are deliveries and latency is publish-to-delivery).
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+const IN_FLIGHT: usize = 8;
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+fn report(mut samples: Vec<u32>, count: u64, seconds: f64) {
+    samples.sort_unstable();
+    println!(
+        "messages={count} seconds={seconds:.2} rate={:.0} p50_us={} p99_us={}",
+        count as f64 / seconds,
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // One thread: the load generator keeps to one core, the server under test has the other.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    match args.get(1).map(String::as_str) {
+        Some("echo") => runtime.block_on(echo(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap())),
+        Some("fanout") => runtime.block_on(fanout(
+            &args[2],
+            args[3].parse().unwrap(),
+            args[4].parse().unwrap(),
+            args[5].parse().unwrap(),
+        )),
+        _ => {
+            eprintln!("usage: ws_load echo URL CLIENTS SECONDS | ws_load fanout BASE SUBSCRIBERS SECONDS RATE");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn echo(url: &str, clients: usize, seconds: f64) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (ws, _) = connect_async(url).await.expect("connect");
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = ws.split();
+            let mut samples = Vec::new();
+            let origin = Instant::now();
+            let stamp = || Message::text(format!("{:020}", origin.elapsed().as_nanos()));
+            for _ in 0..IN_FLIGHT {
+                tx.send(stamp()).await.unwrap();
+            }
+            let mut count = 0u64;
+            while let Some(Ok(message)) = rx.next().await {
+                if let Message::Text(text) = message {
+                    let sent: u128 = text.as_str().parse().unwrap_or(0);
+                    samples.push(((origin.elapsed().as_nanos() - sent) / 1000) as u32);
+                    count += 1;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    if tx.send(stamp()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = tx.close().await;
+            (samples, count)
+        }));
+    }
+    let measured_from = Instant::now();
+    let mut all = Vec::new();
+    let mut total = 0;
+    for task in tasks {
+        let (samples, count) = task.await.unwrap();
+        all.extend(samples);
+        total += count;
+    }
+    let _ = measured_from;
+    report(all, total, start.elapsed().as_secs_f64());
+}
+
+async fn fanout(base: &str, subscribers: usize, seconds: f64, rate: u64) {
+    let origin = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..subscribers {
+        let (ws, _) = connect_async(format!("{base}/sub")).await.expect("connect a subscriber");
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let (_tx, mut rx) = ws.split();
+            let mut samples = Vec::new();
+            let mut count = 0u64;
+            loop {
+                let next = tokio::time::timeout(Duration::from_millis(200), rx.next()).await;
+                match next {
+                    Ok(Some(Ok(Message::Text(text)))) => {
+                        let sent: u128 = text.as_str().parse().unwrap_or(0);
+                        samples.push(((origin.elapsed().as_nanos() - sent) / 1000) as u32);
+                        count += 1;
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(_) => break,
+                    Err(_) if stop.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
+                }
+            }
+            (samples, count)
+        }));
+    }
+    let (publisher, _) = connect_async(format!("{base}/pub")).await.expect("connect the publisher");
+    let (mut publisher, _) = publisher.split();
+    // Let every subscription settle before the first publication.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    let mut next = start;
+    while start.elapsed().as_secs_f64() < seconds {
+        publisher.send(Message::text(format!("{:020}", origin.elapsed().as_nanos()))).await.unwrap();
+        next += interval;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut total = 0;
+    for task in tasks {
+        let (samples, count) = task.await.unwrap();
+        all.extend(samples);
+        total += count;
+    }
+    report(all, total, elapsed);
+}
