@@ -1,7 +1,6 @@
 //! What an `#[on_request]` handler sees: the [`Request`] (borrowed from the input buffer) and the
 //! [`Response`] it fills (buffers reused per worker thread).
 
-use std::io::Write;
 use std::net::SocketAddr;
 
 use super::proto::Head;
@@ -33,16 +32,19 @@ impl<'a> Request<'a> {
     ) -> Request<'a> {
         // Absolute form (`GET http://host/x HTTP/1.1`, RFC 9112 §3.2.2) names the same
         // resource as its path.
+        let absolute = !head.target.starts_with('/');
         let target = ["http://", "https://"]
             .iter()
+            .filter(|_| absolute)
             .find_map(|scheme| {
                 let rest = head.target.get(..scheme.len()).filter(|s| s.eq_ignore_ascii_case(scheme))?;
                 let after = &head.target[rest.len()..];
                 Some(after.find('/').map_or("/", |slash| &after[slash..]))
             })
             .unwrap_or(head.target);
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
+        // Paths are short: a byte loop beats the general char searcher's set-up.
+        let (path, query) = match target.bytes().position(|b| b == b'?') {
+            Some(at) => (&target[..at], Some(&target[at + 1..])),
             None => (target, None),
         };
         let params = Params::default();
@@ -220,33 +222,38 @@ impl Response {
 
     /// Appends the serialised response to `out`: status line, Date, Content-Length (unless the
     /// status forbids a body), Content-Type, the user's headers, Connection: close when closing,
-    /// and the body unless `head_only`.
-    pub(crate) fn write_to(&self, out: &mut impl Write, date: &[u8], head_only: bool, connection: ConnectionHeader) {
+    /// and the body unless `head_only`. Built by hand into one buffer (no formatting machinery,
+    /// one copy into the connection's output): this runs once per request.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, date: &[u8], head_only: bool, connection: ConnectionHeader) {
         // A 1xx is interim and 101 switches protocols: neither can be a handler's final answer.
         let status = if (200..=999).contains(&self.status) { self.status } else { 500 };
         let bodiless = status < 200 || status == 204 || status == 304;
-        let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: ", reason_phrase(status));
-        let _ = out.write_all(date);
+        // Three digits: the status is clamped to 200..=999 above.
+        let digits = [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(&digits);
+        out.push(b' ');
+        out.extend_from_slice(reason_phrase(status).as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(date);
         if !bodiless {
-            let _ = write!(out, "\r\nContent-Length: {}", self.body.len());
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            push_decimal(out, self.body.len());
         }
         if let Some(content_type) = self.content_type.filter(|_| !self.explicit_content_type) {
-            let _ = write!(out, "\r\nContent-Type: {content_type}");
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(content_type.as_bytes());
         }
-        let _ = out.write_all(b"\r\n");
-        let _ = out.write_all(&self.headers);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.headers);
         match connection {
             ConnectionHeader::None => {}
-            ConnectionHeader::Close => {
-                let _ = out.write_all(b"Connection: close\r\n");
-            }
-            ConnectionHeader::KeepAlive => {
-                let _ = out.write_all(b"Connection: keep-alive\r\n");
-            }
+            ConnectionHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
+            ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         }
-        let _ = out.write_all(b"\r\n");
+        out.extend_from_slice(b"\r\n");
         if !head_only && !bodiless {
-            let _ = out.write_all(&self.body);
+            out.extend_from_slice(&self.body);
         }
     }
 }
@@ -261,6 +268,21 @@ pub(crate) enum ConnectionHeader {
     /// An HTTP/1.0 client asked to keep the connection, and it is kept: confirm it, or the
     /// client closes anyway.
     KeepAlive,
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// RFC 9110 §5.6.2 token characters.

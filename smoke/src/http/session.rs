@@ -21,7 +21,8 @@ pub(crate) const MAX_HEADER_SLOTS: usize = 128;
 thread_local! {
     /// Per worker thread: the response being built (its buffers are reused, so answering
     /// allocates nothing in steady state) and the cached Date.
-    static SCRATCH: RefCell<(Response, DateCache)> = RefCell::new((Response::default(), DateCache::default()));
+    static SCRATCH: RefCell<(Response, DateCache, Vec<u8>)> =
+        RefCell::new((Response::default(), DateCache::default(), Vec::new()));
 }
 
 /// Per-connection HTTP state. Holds heap memory only while a chunked body is being decoded.
@@ -117,7 +118,7 @@ pub(crate) fn serve_requests(
         }
         let request = Request::new(&head, headers, body, state.peer, conn.shared);
         let head_only = head.method == "HEAD";
-        let answer = SCRATCH.with_borrow_mut(|(response, date)| {
+        let answer = SCRATCH.with_borrow_mut(|(response, date, wire)| {
             response.reset();
             if handle(&request, response, conn) == Answer::Upgraded {
                 return Answer::Upgraded;
@@ -127,7 +128,9 @@ pub(crate) fn serve_requests(
                 (true, 0) => ConnectionHeader::KeepAlive,
                 (true, _) => ConnectionHeader::None,
             };
-            response.write_to(conn, date.get(), head_only, connection);
+            wire.clear();
+            response.write_to(wire, date.get(), head_only, connection);
+            conn.write(wire);
             Answer::Respond
         });
         consumed += used;
@@ -178,10 +181,12 @@ fn reject(conn: &mut Conn<'_>, rejection: Rejection, input_len: usize) -> usize 
         log::debug!("{}: 400 Bad Request: {why}", conn.id());
     }
     bump(&conn.counters.rejected, 1);
-    SCRATCH.with_borrow_mut(|(response, date)| {
+    SCRATCH.with_borrow_mut(|(response, date, wire)| {
         response.reset();
         response.status(status);
-        response.write_to(conn, date.get(), false, ConnectionHeader::Close);
+        wire.clear();
+        response.write_to(wire, date.get(), false, ConnectionHeader::Close);
+        conn.write(wire);
     });
     conn.close();
     input_len
