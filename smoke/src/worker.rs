@@ -690,6 +690,9 @@ impl<A: App> Worker<A> {
                 }
                 self.datagram(endpoint, addr, packet);
             }
+            // What this batch produced leaves now, in one sendmmsg: the next batch's wait
+            // would only add to these replies' latency.
+            self.flush_udp();
             if received < batch.capacity() {
                 drained = true;
                 break;
@@ -719,6 +722,7 @@ impl<A: App> Worker<A> {
         });
         self.udp.ring = Some(ring);
         if captured > 0 {
+            self.flush_udp();
             self.settle_peers();
         }
     }
