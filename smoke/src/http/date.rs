@@ -1,6 +1,6 @@
 //! The `Date` header value (IMF-fixdate), formatted at most once a second per worker.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::sys::unix_seconds_coarse;
 
 /// Length of `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) const DATE_LEN: usize = 29;
@@ -21,7 +21,7 @@ impl Default for DateCache {
 impl DateCache {
     /// The current date; reformatted only when the second has changed.
     pub(crate) fn get(&mut self) -> &[u8; DATE_LEN] {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = unix_seconds_coarse();
         if now != self.second {
             self.second = now;
             self.text = format_imf_fixdate(now);

@@ -52,7 +52,33 @@ pub enum Dispatch<'a> {
     NotFound,
 }
 
+/// For a pattern without parameters (the common case), whether `path` is exactly it: compared
+/// byte by byte, without a splitting iterator or captures. `None` when the pattern has
+/// parameters.
+fn matches_static(segments: &[Segment], path: &str) -> Option<bool> {
+    if segments.iter().any(|s| matches!(s, Segment::Param(_))) {
+        return None;
+    }
+    let Some(rest) = path.strip_prefix('/') else { return Some(false) };
+    let mut rest = rest.as_bytes();
+    for (i, segment) in segments.iter().enumerate() {
+        let Segment::Static(text) = segment else { return None };
+        let Some(tail) = rest.strip_prefix(text.as_bytes()) else { return Some(false) };
+        rest = tail;
+        if i + 1 < segments.len() {
+            match rest.split_first() {
+                Some((b'/', tail)) => rest = tail,
+                _ => return Some(false),
+            }
+        }
+    }
+    Some(rest.is_empty())
+}
+
 fn matches<'a>(segments: &[Segment], path: &'a str) -> Option<Params<'a>> {
+    if let Some(found) = matches_static(segments, path) {
+        return found.then(Params::default);
+    }
     let mut params = Params::default();
     let mut parts = path.strip_prefix('/')?.split('/');
     for segment in segments {
@@ -122,6 +148,16 @@ mod tests {
         assert!(matches(&root, "/").is_some());
         assert!(matches(&root, "/x").is_none());
         assert!(matches(&root, "//").is_none());
+        let plain = [Static("plaintext")];
+        assert!(matches(&plain, "/plaintext").is_some());
+        for path in ["/plaintext/", "/plain", "/plaintexts", "plaintext", "//plaintext", "/plaintext/x"] {
+            assert!(matches(&plain, path).is_none(), "{path}");
+        }
+        let two = [Static("a"), Static("b")];
+        assert!(matches(&two, "/a/b").is_some());
+        for path in ["/a", "/a/", "/ab", "/a/b/", "/a//b", "/a/bc"] {
+            assert!(matches(&two, path).is_none(), "{path}");
+        }
         let nested = [Static("a"), Param("x"), Static("b"), Param("y")];
         let params = matches(&nested, "/a/1/b/2").unwrap();
         assert_eq!((params.get("x"), params.get("y"), params.get("z")), (Some("1"), Some("2"), None));

@@ -3,6 +3,7 @@
 //! slices) and never sees a raw libc call.
 #![allow(unsafe_code)]
 
+pub(crate) mod clock;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod packet;
@@ -11,6 +12,7 @@ pub(crate) mod socket;
 pub(crate) mod timerfd;
 pub(crate) mod udp;
 
+pub(crate) use clock::unix_seconds_coarse;
 pub(crate) use epoll::{Epoll, Events, Interest};
 pub(crate) use eventfd::EventFd;
 pub(crate) use packet::{PacketRing, drop_all_input};
