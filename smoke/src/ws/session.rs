@@ -46,6 +46,9 @@ pub(crate) struct WsCore {
     pinged: bool,
     /// Subscribed to a topic at some point: unsubscribe at the end.
     pub(crate) subscribed: bool,
+    /// Closed for a violation: our close frame and FIN are out, and whatever the client still
+    /// sends is read and dropped until it closes too (or the close wait ends).
+    draining: bool,
 }
 
 /// Appends a final, unmasked server frame. The header is formatted on the stack.
@@ -103,7 +106,7 @@ pub(crate) fn serve_frames<T: Server>(
     let max_message = conn.shared.ws.max_message;
     let mut consumed = 0;
     while consumed < input.len() && !conn.is_closing() {
-        if state.core.close_received {
+        if state.core.close_received || state.core.draining {
             // Nothing may follow a close frame; what does is ignored.
             return input.len();
         }
@@ -171,12 +174,16 @@ fn handle<T: Server>(event: Event<'_>, core: &mut WsCore, conn: &mut Conn<'_>, s
     }
 }
 
-/// The client broke the protocol: close with the violation's code, without waiting.
+/// The client broke the protocol: send the close frame with the violation's code, then FIN,
+/// and drain. Closing the socket at once would be simpler, but the client may still be sending
+/// (the rest of an oversized frame, say): closing with unread input makes the kernel answer with
+/// a reset, which can destroy our close frame before the client reads it.
 fn fail<T: Server>(core: &mut WsCore, conn: &mut Conn<'_>, session: &mut T, violation: Violation) {
     log::debug!("{}: WebSocket closed with {}: {}", conn.id(), violation.code, violation.reason);
     write_close(conn, core, violation.code, violation.reason);
     report(core, conn, session, violation.code, violation.reason);
-    conn.close();
+    core.draining = true;
+    conn.shutdown_write();
 }
 
 fn report<T: Server>(core: &mut WsCore, conn: &mut Conn<'_>, session: &mut T, code: u16, reason: &str) {
