@@ -361,17 +361,11 @@ pub(crate) fn handlers(item: &mut ItemImpl, model: &mut Model, errors: &mut Erro
 }
 
 /// The handler row for attribute `name` on a method with this signature: where one attribute
-/// has rows for several signatures (`on_close`), the one whose argument count matches, else
-/// the first (whose signature the error then shows).
+/// has rows for several signatures (`on_close`, `on_timer`), the one whose argument types
+/// match, else the closest by count and first type, else the first (whose signature the error
+/// then shows, with the others').
 fn handler_spec(name: &str, sig: &syn::Signature) -> Option<&'static HandlerSpec> {
-    let arguments: Vec<&Type> = sig
-        .inputs
-        .iter()
-        .filter_map(|arg| match arg {
-            FnArg::Typed(typed) => Some(&*typed.ty),
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
+    let arguments = typed_arguments(sig);
     let rows: Vec<&'static HandlerSpec> = HANDLERS.iter().filter(|h| h.name == name).collect();
     let first = *rows.first()?;
     let same_count = |h: &&&HandlerSpec| h.params.len() == arguments.len();
@@ -384,6 +378,17 @@ fn handler_spec(name: &str, sig: &syn::Signature) -> Option<&'static HandlerSpec
             .copied()
             .unwrap_or(first),
     )
+}
+
+/// The types of a method's arguments after the receiver.
+fn typed_arguments(sig: &syn::Signature) -> Vec<&Type> {
+    sig.inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(typed) => Some(&*typed.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect()
 }
 
 /// The `ms = N` of `#[on_tick(ms = N)]`.
@@ -547,14 +552,7 @@ fn check_signature(spec: &HandlerSpec, sig: &syn::Signature, self_ty: &Type) -> 
             return Err(wrong(&sig.ident, format!("missing `&mut self`{also}")));
         }
     };
-    let params: Vec<&Type> = sig
-        .inputs
-        .iter()
-        .filter_map(|arg| match arg {
-            FnArg::Typed(typed) => Some(&*typed.ty),
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
+    let params = typed_arguments(sig);
     if params.len() != spec.params.len() {
         let span_of: &dyn ToTokens = if sig.inputs.is_empty() { &sig.ident } else { &sig.inputs };
         return Err(wrong(

@@ -755,20 +755,17 @@ impl<A: App> Worker<A> {
             }
         };
         entry.last_active = self.now;
-        let mut state = PeerState::default();
-        let mut peer = Peer {
-            addr,
-            id: entry.id,
-            queue: &mut self.udp.endpoints[entry.endpoint].queue,
-            state: &mut state,
-            shared: &self.shared,
-        };
-        let session = &mut entry.session;
-        if guarded(counters, entry.id, "on_datagram", || session.on_datagram(&mut peer, packet)).is_none() {
-            self.udp.closing.push((addr, CloseReason::HandlerPanicked));
-            return;
+        let endpoints = &mut self.udp.endpoints;
+        let asked =
+            call_peer(entry, addr, endpoints, (&self.shared, counters), PeerState::default(), "on_datagram", |s, p| {
+                s.on_datagram(p, packet)
+            });
+        match asked {
+            Some(state) => {
+                apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms)
+            }
+            None => self.udp.closing.push((addr, CloseReason::HandlerPanicked)),
         }
-        apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms);
     }
 
     /// Closes the peers that asked for it (or panicked) during the last calls.
@@ -787,16 +784,11 @@ impl<A: App> Worker<A> {
         }
         if reason != CloseReason::HandlerPanicked {
             // Sends made while closing are discarded, as on a connection.
-            let mut state = PeerState { close: true, ..PeerState::default() };
-            let mut peer = Peer {
-                addr,
-                id: entry.id,
-                queue: &mut self.udp.endpoints[entry.endpoint].queue,
-                state: &mut state,
-                shared: &self.shared,
-            };
-            let session = &mut entry.session;
-            guarded(counters, entry.id, "on_close", || session.on_peer_close(&mut peer, reason));
+            let closing = PeerState { close: true, ..PeerState::default() };
+            let endpoints = &mut self.udp.endpoints;
+            call_peer(&mut entry, addr, endpoints, (&self.shared, counters), closing, "on_close", |s, p| {
+                s.on_peer_close(p, reason)
+            });
         }
         let id = entry.id;
         guarded(counters, id, "drop", move || drop(entry));
@@ -815,20 +807,22 @@ impl<A: App> Worker<A> {
             };
             entry.timer = None;
             let counters = &self.shared.workers[self.index].counters;
-            let mut state = PeerState::default();
-            let mut peer = Peer {
+            let endpoints = &mut self.udp.endpoints;
+            let asked = call_peer(
+                entry,
                 addr,
-                id: entry.id,
-                queue: &mut self.udp.endpoints[entry.endpoint].queue,
-                state: &mut state,
-                shared: &self.shared,
-            };
-            let session = &mut entry.session;
-            if guarded(counters, entry.id, "on_timer", || session.on_peer_timer(&mut peer)).is_none() {
-                self.udp.closing.push((addr, CloseReason::HandlerPanicked));
-                continue;
+                endpoints,
+                (&self.shared, counters),
+                PeerState::default(),
+                "on_timer",
+                |s, p| s.on_peer_timer(p),
+            );
+            match asked {
+                Some(state) => {
+                    apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms)
+                }
+                None => self.udp.closing.push((addr, CloseReason::HandlerPanicked)),
             }
-            apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms);
         }
         if let (Some(at), Some(idle)) = (self.udp.next_sweep, self.udp.idle_timeout)
             && self.now.wrapping_sub(at) as i32 >= 0
@@ -902,6 +896,24 @@ impl<A: App> Worker<A> {
         }
         self.delivered = touched;
     }
+}
+
+/// Calls one handler of a peer's session with its `Peer` handle (starting from `state`); what
+/// the handler asked for comes back, or `None` when it panicked.
+fn call_peer<S: Handler>(
+    entry: &mut PeerEntry<S>,
+    addr: SocketAddr,
+    endpoints: &mut [Endpoint],
+    (shared, counters): (&Shared, &Counters),
+    mut state: PeerState,
+    what: &str,
+    handler: impl FnOnce(&mut S, &mut Peer<'_>),
+) -> Option<PeerState> {
+    let queue = &mut endpoints[entry.endpoint].queue;
+    let mut peer = Peer { addr, id: entry.id, queue, state: &mut state, shared };
+    let session = &mut entry.session;
+    guarded(counters, entry.id, what, || handler(session, &mut peer))?;
+    Some(state)
 }
 
 /// Applies what a peer's handler asked for: a close (after the call), a timer.
