@@ -52,6 +52,17 @@ fn main() {
     }
 }
 
+/// Every client's latency samples and message count, together.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<(Vec<u32>, u64)>>) -> (Vec<u32>, u64) {
+    let (mut all, mut total) = (Vec::new(), 0);
+    for task in tasks {
+        let (samples, count) = task.await.unwrap();
+        all.extend(samples);
+        total += count;
+    }
+    (all, total)
+}
+
 async fn echo(url: &str, clients: usize, seconds: f64) {
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
@@ -84,15 +95,7 @@ async fn echo(url: &str, clients: usize, seconds: f64) {
             (samples, count)
         }));
     }
-    let measured_from = Instant::now();
-    let mut all = Vec::new();
-    let mut total = 0;
-    for task in tasks {
-        let (samples, count) = task.await.unwrap();
-        all.extend(samples);
-        total += count;
-    }
-    let _ = measured_from;
+    let (all, total) = gather(tasks).await;
     report(all, total, start.elapsed().as_secs_f64());
 }
 
@@ -138,12 +141,6 @@ async fn fanout(base: &str, subscribers: usize, seconds: f64, rate: u64) {
     }
     let elapsed = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    let mut total = 0;
-    for task in tasks {
-        let (samples, count) = task.await.unwrap();
-        all.extend(samples);
-        total += count;
-    }
+    let (all, total) = gather(tasks).await;
     report(all, total, elapsed);
 }
