@@ -101,7 +101,7 @@ impl Limits {
             shutdown_timeout: config.shutdown_timeout,
             tick: config.tick.map(|t| t.max(Duration::from_millis(1))),
             max_datagram: config.max_datagram.clamp(1, 65_507),
-            udp_idle_timeout: config.udp_idle_timeout,
+            udp_idle_timeout: config.udp_idle_timeout.filter(|t| !t.is_zero()),
         }
     }
 }
@@ -668,6 +668,9 @@ impl<A: App> Worker<A> {
 
     /// Handles up to `UDP_BATCHES_PER_WAKE` batches of datagrams from one UDP socket.
     fn read_udp(&mut self, endpoint: usize) {
+        if endpoint >= self.udp.endpoints.len() {
+            return;
+        }
         let Some(mut batch) = self.udp.batch.take() else { return };
         let mut drained = false;
         for _ in 0..UDP_BATCHES_PER_WAKE {
@@ -750,7 +753,13 @@ impl<A: App> Worker<A> {
                 };
                 bump(&counters.accepted, 1);
                 let entry = vacant.insert(PeerEntry { session, id, endpoint, last_active: self.now, timer: None });
+                let closed_at_once = state.close;
                 apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms);
+                if closed_at_once {
+                    // Closed by its constructor: the datagram is not delivered.
+                    self.settle_peers();
+                    return;
+                }
                 entry
             }
         };
@@ -765,6 +774,11 @@ impl<A: App> Worker<A> {
                 apply_peer_requests(&mut self.udp.timers, &mut self.udp.closing, entry, addr, state, self.now_ms)
             }
             None => self.udp.closing.push((addr, CloseReason::HandlerPanicked)),
+        }
+        if !self.udp.closing.is_empty() {
+            // Close now, not after the batch: the next datagram from this address in the same
+            // batch starts a new session, as `Peer::close` promises.
+            self.settle_peers();
         }
     }
 
@@ -929,7 +943,9 @@ fn apply_peer_requests<S>(
         TimerRequest::Unchanged => {}
         TimerRequest::Cancel => entry.timer = None,
         TimerRequest::Set(after) => {
-            let at = now_ms.saturating_add(u64::from(after));
+            // At least 1 ms: a deadline of `now` set from inside the timer's own call would be
+            // due again at once, and the timer loop would never end.
+            let at = now_ms.saturating_add(u64::from(after.max(1)));
             entry.timer = Some(at);
             timers.push(Reverse((at, entry.id.as_u64(), addr)));
         }
@@ -1237,7 +1253,8 @@ impl<S: Handler> Connection<S> {
             TimerRequest::Unchanged => {}
             TimerRequest::Cancel => self.timer.deadline = None,
             TimerRequest::Set(after) => {
-                let at = io.now_ms.saturating_add(u64::from(after));
+                // At least 1 ms, as for peers: `set_timer(ZERO)` in on_timer must not spin.
+                let at = io.now_ms.saturating_add(u64::from(after.max(1)));
                 self.timer.deadline = Some(at);
                 io.timers.push(Reverse((at, connection_token(fd, self.generation))));
             }

@@ -22,6 +22,8 @@ static TICKS: Mutex<Vec<(usize, TickInfo)>> = Mutex::new(Vec::new());
 struct Game {
     seen: u32,
     subscribed: bool,
+    /// Re-arms of a zero-length timer still to do from inside on_timer.
+    zero_timers: u32,
 }
 
 #[smoke::server(udp = 9092, tcp = 9093, threads = 2, udp_idle_timeout_ms = 300, max_datagram = 1024)]
@@ -46,6 +48,10 @@ impl Game {
             b"count" => peer.send(self.seen.to_string().as_bytes()),
             b"close" => peer.close(),
             b"timer" => peer.set_timer(Duration::from_millis(30)),
+            b"timer0" => {
+                self.zero_timers = 2;
+                peer.set_timer(Duration::ZERO);
+            }
             b"subscribe" => self.subscribed = true,
             b"block" => std::thread::sleep(Duration::from_millis(150)),
             _ => peer.send(packet),
@@ -54,6 +60,11 @@ impl Game {
 
     #[on_timer]
     fn peer_timer(&mut self, peer: &mut Peer) {
+        if self.zero_timers > 0 {
+            // A zero-length timer set from its own call must fire again later, not spin.
+            self.zero_timers -= 1;
+            peer.set_timer(Duration::ZERO);
+        }
         peer.send(b"udp timer fired");
     }
 
@@ -183,6 +194,12 @@ fn per_session_timers_fire_for_peers_and_connections() {
     let socket = client(udp);
     socket.send(b"timer").unwrap();
     assert_eq!(recv_reply(&socket), b"udp timer fired");
+    socket.send(b"timer0").unwrap();
+    for _ in 0..3 {
+        assert_eq!(recv_reply(&socket), b"udp timer fired");
+    }
+    socket.send(b"count").unwrap();
+    assert_eq!(recv_reply(&socket), b"3", "the worker still answers");
 
     use std::io::{BufRead, Write};
     let mut stream = common::connect(tcp);
