@@ -143,14 +143,20 @@ impl RecvBatch {
     /// Points each header at its slot (pointers are refreshed every call rather than kept, so
     /// nothing depends on the boxes never moving).
     fn prepare(&mut self) {
-        for (i, ((header, iovec), addr)) in
-            self.headers.iter_mut().zip(self.iovecs.iter_mut()).zip(self.addrs.iter_mut()).enumerate()
-        {
-            iovec.iov_base = self.buffers[i * self.slot_size..].as_mut_ptr().cast();
-            iovec.iov_len = self.slot_size;
-            header.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+        // One base pointer per array, each element's address derived from it: taking a fresh
+        // `&mut` to the whole array per element would invalidate the pointers taken before.
+        let buffers = self.buffers.as_mut_ptr();
+        let iovecs = self.iovecs.as_mut_ptr();
+        let addrs = self.addrs.as_mut_ptr();
+        for (i, header) in self.headers.iter_mut().enumerate() {
+            let iovec =
+                libc::iovec { iov_base: buffers.wrapping_add(i * self.slot_size).cast(), iov_len: self.slot_size };
+            // SAFETY: `i` is below the iovec count (one per header), so the write is in bounds
+            // of the live array `iovecs` points into.
+            unsafe { iovecs.add(i).write(iovec) };
+            header.msg_hdr.msg_name = addrs.wrapping_add(i).cast();
             header.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_iov = iovec;
+            header.msg_hdr.msg_iov = iovecs.wrapping_add(i);
             header.msg_hdr.msg_iovlen = 1;
             header.msg_hdr.msg_control = std::ptr::null_mut();
             header.msg_hdr.msg_controllen = 0;
@@ -202,19 +208,24 @@ impl SendQueue {
         self.addrs.clear();
         self.iovecs.clear();
         self.headers.clear();
+        // One base pointer into the bytes, each datagram's address derived from it (a fresh
+        // `&mut` to the vector per datagram would invalidate the pointers taken before).
+        let bytes = self.bytes.as_mut_ptr();
         for &(to, start, len) in &self.entries[range] {
             let (storage, addr_len) = sockaddr_from(to);
             self.addrs.push(storage);
-            self.iovecs.push(libc::iovec { iov_base: self.bytes[start..].as_mut_ptr().cast(), iov_len: len });
+            self.iovecs.push(libc::iovec { iov_base: bytes.wrapping_add(start).cast(), iov_len: len });
             // SAFETY: plain old data for which all-zero bytes are valid.
             let mut header: libc::mmsghdr = unsafe { mem::zeroed() };
             header.msg_hdr.msg_namelen = addr_len;
             self.headers.push(header);
         }
-        // Pointers are taken once the vectors are filled, so no push can move what they point at.
+        // Pointers are taken once the vectors are filled, so no push can move what they point
+        // at, and from one base pointer each.
+        let (addrs, iovecs) = (self.addrs.as_mut_ptr(), self.iovecs.as_mut_ptr());
         for (i, header) in self.headers.iter_mut().enumerate() {
-            header.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
-            header.msg_hdr.msg_iov = &raw mut self.iovecs[i];
+            header.msg_hdr.msg_name = addrs.wrapping_add(i).cast();
+            header.msg_hdr.msg_iov = iovecs.wrapping_add(i);
             header.msg_hdr.msg_iovlen = 1;
         }
     }
