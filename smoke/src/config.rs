@@ -31,7 +31,7 @@ pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_DATAGRAM: usize = 2048;
 
 /// The largest payload a UDP datagram over IPv4 can carry.
-const MAX_UDP_PAYLOAD: usize = 65_507;
+pub(crate) const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// The protocol a listener speaks. Later protocols (HTTP, WebSocket, UDP) add variants here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,7 +51,7 @@ pub enum Protocol {
 
 /// Every protocol whose listeners an environment variable (`SMOKE_<NAME>`) can move, including
 /// those a server may not declare: setting the variable for one it lacks is an error, not a no-op.
-const OVERRIDABLE_PROTOCOLS: [&str; 5] = ["tcp", "http", "ws", "udp", "pfring"];
+const OVERRIDABLE_PROTOCOLS: [&str; 4] = ["tcp", "http", "ws", "udp"];
 
 impl Protocol {
     fn from_name(name: &str) -> Option<Protocol> {
@@ -474,7 +474,7 @@ impl Config {
             }
             self.pfring = Some(interface.to_owned());
         }
-        for name in OVERRIDABLE_PROTOCOLS.into_iter().filter(|n| *n != "pfring") {
+        for name in OVERRIDABLE_PROTOCOLS {
             let variable = format!("SMOKE_{}", name.to_ascii_uppercase());
             let Some(value) = lookup(&variable) else { continue };
             let declared = Protocol::from_name(name).filter(|p| self.listeners.iter().any(|(q, _)| q == p));

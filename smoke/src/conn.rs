@@ -117,6 +117,13 @@ pub(crate) enum TimerRequest {
     Cancel,
 }
 
+impl TimerRequest {
+    /// A timer `after` from now, in the milliseconds a request holds (at most 49 days).
+    pub(crate) fn after(after: Duration) -> TimerRequest {
+        TimerRequest::Set(after.as_millis().min(u128::from(u32::MAX)) as u32)
+    }
+}
+
 /// Per-connection state bits, kept in one small word next to the connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Flags(pub(crate) u16);
@@ -281,8 +288,7 @@ impl Conn<'_> {
     /// `after` from now (millisecond resolution, at most 49 days), unless set again or
     /// cancelled first. Setting it again replaces the deadline.
     pub fn set_timer(&mut self, after: Duration) {
-        let millis = after.as_millis().min(u128::from(u32::MAX)) as u32;
-        self.timer.request = TimerRequest::Set(millis);
+        self.timer.request = TimerRequest::after(after);
     }
 
     /// Disarms the timer, if armed.

@@ -12,7 +12,7 @@ use crate::config::{Config, Protocol};
 use crate::conn::Conn;
 use crate::handler::Handler;
 use crate::stats::{Counters, Stats};
-use crate::sys::{Epoll, EventFd, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket, drop_all_input};
+use crate::sys::{Epoll, EventFd, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket};
 use crate::worker::{Limits, Worker};
 use crate::ws::topics::Mailbox;
 
@@ -265,7 +265,7 @@ pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
             if protocol == Protocol::Udp {
                 let socket = UdpSocket::bind(addr, true).map_err(|e| bind_error(addr, protocol, e))?;
                 if config.pfring.is_some() {
-                    drop_all_input(&socket)?;
+                    socket.drop_all_input()?;
                 }
                 udp.push(socket);
                 continue;

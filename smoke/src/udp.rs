@@ -62,7 +62,7 @@ impl Peer<'_> {
     /// Arms this session's timer: `on_timer` runs once, `after` from now, unless set again or
     /// cancelled.
     pub fn set_timer(&mut self, after: Duration) {
-        self.state.timer = TimerRequest::Set(after.as_millis().min(u128::from(u32::MAX)) as u32);
+        self.state.timer = TimerRequest::after(after);
     }
 
     /// Disarms the timer, if armed.

@@ -227,7 +227,7 @@ impl Response {
     pub(crate) fn write_to(&self, out: &mut Vec<u8>, date: &[u8], head_only: bool, connection: ConnectionHeader) {
         // A 1xx is interim and 101 switches protocols: neither can be a handler's final answer.
         let status = if (200..=999).contains(&self.status) { self.status } else { 500 };
-        let bodiless = status < 200 || status == 204 || status == 304;
+        let bodiless = status == 204 || status == 304;
         // Three digits: the status is clamped to 200..=999 above.
         let digits = [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
         out.extend_from_slice(b"HTTP/1.1 ");

@@ -15,7 +15,7 @@ pub(crate) mod udp;
 pub(crate) use clock::unix_seconds_coarse;
 pub(crate) use epoll::{Epoll, Events, Interest};
 pub(crate) use eventfd::EventFd;
-pub(crate) use packet::{PacketRing, drop_all_input};
+pub(crate) use packet::PacketRing;
 pub(crate) use signal::ShutdownSignals;
 pub(crate) use socket::{Listener, Stream};
 pub(crate) use timerfd::TimerFd;

@@ -179,16 +179,3 @@ impl Drop for PacketRing {
         unsafe { libc::munmap(self.map.cast(), BLOCK_SIZE * BLOCK_COUNT) };
     }
 }
-
-/// Drops everything a socket would receive (a filter that accepts nothing): with the ring on,
-/// the UDP socket only sends, or each datagram would arrive twice.
-pub(crate) fn drop_all_input(fd: &impl AsRawFd) -> io::Result<()> {
-    let mut program = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
-    let fprog = libc::sock_fprog { len: 1, filter: program.as_mut_ptr() };
-    let len = std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t;
-    // SAFETY: `fprog` points at a live one-instruction program for the duration of the call.
-    unsafe {
-        syscall!(setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, (&raw const fprog).cast(), len))?
-    };
-    Ok(())
-}

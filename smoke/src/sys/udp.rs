@@ -34,6 +34,14 @@ impl UdpSocket {
         Ok(UdpSocket { fd })
     }
 
+    /// Drops everything this socket would receive (a filter that accepts nothing): with the
+    /// packet ring on, the UDP socket only sends, or each datagram would arrive twice.
+    pub(crate) fn drop_all_input(&self) -> io::Result<()> {
+        let mut program = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
+        let fprog = libc::sock_fprog { len: 1, filter: program.as_mut_ptr() };
+        setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    }
+
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         local_addr(&self.fd)
     }
