@@ -249,34 +249,112 @@ def idle_memory(server, connections):
     return (after - before) / connections
 
 
-def callgrind_per_request(workdir):
-    """Instructions per keep-alive plaintext request in smoke, from two valgrind runs that differ
-    only in the number of requests: the difference cancels start-up and shutdown."""
+def read_http_response(reader):
+    """Reads one response (headers and a Content-Length body) from a buffered socket reader."""
+    length = 0
+    while True:
+        line = reader.readline()
+        if not line:
+            raise RuntimeError("the server closed the connection")
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+        if line == b"\r\n":
+            break
+    reader.read(length)
+
+
+def http_keep_alive(port, operations):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        reader = s.makefile("rb")
+        for _ in range(operations):
+            s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+            read_http_response(reader)
+
+
+def http_pipelined(port, operations, depth=16):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        reader = s.makefile("rb")
+        for _ in range(operations // depth):
+            s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n" * depth)
+            for _ in range(depth):
+                read_http_response(reader)
+
+
+def ws_echo(port, operations, connections=20, size=32):
+    """`operations` 32-byte binary messages spread over `connections` WebSocket clients, each
+    waiting for its echo before the next round."""
+    clients = []
+    for _ in range(connections):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        reader = s.makefile("rb")
+        while reader.readline() != b"\r\n":
+            pass
+        clients.append((s, reader))
+    mask = b"\x01\x02\x03\x04"
+    payload = bytes(range(size))
+    frame = bytes([0x82, 0x80 | size]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    for _ in range(operations // connections):
+        for s, _ in clients:
+            s.sendall(frame)
+        for _, reader in clients:
+            echo = reader.read(2 + size)
+            if echo[2:] != payload:
+                raise RuntimeError("wrong WebSocket echo")
+    for s, _ in clients:
+        s.close()
+
+
+def udp_echo(port, operations, peers=16, size=32):
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(peers)]
+    payload = bytes(range(size))
+    for s in sockets:
+        s.settimeout(30)
+    for _ in range(operations // peers):
+        for s in sockets:
+            s.sendto(payload, ("127.0.0.1", port))
+        for s in sockets:
+            if s.recv(2048) != payload:
+                raise RuntimeError("wrong UDP echo")
+    for s in sockets:
+        s.close()
+
+
+# name -> (example, override variable, client, udp)
+CALLGRIND_SCENARIOS = {
+    "HTTP keep-alive, GET /plaintext": ("plaintext", "SMOKE_HTTP", http_keep_alive, False),
+    "HTTP pipelined x16, GET /plaintext": ("plaintext", "SMOKE_HTTP", http_pipelined, False),
+    "WebSocket echo, 32 B binary, 20 connections": ("ws_echo", "SMOKE_WS", ws_echo, False),
+    "UDP echo, 32 B, 16 peers": ("udp_echo", "SMOKE_UDP", udp_echo, True),
+}
+
+
+def callgrind_per_operation(workdir, scenarios=CALLGRIND_SCENARIOS):
+    """Instructions per operation in smoke's server process (all threads, user space), from two
+    valgrind runs per scenario that differ only in the number of operations: the difference
+    cancels start-up and shutdown. Instruction counts do not depend on the machine's load."""
     counts = {}
-    for requests in (2000, 12000):
-        port = free_port()
-        out = os.path.join(workdir, f"callgrind.{requests}")
-        env = dict(os.environ, SMOKE_HTTP=f"127.0.0.1:{port}", SMOKE_THREADS="1", SMOKE_LOG="error")
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", release("plaintext")]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening(port, timeout=60)
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            reader = s.makefile("rb")
-            for _ in range(requests):
-                s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
-                length = 0
-                while True:
-                    line = reader.readline()
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                    if line == b"\r\n":
-                        break
-                reader.read(length)
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        with open(out) as f:
-            counts[requests] = int(re.search(r"^summary:\s+(\d+)", f.read(), re.M).group(1))
-    return (counts[12000] - counts[2000]) / 10000
+    for name, (example, variable, client, udp) in scenarios.items():
+        totals = {}
+        for operations in (1600, 9600):
+            port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+            out = os.path.join(workdir, f"callgrind.{example}.{operations}")
+            env = dict(os.environ, **{variable: f"127.0.0.1:{port}"}, SMOKE_THREADS="1", SMOKE_LOG="error")
+            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", release(example)]
+            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if udp:
+                time.sleep(3)  # valgrind starts slowly, and a UDP socket cannot be probed
+            else:
+                wait_listening(port, timeout=60)
+            client(port, operations)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+            with open(out) as f:
+                totals[operations] = int(re.search(r"^summary:\s+(\d+)", f.read(), re.M).group(1))
+        counts[name] = (totals[9600] - totals[1600]) / 8000
+    return counts
 
 
 def main():
@@ -288,14 +366,17 @@ def main():
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario")
     args = parser.parse_args()
     groups = args.groups.split(",")
-    for tool in ["wrk", "nginx", "cargo"] + (["valgrind"] if "callgrind" in groups else []):
+    needs_peers = any(group != "callgrind" for group in groups)
+    tools = ["cargo"] + (["wrk", "nginx"] if needs_peers else []) + (["valgrind"] if "callgrind" in groups else [])
+    for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install wrk nginx-light valgrind)")
     raise_fd_limit()
     examples = ["plaintext", "ws_echo", "fanout", "udp_echo"]
     build = ["cargo", "build", "--release", "-q", "-p", "smoke-examples"] + [a for e in examples for a in ("--bin", e)]
     subprocess.run(build, cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=PEERS, check=True)
+    if needs_peers:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=PEERS, check=True)
 
     workdir = tempfile.mkdtemp(prefix="smoke-bench-")
     lua_path = os.path.join(workdir, "pipeline.lua")
@@ -353,7 +434,7 @@ def main():
                 idle[server.name] = idle_memory(server, args.idle)
             finally:
                 server.stop()
-    instructions = callgrind_per_request(workdir) if "callgrind" in groups else None
+    instructions = callgrind_per_operation(workdir) if "callgrind" in groups else None
 
     lines = [
         "| scenario | server | ops/s | p50 | p99 | server CPU µs/op | vs smoke | problems |",
@@ -380,7 +461,9 @@ def main():
         for name, value in idle.items():
             lines.append(f"| idle-{args.idle} | {name} | {value:,.0f} | {value / idle['smoke']:.2f} |")
     if instructions is not None:
-        lines += ["", f"Instructions per keep-alive plaintext request in smoke (callgrind, user space): **{instructions:,.0f}**"]
+        lines += ["", "| operation (callgrind, smoke's whole process, user space) | instructions per operation |",
+                  "|---|---:|"]
+        lines += [f"| {name} | {count:,.0f} |" for name, count in instructions.items()]
     if notes:
         lines += [""] + [f"Note: {note}" for note in notes]
     table = "\n".join(lines)
