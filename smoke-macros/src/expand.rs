@@ -6,9 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemImpl, Type};
 
-use crate::model::{
-    Form, GENERATED_METHODS, ListenValue, Model, Param, Protocol, Returns, RouteModel, RouteSegment, Setting,
-};
+use crate::model::{Form, GENERATED_METHODS, Model, Param, Protocol, Returns, RouteModel, RouteSegment, Setting};
 use crate::parse::{self, Errors};
 
 pub(crate) fn server(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -244,8 +242,8 @@ fn config_expr(model: &Model) -> TokenStream {
     let listeners = model.listeners.iter().map(|listener| {
         let protocol = format_ident!("{}", capitalised(listener.protocol.name()));
         let value = match &listener.value {
-            ListenValue::Port(port) => quote!(#port),
-            ListenValue::Addr { text, .. } => quote!(#text),
+            smoke_rules::Listen::Port(port) => quote!(#port),
+            smoke_rules::Listen::Addr(text) => quote!(#text),
         };
         quote!(.listen(::smoke::Protocol::#protocol, #value))
     });

@@ -3,25 +3,7 @@
 
 use proc_macro2::Span;
 
-/// A protocol a listener key declares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    Tcp,
-    Http,
-    Ws,
-    Udp,
-}
-
-impl Protocol {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Http => "http",
-            Protocol::Ws => "ws",
-            Protocol::Udp => "udp",
-        }
-    }
-}
+pub(crate) use smoke_rules::Protocol;
 
 /// How a key's value is read and what it becomes in the generated `Config`.
 #[derive(Clone, Copy, Debug)]
@@ -32,8 +14,8 @@ pub(crate) enum KeyKind {
     Bind,
     /// "auto" or a number >= 1: `Config::threads`.
     Threads,
-    /// A number, passed to the `Config` setter of the same name; `min` is the smallest allowed.
-    Count { min: u64 },
+    /// A number in `min..=max`, passed to the `Config` setter of the same name.
+    Count { min: u64, max: u64 },
     /// Milliseconds >= 1, passed as a `Duration` (in `Some` when `optional`) to the named
     /// `Config` setter.
     Millis { setter: &'static str, optional: bool },
@@ -58,23 +40,26 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "http", kind: KeyKind::Listener(Protocol::Http) },
     KeySpec { name: "bind", kind: KeyKind::Bind },
     KeySpec { name: "threads", kind: KeyKind::Threads },
-    KeySpec { name: "fd_cache", kind: KeyKind::Count { min: 0 } },
-    KeySpec { name: "max_connections", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "fd_cache", kind: KeyKind::Count { min: 0, max: u64::MAX } },
+    KeySpec { name: "max_connections", kind: KeyKind::Count { min: 1, max: u64::MAX } },
     KeySpec { name: "idle_timeout_ms", kind: KeyKind::Millis { setter: "idle_timeout", optional: true } },
-    KeySpec { name: "max_write_buffer", kind: KeyKind::Count { min: 1 } },
-    KeySpec { name: "max_header_bytes", kind: KeyKind::Count { min: 64 } },
-    KeySpec { name: "max_headers", kind: KeyKind::Count { min: 1 } },
-    KeySpec { name: "max_body", kind: KeyKind::Count { min: 0 } },
+    KeySpec { name: "max_write_buffer", kind: KeyKind::Count { min: 1, max: u64::MAX } },
+    KeySpec {
+        name: "max_header_bytes",
+        kind: KeyKind::Count { min: smoke_rules::limits::MIN_HEADER_BYTES as u64, max: u64::MAX },
+    },
+    KeySpec { name: "max_headers", kind: KeyKind::Count { min: 1, max: smoke_rules::limits::MAX_HEADERS as u64 } },
+    KeySpec { name: "max_body", kind: KeyKind::Count { min: 0, max: u64::MAX } },
     KeySpec { name: "header_timeout_ms", kind: KeyKind::Millis { setter: "header_timeout", optional: false } },
     KeySpec { name: "ws", kind: KeyKind::Listener(Protocol::Ws) },
     KeySpec { name: "ws_path", kind: KeyKind::Path { declares: Protocol::Ws, needs: Protocol::Http } },
-    KeySpec { name: "max_message", kind: KeyKind::Count { min: 1 } },
-    KeySpec { name: "max_backpressure", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "max_message", kind: KeyKind::Count { min: 1, max: u64::MAX } },
+    KeySpec { name: "max_backpressure", kind: KeyKind::Count { min: 1, max: u64::MAX } },
     KeySpec { name: "close_on_backpressure_limit", kind: KeyKind::Flag },
     KeySpec { name: "ws_idle_timeout_ms", kind: KeyKind::Millis { setter: "ws_idle_timeout", optional: true } },
     KeySpec { name: "udp", kind: KeyKind::Listener(Protocol::Udp) },
     KeySpec { name: "udp_idle_timeout_ms", kind: KeyKind::Millis { setter: "udp_idle_timeout", optional: true } },
-    KeySpec { name: "max_datagram", kind: KeyKind::Count { min: 1 } },
+    KeySpec { name: "max_datagram", kind: KeyKind::Count { min: 1, max: smoke_rules::limits::MAX_DATAGRAM as u64 } },
     KeySpec { name: "pfring", kind: KeyKind::Interface { needs: Protocol::Udp } },
 ];
 
@@ -372,15 +357,8 @@ pub(crate) const ROUTE_HANDLER: HandlerSpec = HandlerSpec {
 pub(crate) const ROUTE_ATTRIBUTES: &[(&str, Option<&str>)] =
     &[("get", Some("GET")), ("post", Some("POST")), ("put", Some("PUT")), ("delete", Some("DELETE")), ("route", None)];
 
-/// Route parameters per pattern; must match `smoke::http::MAX_PARAMS`.
-pub(crate) const MAX_ROUTE_PARAMS: usize = 8;
-
 /// A route pattern segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum RouteSegment {
-    Static(String),
-    Param(String),
-}
+pub(crate) use smoke_rules::Segment as RouteSegment;
 
 /// `#[get("/users/:id")] fn user(...)`, checked.
 pub(crate) struct RouteModel {
@@ -413,37 +391,10 @@ impl RouteModel {
 /// Methods the macro generates on the session type; a user method may not take these names.
 pub(crate) const GENERATED_METHODS: &[&str] = &["config", "serve", "spawn"];
 
-/// A listener as written.
-#[derive(Debug)]
-pub(crate) enum ListenValue {
-    Port(u16),
-    /// "host:port", checked to have a valid port.
-    Addr {
-        text: String,
-        host: String,
-        port: u16,
-    },
-}
-
-impl ListenValue {
-    pub(crate) fn port(&self) -> u16 {
-        match self {
-            ListenValue::Port(port) | ListenValue::Addr { port, .. } => *port,
-        }
-    }
-    /// The host, or `None` for a bare port (which binds the `bind` address).
-    pub(crate) fn host(&self) -> Option<&str> {
-        match self {
-            ListenValue::Port(_) => None,
-            ListenValue::Addr { host, .. } => Some(host),
-        }
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct Listener {
     pub(crate) protocol: Protocol,
-    pub(crate) value: ListenValue,
+    pub(crate) value: smoke_rules::Listen,
     pub(crate) span: Span,
 }
 

@@ -8,9 +8,8 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, ExprLit, FnArg, ImplItem, ItemImpl, Lit, LitStr, Meta, ReturnType, Token, Type};
 
 use crate::model::{
-    BoundHandler, Form, GENERATED_METHODS, HANDLERS, HandlerSpec, KEYS, KeyKind, ListenValue, Listener,
-    MAX_ROUTE_PARAMS, Model, Param, ROUTE_ATTRIBUTES, ROUTE_HANDLER, Returns, RouteModel, RouteSegment, Setting,
-    closest,
+    BoundHandler, Form, GENERATED_METHODS, HANDLERS, HandlerSpec, KEYS, KeyKind, Listener, Model, Param,
+    ROUTE_ATTRIBUTES, ROUTE_HANDLER, Returns, RouteModel, RouteSegment, Setting, closest,
 };
 
 /// Every error found, reported together.
@@ -111,9 +110,12 @@ fn attribute_entries(args: TokenStream, model: &mut Model, errors: &mut Errors) 
                 },
                 other => errors.at(other, "`threads` expects a number or \"auto\""),
             },
-            KeyKind::Count { min } => match integer(value, &name) {
-                Ok(count) if count >= min => model.settings.push(Setting::Count { setter: spec.name, value: count }),
-                Ok(_) => errors.at(value, format!("`{name}` must be at least {min}")),
+            KeyKind::Count { min, max } => match integer(value, &name) {
+                Ok(count) if (min..=max).contains(&count) => {
+                    model.settings.push(Setting::Count { setter: spec.name, value: count })
+                }
+                Ok(count) if count < min => errors.at(value, format!("`{name}` must be at least {min}")),
+                Ok(_) => errors.at(value, format!("`{name}` must be at most {max}")),
                 Err(e) => errors.push(e),
             },
             KeyKind::Millis { setter, optional } => match integer(value, &name) {
@@ -137,7 +139,7 @@ fn attribute_entries(args: TokenStream, model: &mut Model, errors: &mut Errors) 
                 path_settings.push((pair.path.clone(), needs));
                 match value {
                     Expr::Lit(ExprLit { lit: Lit::Str(s), .. })
-                        if !s.value().is_empty() && s.value().len() <= 15 && !s.value().contains(['/', ' ']) =>
+                        if smoke_rules::check_interface_name(&s.value()).is_ok() =>
                     {
                         model.settings.push(Setting::Text { setter: spec.name, value: s.value() })
                     }
@@ -185,51 +187,38 @@ fn integer(value: &Expr, name: &str) -> syn::Result<u64> {
     }
 }
 
-fn listen_value(value: &Expr) -> syn::Result<ListenValue> {
-    let port_range = |shown: &dyn ToTokens, port: &str| {
-        syn::Error::new_spanned(shown, format!("port {port} is out of range (0..=65535)"))
-    };
+fn listen_value(value: &Expr) -> syn::Result<smoke_rules::Listen> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Int(n), .. }) => {
-            n.base10_parse::<u16>().map(ListenValue::Port).map_err(|_| port_range(n, n.base10_digits()))
-        }
+        Expr::Lit(ExprLit { lit: Lit::Int(n), .. }) => smoke_rules::parse_port(n.base10_digits())
+            .map(smoke_rules::Listen::Port)
+            .map_err(|e| syn::Error::new_spanned(n, e)),
         Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
-            let text = s.value();
-            if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-                return text.parse::<u16>().map(ListenValue::Port).map_err(|_| port_range(s, &text));
-            }
-            match text.rsplit_once(':') {
-                Some((host, port))
-                    if !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
-                {
-                    let port = port.parse::<u16>().map_err(|_| port_range(s, port))?;
-                    Ok(ListenValue::Addr { host: host.to_owned(), port, text })
-                }
-                _ => Err(syn::Error::new_spanned(s, format!("expected a port or \"host:port\", not {text:?}"))),
-            }
+            smoke_rules::Listen::parse(&s.value()).map_err(|e| syn::Error::new_spanned(s, e))
         }
         other => Err(syn::Error::new_spanned(other, "expected a port number or a \"host:port\" string")),
     }
 }
 
-/// Two listeners may not share a port on overlapping addresses (port 0 always gets a fresh one).
+/// Two listeners may not bind the same socket (smoke_rules::overlap): bare ports bind the
+/// `bind` address.
 fn check_ports(model: &Model, errors: &mut Errors) {
+    let bind = model
+        .settings
+        .iter()
+        .find_map(|s| match s {
+            Setting::Bind(ip) => Some(*ip),
+            _ => None,
+        })
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     for (i, later) in model.listeners.iter().enumerate() {
-        let port = later.value.port();
-        if port == 0 {
-            continue;
-        }
-        let clash = model.listeners[..i].iter().find(|earlier| {
-            earlier.value.port() == port
-                && match (earlier.value.host(), later.value.host()) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => true,
-                }
-        });
+        let socket = later.value.socket(later.protocol, bind);
+        let clash = model.listeners[..i]
+            .iter()
+            .find(|earlier| smoke_rules::overlap(&earlier.value.socket(earlier.protocol, bind), &socket));
         if let Some(earlier) = clash {
             errors.push(syn::Error::new(
                 later.span,
-                format!("port {port} is already taken by the {} listener before it", earlier.protocol.name()),
+                format!("port {} is already taken by the {} listener before it", socket.port, earlier.protocol.name()),
             ));
         }
     }
@@ -444,48 +433,18 @@ fn route_attribute(
             })
             .map_err(|e| syn::Error::new(e.span(), format!("expected {usage}")))?,
     };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+    if !smoke_rules::is_token(&method) {
         return Err(syn::Error::new_spanned(attr, format!("`{method}` is not an HTTP method")));
     }
     let segments = route_segments(&pattern)?;
     Ok((method, pattern, segments))
 }
 
-/// `/`, `/users`, `/users/:id/posts`: segments after a leading `/`, none empty, `:name`
-/// parameters with distinct identifier names.
+/// The pattern's segments (smoke_rules::parse_route), or its error on the literal.
 fn route_segments(pattern: &LitStr) -> syn::Result<Vec<RouteSegment>> {
     let text = pattern.value();
-    let invalid = |why: String| syn::Error::new_spanned(pattern, format!("invalid route `{text}`: {why}"));
-    let Some(rest) = text.strip_prefix('/') else { return Err(invalid("it must start with `/`".into())) };
-    if rest.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut segments = Vec::new();
-    for part in rest.split('/') {
-        if part.is_empty() {
-            return Err(invalid("empty segment (`//` or a trailing `/`)".into()));
-        }
-        if let Some(name) = part.strip_prefix(':') {
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(invalid(format!("`:{name}` is not a parameter name")));
-            }
-            if segments.iter().any(|s| *s == RouteSegment::Param(name.to_owned())) {
-                return Err(invalid(format!("parameter `:{name}` appears twice")));
-            }
-            segments.push(RouteSegment::Param(name.to_owned()));
-        } else if part.bytes().any(|b| b"?#: ".contains(&b) || b.is_ascii_control()) {
-            return Err(invalid(format!("segment `{part}` has a character paths cannot match (`?`, `#`, `:`, space)")));
-        } else {
-            segments.push(RouteSegment::Static(part.to_owned()));
-        }
-    }
-    let params = segments.iter().filter(|s| matches!(s, RouteSegment::Param(_))).count();
-    if params > MAX_ROUTE_PARAMS {
-        return Err(invalid(format!("{params} parameters; at most {MAX_ROUTE_PARAMS}")));
-    }
-    Ok(segments)
+    smoke_rules::parse_route(&text)
+        .map_err(|why| syn::Error::new_spanned(pattern, format!("invalid route `{text}`: {why}")))
 }
 
 /// Removes the handler attributes without checking them (for an impl rejected as a whole), so

@@ -1,6 +1,5 @@
 //! What a server listens on and the limits it runs with.
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -30,131 +29,19 @@ pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`Config::max_datagram`]: 2 KiB, above an Ethernet MTU's payload.
 pub const DEFAULT_MAX_DATAGRAM: usize = 2048;
 
-/// The largest payload a UDP datagram over IPv4 can carry.
-pub(crate) const MAX_UDP_PAYLOAD: usize = 65_507;
+pub use smoke_rules::{Listen, Protocol};
 
-/// The protocol a listener speaks. Later protocols (HTTP, WebSocket, UDP) add variants here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// Raw TCP: bytes in, bytes out, through [`Handler`](crate::Handler).
-    Tcp,
-    /// HTTP/1.1: requests to [`Server::on_request`](crate::Server::on_request).
-    Http,
-    /// WebSocket: an HTTP/1.1 upgrade on any path, then messages to
-    /// [`Server::on_message`](crate::Server::on_message).
-    Ws,
-    /// UDP: datagrams to [`Handler::on_datagram`](crate::Handler::on_datagram), one session
-    /// per remote address.
-    Udp,
-}
-
-/// Every protocol whose listeners an environment variable (`SMOKE_<NAME>`) can move, including
-/// those a server may not declare: setting the variable for one it lacks is an error, not a no-op.
-const OVERRIDABLE_PROTOCOLS: [&str; 4] = ["tcp", "http", "ws", "udp"];
-
-impl Protocol {
-    fn from_name(name: &str) -> Option<Protocol> {
-        match name {
-            "tcp" => Some(Protocol::Tcp),
-            "http" => Some(Protocol::Http),
-            "ws" => Some(Protocol::Ws),
-            "udp" => Some(Protocol::Udp),
-            _ => None,
-        }
-    }
-
-    /// True when a connection's first bytes come from the client (so accepting can wait for
-    /// them, and reading can start right after accept).
-    pub(crate) fn client_speaks_first(self) -> bool {
-        match self {
-            Protocol::Tcp | Protocol::Udp => false,
-            Protocol::Http | Protocol::Ws => true,
-        }
-    }
-
-    /// The lowercase name used in attribute keys, environment variables and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Http => "http",
-            Protocol::Ws => "ws",
-            Protocol::Udp => "udp",
-        }
-    }
-}
-
-/// Where a listener binds: a bare port (on [`Config::bind`]'s address) or a full `host:port`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Listen {
-    /// A port on the configured bind address; 0 asks the kernel for a free one.
-    Port(u16),
-    /// `"127.0.0.1:9090"`, `"[::1]:9090"`, `"localhost:9090"`.
-    Addr(String),
-}
-
-impl From<u16> for Listen {
-    fn from(port: u16) -> Listen {
-        Listen::Port(port)
-    }
-}
-
-impl From<&str> for Listen {
-    fn from(addr: &str) -> Listen {
-        Listen::Addr(addr.to_owned())
-    }
-}
-
-impl From<String> for Listen {
-    fn from(addr: String) -> Listen {
-        Listen::Addr(addr)
-    }
-}
-
-impl From<SocketAddr> for Listen {
-    fn from(addr: SocketAddr) -> Listen {
-        Listen::Addr(addr.to_string())
-    }
-}
-
-impl fmt::Display for Listen {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Listen::Port(port) => write!(f, "{port}"),
-            Listen::Addr(addr) => f.write_str(addr),
-        }
-    }
-}
-
-impl Listen {
-    /// Parses a listener as written in an attribute or environment variable: a port or host:port.
-    pub fn parse(text: &str) -> Result<Listen, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err("empty listener: expected a port or host:port".into());
-        }
-        if text.bytes().all(|b| b.is_ascii_digit()) {
-            return text
-                .parse::<u16>()
-                .map(Listen::Port)
-                .map_err(|_| format!("port {text} is out of range (0..=65535)"));
-        }
-        match text.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(Listen::Addr(text.to_owned())),
-            _ => Err(format!("`{text}` is neither a port nor host:port")),
-        }
-    }
-
-    pub(crate) fn resolve(&self, bind: IpAddr) -> io::Result<SocketAddr> {
-        match self {
-            Listen::Port(port) => Ok(SocketAddr::new(bind, *port)),
-            Listen::Addr(text) => {
-                if let Ok(addr) = text.parse::<SocketAddr>() {
-                    return Ok(addr);
-                }
-                let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve `{text}`"));
-                text.to_socket_addrs().map_err(|_| invalid())?.next().ok_or_else(invalid)
+/// The address `listen` names: a bare port on `bind`, or `host:port` resolved (the first
+/// address a name resolves to).
+pub(crate) fn resolve(listen: &Listen, bind: IpAddr) -> io::Result<SocketAddr> {
+    match listen {
+        Listen::Port(port) => Ok(SocketAddr::new(bind, *port)),
+        Listen::Addr(text) => {
+            if let Ok(addr) = text.parse::<SocketAddr>() {
+                return Ok(addr);
             }
+            let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve `{text}`"));
+            text.to_socket_addrs().map_err(|_| invalid())?.next().ok_or_else(invalid)
         }
     }
 }
@@ -248,13 +135,13 @@ impl Config {
 
     /// HTTP: header block size above which a request gets 431. Default 8 KiB.
     pub fn max_header_bytes(mut self, bytes: usize) -> Config {
-        self.http_limits.max_header_bytes = bytes.max(64);
+        self.http_limits.max_header_bytes = bytes.max(smoke_rules::limits::MIN_HEADER_BYTES);
         self
     }
 
     /// HTTP: header count above which a request gets 431. Default 64, at most 128.
     pub fn max_headers(mut self, count: usize) -> Config {
-        self.http_limits.max_headers = count.clamp(1, crate::http::session::MAX_HEADER_SLOTS);
+        self.http_limits.max_headers = count.clamp(1, smoke_rules::limits::MAX_HEADERS);
         self
     }
 
@@ -332,7 +219,7 @@ impl Config {
     /// ([`Stats::datagrams_truncated`](crate::Stats::datagrams_truncated)), never delivered cut
     /// short. Default [`DEFAULT_MAX_DATAGRAM`], at most 65,507.
     pub fn max_datagram(mut self, bytes: usize) -> Config {
-        self.max_datagram = bytes.clamp(1, MAX_UDP_PAYLOAD);
+        self.max_datagram = bytes.clamp(1, smoke_rules::limits::MAX_DATAGRAM);
         self
     }
 
@@ -469,21 +356,21 @@ impl Config {
                 ));
             }
             let interface = value.trim();
-            if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ']) {
-                return Err(bad("SMOKE_PFRING", &value, "expected a network interface name".into()));
+            if let Err(why) = smoke_rules::check_interface_name(interface) {
+                return Err(bad("SMOKE_PFRING", &value, format!("expected a network interface name ({why})")));
             }
             self.pfring = Some(interface.to_owned());
         }
-        for name in OVERRIDABLE_PROTOCOLS {
+        for protocol in Protocol::ALL {
+            let name = protocol.name();
             let variable = format!("SMOKE_{}", name.to_ascii_uppercase());
             let Some(value) = lookup(&variable) else { continue };
-            let declared = Protocol::from_name(name).filter(|p| self.listeners.iter().any(|(q, _)| q == p));
-            let Some(protocol) = declared else {
+            if !self.listeners.iter().any(|(declared, _)| *declared == protocol) {
                 return Err(bad(&variable, &value, format!("this server has no {name} listener to move")));
-            };
+            }
             let mut parsed = Vec::new();
             for part in value.split(',') {
-                parsed.push(Listen::parse(part).map_err(|why| bad(&variable, &value, why))?);
+                parsed.push(Listen::parse(part).map_err(|why| bad(&variable, &value, why.to_string()))?);
             }
             self.listeners.retain(|(p, _)| *p != protocol);
             self.listeners.extend(parsed.into_iter().map(|listen| (protocol, listen)));
@@ -500,19 +387,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listener_values_parse_as_port_or_host_port() {
-        assert_eq!(Listen::parse("9090"), Ok(Listen::Port(9090)));
-        assert_eq!(Listen::parse(" 0 "), Ok(Listen::Port(0)));
-        assert_eq!(Listen::parse("127.0.0.1:80"), Ok(Listen::Addr("127.0.0.1:80".into())));
-        assert_eq!(Listen::parse("[::1]:80"), Ok(Listen::Addr("[::1]:80".into())));
-        assert_eq!(Listen::parse("localhost:8080"), Ok(Listen::Addr("localhost:8080".into())));
-        assert!(Listen::parse("70000").unwrap_err().contains("out of range"));
-        assert!(Listen::parse("host:").is_err());
-        assert!(Listen::parse(":80").is_err());
-        assert!(Listen::parse("").is_err());
-    }
 
     #[test]
     fn environment_overrides_replace_listeners_and_threads() {

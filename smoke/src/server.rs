@@ -222,17 +222,18 @@ pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
     let threads = config.worker_threads();
     let mut addrs = Vec::with_capacity(config.listeners.len());
     for (protocol, listen) in &config.listeners {
-        let wanted = listen
-            .resolve(config.bind)
+        let wanted = crate::config::resolve(listen, config.bind)
             .map_err(|e| io::Error::new(e.kind(), format!("listen {listen} ({}): {e}", protocol.name())))?;
         // Probes close before the real sockets bind, so listeners of this server that overlap
         // would not see each other: check here, or SO_REUSEPORT would quietly split the port
         // between them.
+        let socket = |protocol: Protocol, addr: SocketAddr| smoke_rules::Socket {
+            datagram: protocol.is_datagram(),
+            host: smoke_rules::Host::Ip(addr.ip()),
+            port: addr.port(),
+        };
         let overlapping = addrs.iter().find(|(other, taken): &&(Protocol, SocketAddr)| {
-            (*other == Protocol::Udp) == (*protocol == Protocol::Udp)
-                && taken.port() == wanted.port()
-                && wanted.port() != 0
-                && (taken.ip() == wanted.ip() || taken.ip().is_unspecified() || wanted.ip().is_unspecified())
+            smoke_rules::overlap(&socket(*other, *taken), &socket(*protocol, wanted))
         });
         if let Some((other, taken)) = overlapping {
             return Err(io::Error::new(

@@ -100,7 +100,7 @@ impl Limits {
             read_budget: config.read_budget.max(1),
             shutdown_timeout: config.shutdown_timeout,
             tick: config.tick.map(|t| t.max(Duration::from_millis(1))),
-            max_datagram: config.max_datagram.clamp(1, crate::config::MAX_UDP_PAYLOAD),
+            max_datagram: config.max_datagram.clamp(1, smoke_rules::limits::MAX_DATAGRAM),
             udp_idle_timeout: config.udp_idle_timeout.filter(|t| !t.is_zero()),
         }
     }

@@ -172,7 +172,7 @@ impl Response {
     /// smoke and ignored here.
     pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Response {
         let value = value.as_ref();
-        let valid_name = !name.is_empty() && name.bytes().all(is_token_byte);
+        let valid_name = smoke_rules::is_token(name);
         let valid_value = !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
         if !valid_name || !valid_value {
             log::warn!("dropped response header {name:?}: invalid name or value");
@@ -283,11 +283,6 @@ fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
         }
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-/// RFC 9110 §5.6.2 token characters.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The standard reason phrase, or an empty one (allowed by RFC 9112) for others.

@@ -4,7 +4,7 @@
 use super::Request;
 
 /// Route parameters per request; the macro refuses patterns with more.
-pub const MAX_PARAMS: usize = 8;
+pub const MAX_PARAMS: usize = smoke_rules::MAX_PARAMS;
 
 /// One segment of a route pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
