@@ -1,7 +1,7 @@
-//! The packet-ring input (`pfring`): the safe half. The classic-BPF program that lets only UDP
-//! to the server's ports into the ring, and the parser that turns a captured frame (Ethernet,
-//! VLAN tags, IPv4 or IPv6, UDP) into what a UDP socket would have delivered: the sender and
-//! the payload. `sys::packet` owns the socket and the mmap'd ring itself.
+//! The packet-ring input (`pfring`): the parser that turns a captured frame (Ethernet, VLAN
+//! tags, IPv4 or IPv6, UDP) into what a UDP socket would have delivered: the sender and the
+//! payload. `sys::packet` owns the socket and the mmap'd ring, `sys::bpf` the filter that lets
+//! only the server's UDP into it.
 //!
 //! The name is libsmoke's: there it meant PF_RING, an out-of-tree kernel module. smoke uses
 //! the kernel's own zero-copy ring instead (AF_PACKET, TPACKET_V3), which needs no module, only
@@ -71,113 +71,6 @@ pub(crate) fn parse_udp(frame: &[u8]) -> Option<Captured<'_>> {
     Some(Captured { from: SocketAddr::new(from_ip, from_port), to_port, payload: &udp[8..udp_len] })
 }
 
-/// One classic-BPF instruction, as `struct sock_filter` lays it out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BpfInstruction {
-    pub(crate) code: u16,
-    pub(crate) jt: u8,
-    pub(crate) jf: u8,
-    pub(crate) k: u32,
-}
-
-// Classic BPF opcodes (linux/filter.h).
-const LD_H_ABS: u16 = 0x28; // A = u16 at k
-const LD_B_ABS: u16 = 0x30; // A = u8 at k
-const LD_H_IND: u16 = 0x48; // A = u16 at X + k
-const LDX_B_MSH: u16 = 0xb1; // X = 4 * (u8 at k & 0xf)
-const JEQ_K: u16 = 0x15;
-const JSET_K: u16 = 0x45;
-const RET_K: u16 = 0x06;
-
-/// Where a jump goes: the next instruction, or a label resolved when the program is done.
-#[derive(Clone, Copy)]
-enum Target {
-    Next,
-    Label(usize),
-}
-
-#[derive(Default)]
-struct Assembler {
-    code: Vec<(u16, Target, Target, u32)>,
-    labels: Vec<Option<usize>>,
-}
-
-impl Assembler {
-    fn label(&mut self) -> usize {
-        self.labels.push(None);
-        self.labels.len() - 1
-    }
-    fn place(&mut self, label: usize) {
-        self.labels[label] = Some(self.code.len());
-    }
-    fn op(&mut self, code: u16, k: u32) {
-        self.code.push((code, Target::Next, Target::Next, k));
-    }
-    fn jump(&mut self, code: u16, k: u32, yes: Target, no: Target) {
-        self.code.push((code, yes, no, k));
-    }
-    fn finish(self) -> Vec<BpfInstruction> {
-        let offset = |at: usize, target: Target| match target {
-            Target::Next => 0,
-            // Programs here are a few dozen instructions: offsets fit a u8.
-            Target::Label(label) => (self.labels[label].unwrap_or(at + 1) - (at + 1)) as u8,
-        };
-        self.code
-            .iter()
-            .enumerate()
-            .map(|(at, &(code, jt, jf, k))| BpfInstruction { code, jt: offset(at, jt), jf: offset(at, jf), k })
-            .collect()
-    }
-}
-
-/// The socket filter: accept UDP over IPv4 (unfragmented) or IPv6 to one of `ports`, directly
-/// on Ethernet or behind one VLAN tag; drop everything else in the kernel.
-pub(crate) fn udp_port_filter(ports: &[u16]) -> Vec<BpfInstruction> {
-    let mut a = Assembler::default();
-    let (accept, drop, vlan) = (a.label(), a.label(), a.label());
-    let v4 = [a.label(), a.label()];
-    let v6 = [a.label(), a.label()];
-    a.op(LD_H_ABS, 12);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_VLAN), Target::Label(vlan), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_QINQ), Target::Label(vlan), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV4), Target::Label(v4[0]), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV6), Target::Label(v6[0]), Target::Label(drop));
-    a.place(vlan);
-    a.op(LD_H_ABS, 16);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV4), Target::Label(v4[1]), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV6), Target::Label(v6[1]), Target::Label(drop));
-    for (index, l3) in [14u32, 18].into_iter().enumerate() {
-        a.place(v4[index]);
-        a.op(LD_B_ABS, l3 + 9);
-        a.jump(JEQ_K, u32::from(IPPROTO_UDP), Target::Next, Target::Label(drop));
-        a.op(LD_H_ABS, l3 + 6);
-        a.jump(JSET_K, 0x3fff, Target::Label(drop), Target::Next);
-        a.op(LDX_B_MSH, l3);
-        a.op(LD_H_IND, l3 + 2);
-        port_checks(&mut a, ports, accept, drop);
-        a.place(v6[index]);
-        a.op(LD_B_ABS, l3 + 6);
-        a.jump(JEQ_K, u32::from(IPPROTO_UDP), Target::Next, Target::Label(drop));
-        a.op(LD_H_ABS, l3 + 42);
-        port_checks(&mut a, ports, accept, drop);
-    }
-    a.place(accept);
-    a.op(RET_K, u32::from(u16::MAX));
-    a.place(drop);
-    a.op(RET_K, 0);
-    a.finish()
-}
-
-fn port_checks(a: &mut Assembler, ports: &[u16], accept: usize, drop: usize) {
-    for (i, port) in ports.iter().enumerate() {
-        let otherwise = if i + 1 == ports.len() { Target::Label(drop) } else { Target::Next };
-        a.jump(JEQ_K, u32::from(*port), Target::Label(accept), otherwise);
-    }
-    if ports.is_empty() {
-        a.jump(JEQ_K, 0, Target::Label(drop), Target::Label(drop));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,32 +106,6 @@ mod tests {
         f
     }
 
-    /// Runs a classic-BPF program over a packet: the accepted length (0 = dropped).
-    fn run(program: &[BpfInstruction], packet: &[u8]) -> u32 {
-        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
-        let load = |at: usize, len: usize| {
-            packet.get(at..at + len).map(|b| b.iter().fold(0u32, |v, &byte| (v << 8) | u32::from(byte)))
-        };
-        loop {
-            let i = program[pc];
-            pc += 1;
-            match i.code {
-                LD_H_ABS => a = load(i.k as usize, 2).unwrap_or_else(out_of_bounds),
-                LD_B_ABS => a = load(i.k as usize, 1).unwrap_or_else(out_of_bounds),
-                LD_H_IND => a = load((x + i.k) as usize, 2).unwrap_or_else(out_of_bounds),
-                LDX_B_MSH => x = 4 * (load(i.k as usize, 1).unwrap_or(0) & 0xf),
-                JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
-                JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
-                RET_K => return i.k,
-                other => panic!("unexpected opcode {other:#x}"),
-            }
-        }
-    }
-
-    fn out_of_bounds() -> u32 {
-        panic!("out-of-bounds load: the kernel would drop; no test packet should get here")
-    }
-
     #[test]
     fn frames_parse_to_sender_port_and_payload() {
         for vlan in 0..=2 {
@@ -268,24 +135,5 @@ mod tests {
         let mut long = good;
         long[14 + 20 + 5] = 200; // UDP length beyond the packet
         assert_eq!(parse_udp(&long), None);
-    }
-
-    #[test]
-    fn the_filter_accepts_udp_to_our_ports_only() {
-        let program = udp_port_filter(&[9092, 9093]);
-        assert!(program.len() < 64);
-        for vlan in 0..=1 {
-            for v6 in [false, true] {
-                assert_ne!(run(&program, &frame(vlan, v6, 40000, 9092, b"x")), 0, "vlan {vlan} v6 {v6}");
-                assert_ne!(run(&program, &frame(vlan, v6, 40000, 9093, b"x")), 0);
-                assert_eq!(run(&program, &frame(vlan, v6, 9092, 9094, b"x")), 0);
-            }
-        }
-        let mut tcp = frame(0, false, 1, 9092, b"x");
-        tcp[14 + 9] = 6;
-        assert_eq!(run(&program, &tcp), 0);
-        let mut arp = frame(0, false, 1, 9092, b"x");
-        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-        assert_eq!(run(&program, &arp), 0);
     }
 }

@@ -254,7 +254,7 @@ pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
     }
 
     let udp_ports: Vec<u16> = addrs.iter().filter(|(p, _)| *p == Protocol::Udp).map(|(_, a)| a.port()).collect();
-    let ring_filter = crate::ring::udp_port_filter(&udp_ports);
+    let ring_filter = crate::sys::bpf::udp_port_filter(&udp_ports);
     let fanout_group = next_fanout_group();
     let mut workers = Vec::with_capacity(threads);
     let mut setups = Vec::with_capacity(threads);

@@ -3,6 +3,7 @@
 //! slices) and never sees a raw libc call.
 #![allow(unsafe_code)]
 
+pub(crate) mod bpf;
 pub(crate) mod clock;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;

@@ -7,9 +7,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{Ordering, fence};
 
+use super::bpf::BpfInstruction;
 use super::socket::setsockopt;
 use super::syscall;
-use crate::ring::BpfInstruction;
 
 /// Ring geometry: 8 blocks of 1 MiB, each holding many frames; a block is handed to user space
 /// when full or after `BLOCK_TIMEOUT_MS`, which bounds the latency a quiet link adds.

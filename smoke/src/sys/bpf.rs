@@ -1,0 +1,187 @@
+//! Classic BPF, the kernel's socket-filter language: the instruction layout (`struct
+//! sock_filter`), a small assembler with labels, and the program the packet ring attaches so
+//! only UDP to the server's ports reaches user space.
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+const IPPROTO_UDP: u8 = 17;
+
+/// One classic-BPF instruction, as `struct sock_filter` lays it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BpfInstruction {
+    pub(crate) code: u16,
+    pub(crate) jt: u8,
+    pub(crate) jf: u8,
+    pub(crate) k: u32,
+}
+
+// Classic BPF opcodes (linux/filter.h).
+const LD_H_ABS: u16 = 0x28; // A = u16 at k
+const LD_B_ABS: u16 = 0x30; // A = u8 at k
+const LD_H_IND: u16 = 0x48; // A = u16 at X + k
+const LDX_B_MSH: u16 = 0xb1; // X = 4 * (u8 at k & 0xf)
+const JEQ_K: u16 = 0x15;
+const JSET_K: u16 = 0x45;
+const RET_K: u16 = 0x06;
+
+/// Where a jump goes: the next instruction, or a label resolved when the program is done.
+#[derive(Clone, Copy)]
+enum Target {
+    Next,
+    Label(usize),
+}
+
+#[derive(Default)]
+struct Assembler {
+    code: Vec<(u16, Target, Target, u32)>,
+    labels: Vec<Option<usize>>,
+}
+
+impl Assembler {
+    fn label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
+    }
+    fn place(&mut self, label: usize) {
+        self.labels[label] = Some(self.code.len());
+    }
+    fn op(&mut self, code: u16, k: u32) {
+        self.code.push((code, Target::Next, Target::Next, k));
+    }
+    fn jump(&mut self, code: u16, k: u32, yes: Target, no: Target) {
+        self.code.push((code, yes, no, k));
+    }
+    fn finish(self) -> Vec<BpfInstruction> {
+        let offset = |at: usize, target: Target| match target {
+            Target::Next => 0,
+            // Programs here are a few dozen instructions: offsets fit a u8.
+            Target::Label(label) => (self.labels[label].unwrap_or(at + 1) - (at + 1)) as u8,
+        };
+        self.code
+            .iter()
+            .enumerate()
+            .map(|(at, &(code, jt, jf, k))| BpfInstruction { code, jt: offset(at, jt), jf: offset(at, jf), k })
+            .collect()
+    }
+}
+
+/// The socket filter: accept UDP over IPv4 (unfragmented) or IPv6 to one of `ports`, directly
+/// on Ethernet or behind one VLAN tag; drop everything else in the kernel.
+pub(crate) fn udp_port_filter(ports: &[u16]) -> Vec<BpfInstruction> {
+    let mut a = Assembler::default();
+    let (accept, drop, vlan) = (a.label(), a.label(), a.label());
+    let v4 = [a.label(), a.label()];
+    let v6 = [a.label(), a.label()];
+    a.op(LD_H_ABS, 12);
+    a.jump(JEQ_K, u32::from(ETHERTYPE_VLAN), Target::Label(vlan), Target::Next);
+    a.jump(JEQ_K, u32::from(ETHERTYPE_QINQ), Target::Label(vlan), Target::Next);
+    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV4), Target::Label(v4[0]), Target::Next);
+    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV6), Target::Label(v6[0]), Target::Label(drop));
+    a.place(vlan);
+    a.op(LD_H_ABS, 16);
+    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV4), Target::Label(v4[1]), Target::Next);
+    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV6), Target::Label(v6[1]), Target::Label(drop));
+    for (index, l3) in [14u32, 18].into_iter().enumerate() {
+        a.place(v4[index]);
+        a.op(LD_B_ABS, l3 + 9);
+        a.jump(JEQ_K, u32::from(IPPROTO_UDP), Target::Next, Target::Label(drop));
+        a.op(LD_H_ABS, l3 + 6);
+        a.jump(JSET_K, 0x3fff, Target::Label(drop), Target::Next);
+        a.op(LDX_B_MSH, l3);
+        a.op(LD_H_IND, l3 + 2);
+        port_checks(&mut a, ports, accept, drop);
+        a.place(v6[index]);
+        a.op(LD_B_ABS, l3 + 6);
+        a.jump(JEQ_K, u32::from(IPPROTO_UDP), Target::Next, Target::Label(drop));
+        a.op(LD_H_ABS, l3 + 42);
+        port_checks(&mut a, ports, accept, drop);
+    }
+    a.place(accept);
+    a.op(RET_K, u32::from(u16::MAX));
+    a.place(drop);
+    a.op(RET_K, 0);
+    a.finish()
+}
+
+fn port_checks(a: &mut Assembler, ports: &[u16], accept: usize, drop: usize) {
+    for (i, port) in ports.iter().enumerate() {
+        let otherwise = if i + 1 == ports.len() { Target::Label(drop) } else { Target::Next };
+        a.jump(JEQ_K, u32::from(*port), Target::Label(accept), otherwise);
+    }
+    if ports.is_empty() {
+        a.jump(JEQ_K, 0, Target::Label(drop), Target::Label(drop));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields of a frame the filter reads, at their offsets (the rest stays zero): 0 or 1
+    /// VLAN tag, IPv4 (20-byte header) or IPv6, then the UDP ports.
+    fn frame(vlan: bool, v6: bool, protocol: u8, to_port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 128];
+        let mut l3 = 14;
+        if vlan {
+            f[12..14].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+            l3 = 18;
+        }
+        let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        f[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
+        let udp = if v6 {
+            f[l3 + 6] = protocol;
+            l3 + 40
+        } else {
+            f[l3] = 0x45;
+            f[l3 + 9] = protocol;
+            l3 + 20
+        };
+        f[udp + 2..udp + 4].copy_from_slice(&to_port.to_be_bytes());
+        f
+    }
+
+    /// Runs a classic-BPF program over a packet: the accepted length (0 = dropped).
+    fn run(program: &[BpfInstruction], packet: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let load = |at: usize, len: usize| {
+            packet.get(at..at + len).map(|b| b.iter().fold(0u32, |v, &byte| (v << 8) | u32::from(byte)))
+        };
+        loop {
+            let i = program[pc];
+            pc += 1;
+            match i.code {
+                LD_H_ABS => a = load(i.k as usize, 2).unwrap_or_else(out_of_bounds),
+                LD_B_ABS => a = load(i.k as usize, 1).unwrap_or_else(out_of_bounds),
+                LD_H_IND => a = load((x + i.k) as usize, 2).unwrap_or_else(out_of_bounds),
+                LDX_B_MSH => x = 4 * (load(i.k as usize, 1).unwrap_or(0) & 0xf),
+                JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
+                RET_K => return i.k,
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    fn out_of_bounds() -> u32 {
+        panic!("out-of-bounds load: the kernel would drop; no test packet should get here")
+    }
+
+    #[test]
+    fn the_filter_accepts_udp_to_our_ports_only() {
+        let program = udp_port_filter(&[9092, 9093]);
+        assert!(program.len() < 64);
+        for vlan in 0..=1 {
+            for v6 in [false, true] {
+                assert_ne!(run(&program, &frame(vlan == 1, v6, IPPROTO_UDP, 9092)), 0, "vlan {vlan} v6 {v6}");
+                assert_ne!(run(&program, &frame(vlan == 1, v6, IPPROTO_UDP, 9093)), 0);
+                assert_eq!(run(&program, &frame(vlan == 1, v6, IPPROTO_UDP, 9094)), 0);
+            }
+        }
+        assert_eq!(run(&program, &frame(false, false, 6, 9092)), 0, "TCP to our port");
+        let mut arp = frame(false, false, IPPROTO_UDP, 9092);
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(run(&program, &arp), 0);
+    }
+}
