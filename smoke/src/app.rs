@@ -1,10 +1,10 @@
 //! [`App`]: how a server builds its sessions (for connections and for UDP peers) and what its
 //! workers do on each tick. A closure building sessions from a [`Conn`] is the simplest App.
 
-use crate::conn::Conn;
+use crate::rt::conn::Conn;
 use crate::handler::Handler;
-use crate::udp::Peer;
-use crate::worker::TickContext;
+use crate::rt::udp::Peer;
+use crate::rt::worker::TickContext;
 
 /// What [`spawn_app`](crate::spawn_app) runs: a session factory and the per-worker tick.
 ///

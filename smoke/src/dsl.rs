@@ -8,14 +8,14 @@ use std::marker::PhantomData;
 
 use crate::app::App;
 use crate::config::{Config, Protocol};
-use crate::conn::{CloseReason, Conn};
+use crate::rt::conn::{CloseReason, Conn};
 use crate::handler::Handler;
 use crate::http::session::{Answer, HttpState, header_timeout, serve_requests};
 use crate::http::{Request, Response};
-use crate::server::{ServerHandle, spawn_app};
+use crate::rt::server::{ServerHandle, spawn_app};
 use crate::sys::ShutdownSignals;
-use crate::udp::Peer;
-use crate::worker::{TickContext, TickInfo};
+use crate::rt::udp::Peer;
+use crate::rt::worker::{TickContext, TickInfo};
 use crate::ws::session::{self as ws_session, WsState};
 use crate::ws::{Message, Upgrade, WsConn, handshake};
 

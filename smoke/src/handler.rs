@@ -1,7 +1,7 @@
 //! The callbacks a TCP session implements.
 
-use crate::conn::{CloseReason, Conn};
-use crate::udp::Peer;
+use crate::rt::conn::{CloseReason, Conn};
+use crate::rt::udp::Peer;
 
 /// A TCP session: one value per connection, owned by the worker thread that accepted it.
 ///

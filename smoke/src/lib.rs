@@ -28,38 +28,33 @@
 #![warn(missing_docs)]
 
 mod app;
-mod buf;
 pub mod config;
-mod conn;
 mod dsl;
 mod handler;
 pub mod http;
 mod ring;
-mod server;
+mod rt;
 mod stats;
 mod sys;
-mod table;
-pub mod udp;
-mod worker;
 pub mod ws;
 
 pub use app::App;
 pub use config::{Config, Listen, Protocol};
-pub use conn::{CloseReason, Conn, ConnId};
+pub use rt::conn::{CloseReason, Conn, ConnId};
 pub use dsl::{Server, Worker};
 pub use handler::Handler;
-pub use server::{ServerHandle, serve, spawn, spawn_app};
+pub use rt::server::{ServerHandle, serve, spawn, spawn_app};
 pub use smoke_macros::{
     delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_message, on_open, on_request, on_tick,
     on_timer, on_upgrade, on_write, post, put, route,
 };
-pub use udp::Peer;
-pub use worker::{TickContext, TickInfo};
+pub use rt::udp::Peer;
+pub use rt::worker::{TickContext, TickInfo};
 
 #[doc = include_str!("../docs/dsl.md")]
 pub use smoke_macros::server;
 pub use stats::Stats;
-pub use table::SessionTable;
+pub use rt::table::SessionTable;
 pub use ws::publish;
 
 /// Everything a server's source usually needs: `use smoke::prelude::*;`.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use super::proto::Head;
 use super::route::Params;
-use crate::server::Shared;
+use crate::rt::server::Shared;
 use crate::stats::Stats;
 
 /// A complete HTTP/1.x request, borrowed from the connection's input: no copies.

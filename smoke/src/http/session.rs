@@ -11,7 +11,7 @@ use super::date::DateCache;
 use super::message::{ConnectionHeader, Request, Response};
 use super::proto::{self, Framing};
 use super::{Limits, Rejection};
-use crate::conn::Conn;
+use crate::rt::conn::Conn;
 use crate::stats::bump;
 
 /// Header slots parsed per request (the stack array httparse fills); `max_headers` above this

@@ -8,7 +8,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use super::close_code;
 use super::session::{WsCore, write_close, write_frame};
 use super::topics;
-use crate::conn::{Conn, ConnId, Flags};
+use crate::rt::conn::{Conn, ConnId, Flags};
 use crate::http::Request;
 use crate::stats::bump;
 

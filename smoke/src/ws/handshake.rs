@@ -1,6 +1,6 @@
 //! The HTTP/1.1 upgrade to WebSocket (RFC 6455 §4.2), checked on smoke's parsed request.
 
-use crate::conn::Conn;
+use crate::rt::conn::Conn;
 use crate::http::{Request, Response};
 
 /// Why an upgrade request is refused: the status and, for a version mismatch, the header
@@ -87,7 +87,7 @@ pub(crate) fn write_switch(conn: &mut Conn<'_>, accept_key: &str, subprotocol: O
 mod tests {
     use super::*;
     use crate::http::proto::parse_head;
-    use crate::server::Shared;
+    use crate::rt::server::Shared;
 
     fn check(raw: &[u8]) -> Result<String, Refusal> {
         let shared = Shared::for_tests();

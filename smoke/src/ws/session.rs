@@ -13,7 +13,7 @@ use super::close_code::{ABNORMAL, GOING_AWAY, NO_STATUS};
 use super::codec::{self, Assembler, Event, Violation};
 use super::conn::{Message, WsConn};
 use super::topics;
-use crate::conn::Conn;
+use crate::rt::conn::Conn;
 use crate::dsl::Server;
 
 /// How long a close we started waits for the client's answer before the connection closes.

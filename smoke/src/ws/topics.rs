@@ -15,8 +15,8 @@ use std::sync::{Mutex, PoisonError, Weak};
 
 use super::conn::Message;
 use super::session::frame_header;
-use crate::conn::ConnId;
-use crate::server::Shared;
+use crate::rt::conn::ConnId;
+use crate::rt::server::Shared;
 
 /// Publications waiting for one worker, packed into two reused vectors so a steady stream of
 /// publications allocates nothing: the worker swaps the mailbox with an empty one it keeps.

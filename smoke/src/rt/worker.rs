@@ -12,15 +12,15 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::buf::{BufPool, Output, POOL_BUFFER_SIZE};
+use crate::rt::buf::{BufPool, Output, POOL_BUFFER_SIZE};
 use crate::config::{Config, Protocol};
-use crate::conn::{CloseReason, Conn, ConnId, Flags, Timer, TimerRequest};
+use crate::rt::conn::{CloseReason, Conn, ConnId, Flags, Timer, TimerRequest};
 use crate::handler::Handler;
-use crate::server::Shared;
+use crate::rt::server::Shared;
 use crate::stats::{Counters, bump};
 use crate::sys::{Epoll, Events, Interest, Listener, PacketRing, RecvBatch, SendQueue, Stream, TimerFd, UdpSocket};
-use crate::table::SessionTable;
-use crate::udp::{Peer, PeerState};
+use crate::rt::table::SessionTable;
+use crate::rt::udp::{Peer, PeerState};
 use crate::ws::topics::Mailbox;
 
 /// Every read lands here first; only input a handler leaves unconsumed is copied into a

@@ -9,11 +9,11 @@ use std::thread::JoinHandle;
 
 use crate::app::{App, FromFn};
 use crate::config::{Config, Protocol};
-use crate::conn::Conn;
+use crate::rt::conn::Conn;
 use crate::handler::Handler;
 use crate::stats::{Counters, Stats};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket};
-use crate::worker::{Limits, Worker};
+use crate::rt::worker::{Limits, Worker};
 use crate::ws::topics::Mailbox;
 
 /// State every worker and the handle can see. Nothing here is written on the hot path except

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::conn::{ConnId, TimerRequest};
-use crate::server::Shared;
+use crate::rt::conn::{ConnId, TimerRequest};
+use crate::rt::server::Shared;
 use crate::stats::Stats;
 use crate::sys::SendQueue;
 

@@ -5,9 +5,9 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::buf::{BufPool, Output};
+use crate::rt::buf::{BufPool, Output};
 use crate::config::Protocol;
-use crate::server::Shared;
+use crate::rt::server::Shared;
 use crate::stats::{Counters, Stats};
 use crate::sys::Stream;
 
