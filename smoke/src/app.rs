@@ -1,8 +1,8 @@
 //! [`App`]: how a server builds its sessions (for connections and for UDP peers) and what its
 //! workers do on each tick. A closure building sessions from a [`Conn`] is the simplest App.
 
-use crate::rt::conn::Conn;
 use crate::handler::Handler;
+use crate::rt::conn::Conn;
 use crate::rt::udp::Peer;
 use crate::rt::worker::TickContext;
 

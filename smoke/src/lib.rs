@@ -29,32 +29,48 @@
 
 mod app;
 pub mod config;
-mod dsl;
+mod driver;
 mod handler;
-pub mod http;
-mod ring;
+mod proto;
 mod rt;
+mod server;
 mod stats;
 mod sys;
-pub mod ws;
+
+/// HTTP/1.1: what an `#[on_request]` handler sees and fills, and the request limits.
+pub mod http {
+    pub use crate::proto::http::{
+        DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Dispatch, Limits,
+        MAX_PARAMS, Params, Request, Response, Route, Segment, dispatch,
+    };
+}
+
+/// WebSocket (RFC 6455): the handle, messages, the upgrade's answer, close codes, settings, and
+/// topics (publish/subscribe across every worker of a server).
+pub mod ws {
+    pub use crate::driver::ws::{SendStatus, WsConn, publish_everywhere as publish};
+    pub use crate::proto::ws::{
+        DEFAULT_MAX_BACKPRESSURE, DEFAULT_MAX_MESSAGE, DEFAULT_WS_IDLE_TIMEOUT, Message, Upgrade, WsConfig, close_code,
+    };
+}
 
 pub use app::App;
 pub use config::{Config, Listen, Protocol};
-pub use rt::conn::{CloseReason, Conn, ConnId};
-pub use dsl::{Server, Worker};
 pub use handler::Handler;
+pub use rt::conn::{CloseReason, Conn, ConnId};
 pub use rt::server::{ServerHandle, serve, spawn, spawn_app};
+pub use rt::udp::Peer;
+pub use rt::worker::{TickContext, TickInfo};
+pub use server::{Server, Worker};
 pub use smoke_macros::{
     delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_message, on_open, on_request, on_tick,
     on_timer, on_upgrade, on_write, post, put, route,
 };
-pub use rt::udp::Peer;
-pub use rt::worker::{TickContext, TickInfo};
 
+pub use rt::table::SessionTable;
 #[doc = include_str!("../docs/dsl.md")]
 pub use smoke_macros::server;
 pub use stats::Stats;
-pub use rt::table::SessionTable;
 pub use ws::publish;
 
 /// Everything a server's source usually needs: `use smoke::prelude::*;`.

@@ -1,4 +1,6 @@
-//! Per-worker counters and the snapshot that sums them.
+//! The counters: one list of what a server counts, as the atomics each worker writes and the
+//! snapshot that sums them. Plain data that every layer may name (the HTTP request hands its
+//! server's snapshot to handlers), so this file imports nothing of the crate.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -93,6 +95,15 @@ impl Stats {
     pub(crate) fn sum<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Stats {
         all.into_iter().fold(Stats::default(), |total, counters| total.add(&counters.snapshot()))
     }
+}
+
+/// Something that can take a snapshot of a server's counters: what a [`Request`] asks when a
+/// handler wants them, without the protocol layer knowing the runtime that counts.
+///
+/// [`Request`]: crate::http::Request
+pub(crate) trait StatsSource: Sync + std::fmt::Debug {
+    /// All workers' counters, summed.
+    fn stats(&self) -> Stats;
 }
 
 /// Adds to a counter owned by the calling worker.

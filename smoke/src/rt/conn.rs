@@ -5,8 +5,11 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::rt::buf::{BufPool, Output};
+use std::os::fd::AsRawFd;
+
 use crate::config::Protocol;
+use crate::rt::buf::{BufPool, Output};
+use crate::rt::pubsub;
 use crate::rt::server::Shared;
 use crate::stats::{Counters, Stats};
 use crate::sys::Stream;
@@ -159,6 +162,8 @@ impl Flags {
     pub(crate) const REDELIVER: u16 = 1 << 12;
     /// Topic deliveries wrote to this connection; it is in the worker's list to send.
     pub(crate) const DELIVERED: u16 = 1 << 13;
+    /// Subscribed to a topic at some point: its subscriptions end with it, however it ends.
+    pub(crate) const SUBSCRIBED: u16 = 1 << 14;
     /// Any of these means no more input goes to the handler (and none is kept for it).
     pub(crate) const INPUT_ENDED: u16 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 
@@ -211,17 +216,35 @@ impl Conn<'_> {
     /// One non-blocking send of pending output, now rather than when the handler returns (for
     /// a producer deciding whether the peer keeps up). Errors are left for the worker's own
     /// send to meet and report.
-    pub(crate) fn send_now(&mut self) {
-        loop {
-            match self.stream.send(self.out.unsent()) {
-                Ok(n) => {
-                    crate::stats::bump(&self.counters.bytes_out, n as u64);
-                    self.out.consume(n, self.pool, self.counters);
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
+    pub(crate) fn flush(&mut self) {
+        let _ = send_queued(self.stream, self.out, self.pool, self.counters);
+    }
+
+    /// True while output waits for the peer to make room (EPOLLOUT is armed): what is written
+    /// now queues behind it.
+    pub(crate) fn is_waiting_for_peer(&self) -> bool {
+        self.flags.has(Flags::WRITE_ARMED)
+    }
+
+    /// Subscribes this connection to `topic` (see `rt::pubsub`); false when it already was.
+    pub(crate) fn subscribe(&mut self, topic: &str) -> bool {
+        let added = pubsub::subscribe(self.stream.as_raw_fd(), self.id, topic);
+        if added {
+            self.flags.set(Flags::SUBSCRIBED);
+        }
+        added
+    }
+
+    /// Ends one subscription; false when there was none.
+    pub(crate) fn unsubscribe(&mut self, topic: &str) -> bool {
+        pubsub::unsubscribe(self.stream.as_raw_fd(), self.id, topic)
+    }
+
+    /// Ends every subscription of this connection.
+    pub(crate) fn unsubscribe_all(&mut self) {
+        if self.flags.has(Flags::SUBSCRIBED) {
+            pubsub::unsubscribe_all(self.stream.as_raw_fd(), self.id);
+            self.flags.clear(Flags::SUBSCRIBED);
         }
     }
 
@@ -309,6 +332,28 @@ impl Conn<'_> {
     /// The counters of all workers, summed (a few relaxed atomic loads per worker).
     pub fn server_stats(&self) -> Stats {
         self.shared.stats()
+    }
+}
+
+/// One non-blocking send of what `out` holds; what the kernel takes is consumed from it. A full
+/// socket is not an error: the rest waits for room. The runtime's one send loop.
+pub(crate) fn send_queued(
+    stream: &Stream,
+    out: &mut Output,
+    pool: &mut BufPool,
+    counters: &Counters,
+) -> io::Result<()> {
+    loop {
+        match stream.send(out.unsent()) {
+            Ok(n) => {
+                crate::stats::bump(&counters.bytes_out, n as u64);
+                out.consume(n, pool, counters);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -9,12 +9,12 @@ use std::thread::JoinHandle;
 
 use crate::app::{App, FromFn};
 use crate::config::{Config, Protocol};
-use crate::rt::conn::Conn;
 use crate::handler::Handler;
+use crate::rt::conn::Conn;
+use crate::rt::pubsub::Mailbox;
+use crate::rt::worker::{Limits, Worker};
 use crate::stats::{Counters, Stats};
 use crate::sys::{Epoll, EventFd, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket};
-use crate::rt::worker::{Limits, Worker};
-use crate::ws::topics::Mailbox;
 
 /// State every worker and the handle can see. Nothing here is written on the hot path except
 /// each worker's own counters.
@@ -51,21 +51,14 @@ impl WorkerShared {
 }
 
 impl Shared {
-    /// A server-less `Shared` for unit tests of code that borrows one.
-    #[cfg(test)]
-    pub(crate) fn for_tests() -> Shared {
-        Shared {
-            stopping: AtomicBool::new(false),
-            workers: Box::new([]),
-            http_limits: crate::http::Limits::default(),
-            max_write_buffer: crate::config::DEFAULT_MAX_WRITE_BUFFER,
-            ws: crate::ws::WsConfig::default(),
-            exited: EventFd::new().expect("eventfd"),
-        }
-    }
-
     pub(crate) fn stats(&self) -> Stats {
         Stats::sum(self.workers.iter().map(|w| &w.counters))
+    }
+}
+
+impl crate::stats::StatsSource for Shared {
+    fn stats(&self) -> Stats {
+        Shared::stats(self)
     }
 }
 
@@ -103,7 +96,7 @@ impl ServerHandle {
     /// Publishes `message` to `topic` on this server's WebSocket subscribers, from any thread
     /// (see [`WsConn::publish`](crate::ws::WsConn::publish)).
     pub fn publish<'m>(&self, topic: &str, message: impl Into<crate::ws::Message<'m>>) {
-        crate::ws::topics::publish_to(&self.shared, None, topic, message.into());
+        crate::driver::ws::publish(&self.shared, None, topic, message.into());
     }
 
     /// Stops accepting, lets pending output flush (up to `shutdown_timeout`), closes every
@@ -290,7 +283,7 @@ pub fn spawn_app<A: App>(config: Config, app: A) -> io::Result<ServerHandle> {
         ws: config.ws.clone(),
         exited: EventFd::new()?,
     });
-    crate::ws::topics::register(&shared);
+    crate::rt::pubsub::register(&shared);
     let limits = Limits::from_config(&config, threads);
     let app = Arc::new(app);
 

@@ -12,16 +12,16 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::rt::buf::{BufPool, Output, POOL_BUFFER_SIZE};
 use crate::config::{Config, Protocol};
-use crate::rt::conn::{CloseReason, Conn, ConnId, Flags, Timer, TimerRequest};
 use crate::handler::Handler;
+use crate::rt::buf::{BufPool, Output, POOL_BUFFER_SIZE};
+use crate::rt::conn::{CloseReason, Conn, ConnId, Flags, Timer, TimerRequest, send_queued};
+use crate::rt::pubsub::Mailbox;
 use crate::rt::server::Shared;
-use crate::stats::{Counters, bump};
-use crate::sys::{Epoll, Events, Interest, Listener, PacketRing, RecvBatch, SendQueue, Stream, TimerFd, UdpSocket};
 use crate::rt::table::SessionTable;
 use crate::rt::udp::{Peer, PeerState};
-use crate::ws::topics::Mailbox;
+use crate::stats::{Counters, bump};
+use crate::sys::{Epoll, Events, Interest, Listener, PacketRing, RecvBatch, SendQueue, Stream, TimerFd, UdpSocket};
 
 /// Every read lands here first; only input a handler leaves unconsumed is copied into a
 /// per-connection buffer. 64 KiB takes a full TSO burst or 16 pipelined requests in one recv.
@@ -79,7 +79,7 @@ impl Limits {
     pub(crate) fn from_config(config: &Config, threads: usize) -> Limits {
         // An HTTP request up to its limits must fit in the kept input, or the connection would
         // be cut before the protocol layer could answer 413/431.
-        let http_request = crate::http::chunked::max_encoded_len(config.http_limits.max_body)
+        let http_request = crate::proto::http::chunked::max_encoded_len(config.http_limits.max_body)
             .saturating_add(config.http_limits.max_header_bytes);
         let serves_http = config.listeners.iter().any(|(p, _)| matches!(p, Protocol::Http | Protocol::Ws));
         let mut max_read_buffer =
@@ -541,9 +541,9 @@ impl<A: App> Worker<A> {
             );
             guarded(counters, *id, "on_close", || session.on_close(&mut conn, reason));
         }
-        if flags.has(Flags::PANICKED) {
-            // Its on_close (which ends a WebSocket's subscriptions) did not run.
-            crate::ws::topics::unsubscribe_all(fd, *id);
+        if flags.has(Flags::SUBSCRIBED) {
+            // Its subscriptions end with it, whatever its session did (or failed to do) on close.
+            crate::rt::pubsub::unsubscribe_all(fd, *id);
         }
         out.discard(&mut self.pool, counters);
         self.pool.give(input, counters);
@@ -634,7 +634,7 @@ impl<A: App> Worker<A> {
         std::mem::swap(&mut *worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner), &mut self.mail);
         let counters = &worker.counters;
         for (topic, frame) in self.mail.letters() {
-            crate::ws::topics::for_each_subscriber(topic, |fd, id| {
+            crate::rt::pubsub::for_each_subscriber(topic, |fd, id| {
                 let Some(c) = self.table.get_mut(fd).filter(|c| c.id == id) else { return };
                 let mut conn = Connection::<A::Session>::conn(
                     &c.stream,
@@ -642,9 +642,7 @@ impl<A: App> Worker<A> {
                     (c.id, c.protocol),
                     (&mut self.pool, &self.shared, counters),
                 );
-                if !conn.is_closing() && crate::ws::conn::admit(&mut conn, frame.len()) {
-                    conn.write(frame);
-                }
+                crate::driver::ws::deliver(&mut conn, frame);
                 if !c.flags.has(Flags::DELIVERED) {
                     c.flags.set(Flags::DELIVERED);
                     self.delivered.push(connection_token(fd, c.generation));
@@ -714,7 +712,7 @@ impl<A: App> Worker<A> {
         let Some(mut ring) = self.udp.ring.take() else { return };
         let mut captured = 0;
         ring.drain(|frame| {
-            let Some(datagram) = crate::ring::parse_udp(frame) else { return };
+            let Some(datagram) = crate::proto::ring::parse_udp(frame) else { return };
             let Some(endpoint) = self.udp.endpoints.iter().position(|e| e.port == datagram.to_port) else { return };
             if datagram.payload.len() > self.limits.max_datagram {
                 bump(&self.shared.workers[self.index].counters.datagrams_truncated, 1);
@@ -1062,7 +1060,7 @@ impl<S: Handler> TickContext<'_, S> {
 
     /// Publishes to a WebSocket topic (see [`WsConn::publish`](crate::ws::WsConn::publish)).
     pub fn publish<'m>(&mut self, topic: &str, message: impl Into<crate::ws::Message<'m>>) {
-        crate::ws::topics::publish_to(self.shared, Some(self.worker), topic, message.into());
+        crate::driver::ws::publish(self.shared, Some(self.worker), topic, message.into());
     }
 }
 
@@ -1333,18 +1331,7 @@ impl<S: Handler> Connection<S> {
 
     /// One send of the pending output.
     fn send(&mut self, io: &mut Io<'_>) -> Result<(), CloseReason> {
-        loop {
-            match self.stream.send(self.out.unsent()) {
-                Ok(n) => {
-                    bump(&io.counters.bytes_out, n as u64);
-                    self.out.consume(n, io.pool, io.counters);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CloseReason::from_io(&e)),
-            }
-        }
+        send_queued(&self.stream, &mut self.out, io.pool, io.counters).map_err(|e| CloseReason::from_io(&e))
     }
 }
 
@@ -1357,7 +1344,7 @@ mod tests {
     fn a_session_table_slot_stays_small() {
         let slot = std::mem::size_of::<Option<super::Connection<()>>>();
         assert!(slot <= 104, "an empty session's slot grew to {slot} bytes");
-        let http = std::mem::size_of::<crate::http::session::HttpState>();
+        let http = std::mem::size_of::<crate::proto::http::Connection>();
         assert!(http <= 48, "HTTP's per-connection state grew to {http} bytes");
     }
 }

@@ -6,6 +6,45 @@ use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 use super::close_code::{INVALID_PAYLOAD, MESSAGE_TOO_BIG, PROTOCOL_ERROR};
+use crate::proto::Sink;
+
+/// A complete message, borrowed from the worker's unmasking buffer (or, for a fragmented one,
+/// from the connection's reassembly buffer): nothing is allocated per message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, validated as UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> From<&'a str> for Message<'a> {
+    fn from(text: &'a str) -> Message<'a> {
+        Message::Text(text)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Message<'a> {
+    fn from(bytes: &'a [u8]) -> Message<'a> {
+        Message::Binary(bytes)
+    }
+}
+
+impl Message<'_> {
+    pub(crate) fn opcode(self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Data(Data::Text),
+            Message::Binary(_) => OpCode::Data(Data::Binary),
+        }
+    }
+
+    pub(crate) fn payload(&self) -> &[u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => bytes,
+        }
+    }
+}
 
 /// Control frames carry at most this much (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
@@ -208,16 +247,39 @@ fn control_event(control: Control, payload: &[u8]) -> Result<Event<'_>, Violatio
     }
 }
 
-/// Appends a server frame (unmasked, final) with `payload` to `out`.
-pub(crate) fn encode(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
-    let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode, mask: None };
-    // Writing into a Vec cannot fail.
-    let _ = header.format(payload.len() as u64, out);
-    out.extend_from_slice(payload);
+/// The header of a final, unmasked server frame, formatted on the stack: a frame is this
+/// followed by its payload, so a frame for many receivers is encoded once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FrameHead {
+    bytes: [u8; 14],
+    len: usize,
 }
 
-/// Appends a close frame with `code` and `reason` (truncated to fit a control frame).
-pub(crate) fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
+impl FrameHead {
+    pub(crate) fn new(opcode: OpCode, payload_len: usize) -> FrameHead {
+        let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode, mask: None };
+        let mut bytes = [0u8; 14];
+        let mut rest = &mut bytes[..];
+        // 14 bytes hold the longest header of an unmasked frame, so formatting cannot fail.
+        let _ = header.format(payload_len as u64, &mut rest);
+        let len = 14 - rest.len();
+        FrameHead { bytes, len }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Writes a final, unmasked server frame.
+pub(crate) fn write_frame(sink: &mut impl Sink, opcode: OpCode, payload: &[u8]) {
+    sink.write(FrameHead::new(opcode, payload.len()).as_bytes());
+    sink.write(payload);
+}
+
+/// Writes a close frame with `code` and `reason` (truncated, on a character boundary, to fit a
+/// control frame).
+pub(crate) fn write_close_frame(sink: &mut impl Sink, code: u16, reason: &str) {
     let mut end = reason.len().min(MAX_CONTROL_PAYLOAD as usize - 2);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -225,7 +287,7 @@ pub(crate) fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
     let mut payload = [0u8; MAX_CONTROL_PAYLOAD as usize];
     payload[..2].copy_from_slice(&code.to_be_bytes());
     payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
-    encode(OpCode::Control(Control::Close), &payload[..2 + end], out);
+    write_frame(sink, OpCode::Control(Control::Close), &payload[..2 + end]);
 }
 
 #[cfg(test)]
@@ -383,11 +445,16 @@ mod tests {
 
     #[test]
     fn server_frames_are_unmasked_and_close_reasons_fit() {
-        let mut out = Vec::new();
-        encode(OpCode::Data(Data::Text), b"hi", &mut out);
-        assert_eq!(out, [0x81, 0x02, b'h', b'i']);
-        out.clear();
-        encode_close(1000, &"é".repeat(100), &mut out);
+        let mut sink = crate::proto::TestSink::new();
+        write_frame(&mut sink, OpCode::Data(Data::Text), b"hi");
+        assert_eq!(sink.out, [0x81, 0x02, b'h', b'i']);
+        assert_eq!(
+            FrameHead::new(OpCode::Data(Data::Binary), 70_000).as_bytes(),
+            [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]
+        );
+        sink.out.clear();
+        write_close_frame(&mut sink, 1000, &"é".repeat(100));
+        let out = sink.out;
         assert_eq!(out[1] as usize, out.len() - 2);
         assert!(out.len() - 2 <= 125);
         assert!(std::str::from_utf8(&out[4..]).is_ok(), "truncated on a character boundary");

@@ -1,7 +1,43 @@
-//! The HTTP/1.1 upgrade to WebSocket (RFC 6455 §4.2), checked on smoke's parsed request.
+//! The HTTP/1.1 upgrade to WebSocket (RFC 6455 §4.2), checked on smoke's parsed request, and
+//! the answer a handler gives it ([`Upgrade`]).
 
-use crate::rt::conn::Conn;
-use crate::http::{Request, Response};
+use crate::proto::Sink;
+use crate::proto::http::{Request, Response};
+
+/// The upgrade request's answer, decided in `#[on_upgrade]`: accept (the default), refuse with a
+/// status, or pick a subprotocol the client offered.
+#[derive(Debug)]
+pub struct Upgrade<'r> {
+    offered: Option<&'r str>,
+    pub(crate) refused: Option<u16>,
+    pub(crate) subprotocol: Option<&'r str>,
+}
+
+impl<'r> Upgrade<'r> {
+    pub(crate) fn new(req: &Request<'r>) -> Upgrade<'r> {
+        Upgrade { offered: req.header_str("sec-websocket-protocol"), refused: None, subprotocol: None }
+    }
+
+    /// Refuses the upgrade: the client gets this HTTP status (400..=599; others become 403).
+    pub fn refuse(&mut self, status: u16) {
+        self.refused = Some(if (400..=599).contains(&status) { status } else { 403 });
+    }
+
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in its order.
+    pub fn offered(&self) -> impl Iterator<Item = &'r str> {
+        self.offered.into_iter().flat_map(|list| list.split(',')).map(str::trim).filter(|p| !p.is_empty())
+    }
+
+    /// Accepts `protocol` as the connection's subprotocol; false (and nothing chosen) when the
+    /// client did not offer it, since answering with one it did not offer makes it fail.
+    /// Browsers also fail a handshake that offered subprotocols and got none back: when
+    /// [`offered`](Upgrade::offered) is not empty, accept one or refuse.
+    pub fn accept_subprotocol(&mut self, protocol: &str) -> bool {
+        let offered = self.offered().find(|p| *p == protocol);
+        self.subprotocol = offered;
+        offered.is_some()
+    }
+}
 
 /// Why an upgrade request is refused: the status and, for a version mismatch, the header
 /// telling the client which version to use.
@@ -71,29 +107,28 @@ pub(crate) fn accept(req: &Request<'_>) -> Result<String, Refusal> {
 }
 
 /// Writes the `101 Switching Protocols` that completes an accepted upgrade.
-pub(crate) fn write_switch(conn: &mut Conn<'_>, accept_key: &str, subprotocol: Option<&str>) {
-    conn.write(
+pub(crate) fn write_switch(sink: &mut impl Sink, accept_key: &str, subprotocol: Option<&str>) {
+    sink.write(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
-    conn.write(accept_key.as_bytes());
+    sink.write(accept_key.as_bytes());
     if let Some(protocol) = subprotocol {
-        conn.write(b"\r\nSec-WebSocket-Protocol: ");
-        conn.write(protocol.as_bytes());
+        sink.write(b"\r\nSec-WebSocket-Protocol: ");
+        sink.write(protocol.as_bytes());
     }
-    conn.write(b"\r\n\r\n");
+    sink.write(b"\r\n\r\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::proto::parse_head;
-    use crate::rt::server::Shared;
+    use crate::proto::NoServer;
+    use crate::proto::http::parse_head;
 
     fn check(raw: &[u8]) -> Result<String, Refusal> {
-        let shared = Shared::for_tests();
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; 32];
         let (head, headers) = parse_head(raw, &mut slots, &Default::default()).unwrap().unwrap();
-        let req = Request::new(&head, headers, &[], None, &shared);
+        let req = Request::new(&head, headers, &[], None, &NoServer);
         accept(&req)
     }
 

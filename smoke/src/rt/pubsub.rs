@@ -1,11 +1,12 @@
-//! Topics: publish/subscribe across every worker of a server.
+//! Topics: publish/subscribe of opaque byte frames across every worker of a server.
 //!
-//! Each worker keeps its own subscriber lists (thread-local: only that worker touches them) and
-//! has a mailbox other threads append publications to. A publication is encoded into a frame
-//! once, appended to every worker's mailbox (the publisher's own included, so one path keeps
-//! per-publisher order everywhere), and each worker copies it into its subscribers' output
-//! queues. A worker is woken by its eventfd only when its mailbox goes from empty to not
-//! empty; its own publications need no wake-up, since it looks at its mailbox every loop turn.
+//! Each worker keeps its own subscriber lists (thread-local: only that worker touches them, and
+//! a connection's handle stays small) and has a mailbox other threads append publications to. A
+//! publication is a frame its protocol encoded once (a WebSocket message, say); it is appended
+//! to every worker's mailbox (the publisher's own included, so one path keeps per-publisher
+//! order everywhere), and each worker hands it to its subscribers. A worker is woken by its
+//! eventfd only when its mailbox goes from empty to not empty; its own publications need no
+//! wake-up, since it looks at its mailbox every loop turn.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,8 +14,6 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError, Weak};
 
-use super::conn::Message;
-use super::session::frame_header;
 use crate::rt::conn::ConnId;
 use crate::rt::server::Shared;
 
@@ -28,11 +27,14 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    fn push(&mut self, topic: &str, head: &[u8], payload: &[u8]) {
+    fn push(&mut self, topic: &str, frame: &[&[u8]]) {
         self.bytes.extend_from_slice(topic.as_bytes());
-        self.bytes.extend_from_slice(head);
-        self.bytes.extend_from_slice(payload);
-        self.letters.push((topic.len() as u32, (head.len() + payload.len()) as u32));
+        let mut frame_len = 0;
+        for part in frame {
+            self.bytes.extend_from_slice(part);
+            frame_len += part.len();
+        }
+        self.letters.push((topic.len() as u32, frame_len as u32));
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -133,16 +135,14 @@ pub(crate) fn for_each_subscriber(topic: &str, mut deliver: impl FnMut(RawFd, Co
     });
 }
 
-/// Publishes from a worker (`from`: its index, which needs no wake-up) or any other thread.
-pub(crate) fn publish_to(shared: &Shared, from: Option<usize>, topic: &str, message: Message<'_>) {
-    let payload = message.payload();
-    let mut head = [0u8; 14];
-    let head_len = frame_header(message.opcode(), payload.len(), &mut head);
+/// Publishes `frame` (its parts, concatenated) to `topic` on every worker of `shared`, from a
+/// worker (`from`: its index, which needs no wake-up) or any other thread.
+pub(crate) fn publish_to(shared: &Shared, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
     for (index, worker) in shared.workers.iter().enumerate() {
         let was_empty = {
             let mut mailbox = worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
             let was_empty = mailbox.is_empty();
-            mailbox.push(topic, &head[..head_len], payload);
+            mailbox.push(topic, frame);
             was_empty
         };
         if was_empty {
@@ -154,7 +154,7 @@ pub(crate) fn publish_to(shared: &Shared, from: Option<usize>, topic: &str, mess
     }
 }
 
-/// Every running server in this process, for [`publish`].
+/// Every running server in this process, for [`publish_everywhere`].
 static SERVERS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
 pub(crate) fn register(shared: &std::sync::Arc<Shared>) {
@@ -163,15 +163,12 @@ pub(crate) fn register(shared: &std::sync::Arc<Shared>) {
     servers.push(std::sync::Arc::downgrade(shared));
 }
 
-/// Publishes `message` to `topic` on every server running in this process, from any thread (a
-/// background job, a timer thread, a handler). Subscribers get it exactly once; publications
-/// from one thread arrive in the order they were made.
-pub fn publish<'m>(topic: &str, message: impl Into<Message<'m>>) {
-    let message = message.into();
+/// Publishes `frame` to `topic` on every server running in this process, from any thread.
+pub(crate) fn publish_everywhere(topic: &str, frame: &[&[u8]]) {
     let servers = SERVERS.lock().unwrap_or_else(PoisonError::into_inner);
     for shared in servers.iter().filter_map(Weak::upgrade) {
         if !shared.stopping.load(Ordering::Relaxed) {
-            publish_to(&shared, None, topic, message);
+            publish_to(&shared, None, topic, frame);
         }
     }
 }

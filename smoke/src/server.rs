@@ -1,23 +1,22 @@
-//! What `#[smoke::server]` generates code against: the [`Server`] trait.
+//! What `#[smoke::server]` generates code against: the [`Server`] trait, and the tick's view of
+//! a worker ([`Worker`]).
 //!
 //! The macro only forwards: it turns the attribute into a [`Config`] and each `#[on_*]` method
-//! into a trait method here. The event loop stays in the runtime.
+//! into a trait method here. The event loop stays in the runtime, the protocols in the driver.
 
 use std::io;
 use std::marker::PhantomData;
 
 use crate::app::App;
-use crate::config::{Config, Protocol};
-use crate::rt::conn::{CloseReason, Conn};
-use crate::handler::Handler;
-use crate::http::session::{Answer, HttpState, header_timeout, serve_requests};
+use crate::config::Config;
+use crate::driver::{Machine, Stream};
 use crate::http::{Request, Response};
+use crate::rt::conn::{CloseReason, Conn};
 use crate::rt::server::{ServerHandle, spawn_app};
-use crate::sys::ShutdownSignals;
 use crate::rt::udp::Peer;
 use crate::rt::worker::{TickContext, TickInfo};
-use crate::ws::session::{self as ws_session, WsState};
-use crate::ws::{Message, Upgrade, WsConn, handshake};
+use crate::sys::ShutdownSignals;
+use crate::ws::{Message, Upgrade, WsConn};
 
 /// A session type turned into a server by `#[smoke::server]` (which writes this impl; a manual
 /// impl works the same way).
@@ -144,21 +143,22 @@ pub trait Server: Sized + 'static {
 struct ServerApp<T>(PhantomData<fn() -> T>);
 
 impl<T: Server> App for ServerApp<T> {
-    type Session = Session<T>;
+    type Session = Stream<T>;
 
-    fn connection(&self, conn: &mut Conn<'_>) -> Session<T> {
-        Session { inner: T::new_session(conn), proto: Proto::default() }
+    fn connection(&self, conn: &mut Conn<'_>) -> Stream<T> {
+        let protocol = conn.protocol();
+        Stream::new(T::new_session(conn), protocol)
     }
 
-    fn peer(&self, peer: &mut Peer<'_>) -> Option<Session<T>> {
-        T::new_peer(peer).map(|inner| Session { inner, proto: Proto::default() })
+    fn peer(&self, peer: &mut Peer<'_>) -> Option<Stream<T>> {
+        T::new_peer(peer).map(|user| Stream { user, machine: Machine::Raw })
     }
 
     fn builds_peers(&self) -> bool {
         true
     }
 
-    fn on_tick(&self, tick: &mut TickContext<'_, Session<T>>) {
+    fn on_tick(&self, tick: &mut TickContext<'_, Stream<T>>) {
         T::on_tick(&mut Worker { tick });
     }
 }
@@ -167,7 +167,7 @@ impl<T: Server> App for ServerApp<T> {
 /// WebSockets with their sessions, sends to any address, publications, and how late the tick
 /// is.
 pub struct Worker<'t, 'w, T> {
-    tick: &'t mut TickContext<'w, Session<T>>,
+    tick: &'t mut TickContext<'w, Stream<T>>,
 }
 
 impl<T> std::fmt::Debug for Worker<'_, '_, T> {
@@ -189,14 +189,14 @@ impl<T: Server> Worker<'_, '_, T> {
 
     /// Calls `visit` with each UDP peer's session.
     pub fn for_each_peer(&mut self, mut visit: impl FnMut(&mut T, &mut Peer<'_>)) {
-        self.tick.for_each_peer(|session, peer| visit(&mut session.inner, peer));
+        self.tick.for_each_peer(|session, peer| visit(&mut session.user, peer));
     }
 
     /// Calls `visit` with each raw TCP connection's session.
     pub fn for_each_tcp(&mut self, mut visit: impl FnMut(&mut T, &mut Conn<'_>)) {
         self.tick.for_each_connection(|session, conn| {
-            if conn.protocol() == Protocol::Tcp {
-                visit(&mut session.inner, conn);
+            if let Machine::Raw = session.machine {
+                visit(&mut session.user, conn);
             }
         });
     }
@@ -204,8 +204,8 @@ impl<T: Server> Worker<'_, '_, T> {
     /// Calls `visit` with each open WebSocket's session (not those closing).
     pub fn for_each_websocket(&mut self, mut visit: impl FnMut(&mut T, &mut WsConn<'_, '_>)) {
         self.tick.for_each_connection(|session, conn| {
-            if let (Proto::Ws(ws), false) = (&mut session.proto, conn.protocol() == Protocol::Tcp) {
-                ws_session::with_open(ws, conn, |ws| visit(&mut session.inner, ws));
+            if let Machine::Ws(ws) = &mut session.machine {
+                crate::driver::ws::with_open(ws, conn, |ws| visit(&mut session.user, ws));
             }
         });
     }
@@ -228,117 +228,5 @@ impl<T: Server> Worker<'_, '_, T> {
     /// This worker's connections (all listeners).
     pub fn connections(&self) -> usize {
         self.tick.connections()
-    }
-}
-
-/// Runs a [`Server`] type's handlers as a [`Handler`], speaking each listener's protocol.
-struct Session<T> {
-    inner: T,
-    proto: Proto,
-}
-
-/// Where an HTTP-speaking connection is: requests, or (after an upgrade) WebSocket frames.
-/// Raw TCP connections leave it untouched.
-#[derive(Debug)]
-enum Proto {
-    Http(HttpState),
-    Ws(WsState),
-}
-
-impl Default for Proto {
-    fn default() -> Proto {
-        Proto::Http(HttpState::default())
-    }
-}
-
-impl<T: Server> Session<T> {
-    fn serve_http(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
-        let Proto::Http(http) = &mut self.proto else { return 0 };
-        let limits = conn.shared.http_limits;
-        let only_ws = conn.protocol() == Protocol::Ws;
-        let ws_path = conn.shared.ws.path.as_deref();
-        let inner = &mut self.inner;
-        let mut upgraded = false;
-        let consumed = serve_requests(http, conn, input, &limits, |req, res, conn| {
-            if !only_ws && ws_path != Some(req.path()) {
-                inner.on_request(req, res);
-                return Answer::Respond;
-            }
-            let accept_key = match handshake::accept(req) {
-                Ok(key) => key,
-                Err(refusal) => {
-                    refusal.write(res);
-                    return Answer::Respond;
-                }
-            };
-            let mut upgrade = Upgrade::new(req);
-            inner.on_upgrade(req, &mut upgrade);
-            if let Some(status) = upgrade.refused {
-                res.status(status);
-                return Answer::Respond;
-            }
-            handshake::write_switch(conn, &accept_key, upgrade.subprotocol);
-            upgraded = true;
-            Answer::Upgraded
-        });
-        if upgraded {
-            let mut ws = WsState::default();
-            ws_session::open(&mut ws, conn, &mut self.inner);
-            self.proto = Proto::Ws(ws);
-        }
-        consumed
-    }
-}
-
-impl<T: Server> Handler for Session<T> {
-    #[inline]
-    fn on_connect(&mut self, conn: &mut Conn<'_>) {
-        self.inner.on_connect(conn);
-    }
-    #[inline]
-    fn on_data(&mut self, conn: &mut Conn<'_>, input: &[u8]) -> usize {
-        match (&mut self.proto, conn.protocol()) {
-            (_, Protocol::Tcp) => self.inner.on_data(conn, input),
-            (Proto::Ws(ws), _) => ws_session::serve_frames(ws, conn, input, &mut self.inner),
-            (Proto::Http(_), _) => self.serve_http(conn, input),
-        }
-    }
-    #[inline]
-    fn on_write(&mut self, conn: &mut Conn<'_>) {
-        match (&mut self.proto, conn.protocol()) {
-            (_, Protocol::Tcp) => self.inner.on_write(conn),
-            (Proto::Ws(ws), _) => ws_session::drained(ws, conn, &mut self.inner),
-            (Proto::Http(_), _) => {}
-        }
-    }
-    #[inline]
-    fn on_timer(&mut self, conn: &mut Conn<'_>) {
-        match (&mut self.proto, conn.protocol()) {
-            (_, Protocol::Tcp) => self.inner.on_timer(conn),
-            (Proto::Ws(ws), _) => ws_session::timer(ws, conn, &mut self.inner),
-            (Proto::Http(http), _) => header_timeout(http, conn),
-        }
-    }
-    fn on_shutdown(&mut self, conn: &mut Conn<'_>) {
-        if let (Proto::Ws(ws), false) = (&mut self.proto, conn.protocol() == Protocol::Tcp) {
-            ws_session::shutting_down(ws, conn, &mut self.inner);
-        }
-    }
-    #[inline]
-    fn on_close(&mut self, conn: &mut Conn<'_>, reason: CloseReason) {
-        if let Proto::Ws(ws) = &mut self.proto {
-            ws_session::closed(ws, conn, &mut self.inner);
-        }
-        self.inner.on_close(conn, reason);
-    }
-    #[inline]
-    fn on_datagram(&mut self, peer: &mut Peer<'_>, packet: &[u8]) {
-        self.inner.on_datagram(peer, packet);
-    }
-    fn on_peer_timer(&mut self, peer: &mut Peer<'_>) {
-        self.inner.on_peer_timer(peer);
-    }
-    fn on_peer_close(&mut self, peer: &mut Peer<'_>, reason: CloseReason) {
-        self.inner.on_peer_close(peer, reason);
     }
 }

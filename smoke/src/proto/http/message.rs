@@ -3,10 +3,9 @@
 
 use std::net::SocketAddr;
 
-use super::proto::Head;
+use super::head::Head;
 use super::route::Params;
-use crate::rt::server::Shared;
-use crate::stats::Stats;
+use crate::stats::{Stats, StatsSource};
 
 /// A complete HTTP/1.x request, borrowed from the connection's input: no copies.
 #[derive(Clone, Copy, Debug)]
@@ -19,7 +18,7 @@ pub struct Request<'a> {
     body: &'a [u8],
     peer: Option<SocketAddr>,
     params: Params<'a>,
-    shared: &'a Shared,
+    server: &'a dyn StatsSource,
 }
 
 impl<'a> Request<'a> {
@@ -28,7 +27,7 @@ impl<'a> Request<'a> {
         headers: &'a [httparse::Header<'a>],
         body: &'a [u8],
         peer: Option<SocketAddr>,
-        shared: &'a Shared,
+        server: &'a dyn StatsSource,
     ) -> Request<'a> {
         // Absolute form (`GET http://host/x HTTP/1.1`, RFC 9112 §3.2.2) names the same
         // resource as its path.
@@ -57,7 +56,7 @@ impl<'a> Request<'a> {
             body,
             peer,
             params,
-            shared,
+            server,
         }
     }
 
@@ -116,7 +115,7 @@ impl<'a> Request<'a> {
     }
     /// The counters of all workers, summed (as [`Conn::server_stats`](crate::Conn::server_stats)).
     pub fn server_stats(&self) -> Stats {
-        self.shared.stats()
+        self.server.stats()
     }
 }
 

@@ -1,23 +1,27 @@
-//! HTTP/1.1: request heads parsed by httparse with the request-smuggling checks, chunked
-//! decoding, the cached `Date` header, and the per-connection driver that answers pipelined
-//! requests in order. The protocol pieces are plain functions over buffers (hyper's proto
-//! split), tested on bytes alone; the event loop and the DSL drive them.
+//! HTTP/1.1 without I/O: request heads parsed by httparse with the request-smuggling checks
+//! (`head.rs`), chunked bodies (`chunked.rs`), the `Date` value (`date.rs`), requests and
+//! responses (`message.rs`), route matching (`route.rs`), and the per-connection machine that
+//! answers pipelined requests in order into a [`Sink`](super::Sink) (`connection.rs`).
 
 pub(crate) mod chunked;
-pub(crate) mod date;
+mod connection;
+mod date;
+mod head;
 mod message;
-pub(crate) mod proto;
 mod route;
-pub(crate) mod session;
 
+pub(crate) use connection::{Answer, Connection, Context};
+pub use head::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
 pub use message::{Request, Response};
-pub use proto::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
 pub use route::{Dispatch, MAX_PARAMS, Params, Route, Segment, dispatch};
+
+#[cfg(test)]
+pub(crate) use head::parse_head;
 
 /// Why a request is refused; each maps to the status the client gets before the connection
 /// closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// 400: malformed, or framed in a way that could smuggle a request; the text says which.
     BadRequest(&'static str),
     /// 431: the header block (or the trailers) above `max_header_bytes`, or more than
@@ -33,7 +37,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The response status.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             Rejection::BadRequest(_) => 400,
             Rejection::HeaderTooLarge => 431,

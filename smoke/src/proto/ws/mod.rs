@@ -1,21 +1,20 @@
-//! WebSocket (RFC 6455): the upgrade, frames over smoke's own buffers, messages to the session's
-//! handlers, and topics (publish/subscribe across every worker of a server).
-//!
-//! The protocol pieces are plain functions over buffers: the handshake checks, frame parsing
-//! with tungstenite's `FrameHeader` (not its stream-owning `WebSocket`), word-at-a-time
-//! unmasking, reassembly with UTF-8 validation across fragments, and encoding. `session` drives
-//! them for one connection; `topics` carries publications between workers.
+//! WebSocket (RFC 6455) without I/O: frames over smoke's own buffers (`codec.rs`: parsing with
+//! tungstenite's `FrameHeader`, not its stream-owning `WebSocket`; word-at-a-time unmasking;
+//! reassembly with UTF-8 validation across fragments; encoding), the HTTP/1.1 upgrade
+//! (`handshake.rs`), and one upgraded connection's machine (`connection.rs`: messages, pings,
+//! the close handshake, the idle check).
 
-pub(crate) mod codec;
-pub(crate) mod conn;
-pub(crate) mod handshake;
-pub(crate) mod session;
-pub(crate) mod topics;
+mod codec;
+mod connection;
+mod handshake;
 
 use std::time::Duration;
 
-pub use conn::{Message, SendStatus, Upgrade, WsConn};
-pub use topics::publish;
+pub use codec::Message;
+pub(crate) use codec::{FrameHead, write_frame};
+pub(crate) use connection::{Connection, Events, State};
+pub use handshake::Upgrade;
+pub(crate) use handshake::{accept, write_switch};
 
 /// Default [`Config::max_message`](crate::Config::max_message): 1 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
@@ -51,7 +50,8 @@ impl Default for WsConfig {
     }
 }
 
-/// Close codes (RFC 6455 §7.4.1) for [`WsConn::close`] and what `#[on_close]` reports.
+/// Close codes (RFC 6455 §7.4.1) for [`WsConn::close`](crate::ws::WsConn::close) and what
+/// `#[on_close]` reports.
 pub mod close_code {
     /// 1000: normal closure.
     pub const NORMAL: u16 = 1000;

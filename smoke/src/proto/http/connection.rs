@@ -1,0 +1,267 @@
+//! One HTTP/1.x connection's machine: every complete request at the front of the input is
+//! parsed, handed to the caller's handler, and its response appended to the sink in order (so
+//! pipelined responses leave in the runtime's one send); a partial request waits for more bytes,
+//! with `header_timeout` to complete its head.
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+use super::chunked::{self, Decoded};
+use super::date::DateCache;
+use super::head::{self, Framing};
+use super::message::{ConnectionHeader, Request, Response};
+use super::{Limits, Rejection};
+use crate::proto::Sink;
+use crate::stats::StatsSource;
+
+/// Header slots parsed per request (the stack array httparse fills); `max_headers` is at most
+/// this.
+const MAX_HEADER_SLOTS: usize = smoke_rules::limits::MAX_HEADERS;
+
+thread_local! {
+    /// Per worker thread: the response being built and its serialised form (their buffers are
+    /// reused, so answering allocates nothing in steady state), and the cached Date.
+    static SCRATCH: RefCell<(Response, DateCache, Vec<u8>)> =
+        RefCell::new((Response::default(), DateCache::default(), Vec::new()));
+}
+
+/// Per-connection HTTP state. Holds heap memory only while a chunked body is being decoded.
+#[derive(Debug, Default)]
+pub(crate) struct Connection {
+    peer: Option<SocketAddr>,
+    /// The chunked body being decoded; boxed because most connections never send one and
+    /// every connection carries this state.
+    chunked: Option<Box<ChunkedBody>>,
+    continue_sent: bool,
+    /// The connection's timer is running for a header block that has started to arrive.
+    header_timer: bool,
+}
+
+#[derive(Debug, Default)]
+struct ChunkedBody {
+    /// Where decoding resumes (see `chunked::decode`).
+    resume: usize,
+    decoded: Vec<u8>,
+}
+
+/// What a request's handler did with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Filled the response, which is sent.
+    Respond,
+    /// Switched the connection to another protocol, writing its own `101`: this was the last
+    /// HTTP request on it, and what follows is no longer HTTP.
+    Upgraded,
+}
+
+/// What one [`Connection::serve`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Served {
+    /// Input bytes used; the rest waits for more.
+    pub(crate) consumed: usize,
+    /// A request was refused (400, 413, 431, 505): its status is written and the sink closing.
+    pub(crate) rejected: Option<Rejection>,
+    /// The last request switched protocols ([`Answer::Upgraded`]).
+    pub(crate) upgraded: bool,
+}
+
+/// What a batch of requests is answered with besides the bytes: the limits, the wall clock (for
+/// `Date`) and the server whose counters a request can show.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Context<'a> {
+    pub(crate) limits: &'a Limits,
+    /// Seconds since the Unix epoch.
+    pub(crate) now: u64,
+    pub(crate) server: &'a dyn StatsSource,
+}
+
+impl Connection {
+    /// Answers the complete requests at the front of `input`.
+    pub(crate) fn serve<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        input: &[u8],
+        context: &Context<'_>,
+        mut handle: impl FnMut(&Request<'_>, &mut Response, &mut S) -> Answer,
+    ) -> Served {
+        let limits = context.limits;
+        let mut served = Served { consumed: 0, rejected: None, upgraded: false };
+        // Stop at our own backlog: a read full of pipelined requests for large responses must not
+        // queue them all; the runtime offers the rest again once the peer has caught up.
+        while served.consumed < input.len() && !sink.is_closing() && !sink.is_backpressured() {
+            let buf = &input[served.consumed..];
+            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADER_SLOTS];
+            let (head, headers) = match head::parse_head(buf, &mut slots, limits) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => {
+                    // Part of a header block: it has `header_timeout` to complete, counted from
+                    // when it started (not reset by each trickled byte).
+                    if !self.header_timer {
+                        sink.set_timer(limits.header_timeout);
+                        self.header_timer = true;
+                    }
+                    break;
+                }
+                Err(rejection) => return reject(sink, rejection, input.len(), context.now),
+            };
+            if self.header_timer {
+                sink.cancel_timer();
+                self.header_timer = false;
+            }
+            let (body, used): (&[u8], usize) = match head.framing {
+                Framing::Empty => (&[], head.len),
+                Framing::Length(length) if buf.len() - head.len >= length => {
+                    (&buf[head.len..head.len + length], head.len + length)
+                }
+                Framing::Length(_) => {
+                    self.send_continue(sink, head.expect_continue);
+                    break;
+                }
+                Framing::Chunked => {
+                    let chunked_body = self.chunked.get_or_insert_with(Box::default);
+                    match chunked::decode(
+                        &buf[head.len..],
+                        &mut chunked_body.resume,
+                        &mut chunked_body.decoded,
+                        limits.max_body,
+                        limits.max_header_bytes,
+                    ) {
+                        Ok(Decoded::Complete { consumed }) => (&chunked_body.decoded[..], head.len + consumed),
+                        Ok(Decoded::Partial) => {
+                            self.send_continue(sink, head.expect_continue);
+                            break;
+                        }
+                        Err(rejection) => return reject(sink, rejection, input.len(), context.now),
+                    }
+                }
+            };
+            self.continue_sent = false;
+            if self.peer.is_none() {
+                self.peer = sink.peer_addr();
+            }
+            let request = Request::new(&head, headers, body, self.peer, context.server);
+            let head_only = head.method == "HEAD";
+            let answer = SCRATCH.with_borrow_mut(|(response, date, wire)| {
+                response.reset();
+                if handle(&request, response, sink) == Answer::Upgraded {
+                    return Answer::Upgraded;
+                }
+                let connection = match (head.keep_alive, head.minor_version) {
+                    (false, _) => ConnectionHeader::Close,
+                    (true, 0) => ConnectionHeader::KeepAlive,
+                    (true, _) => ConnectionHeader::None,
+                };
+                wire.clear();
+                response.write_to(wire, date.get(context.now), head_only, connection);
+                sink.write(wire);
+                Answer::Respond
+            });
+            served.consumed += used;
+            if answer == Answer::Upgraded {
+                self.chunked = None;
+                served.upgraded = true;
+                break;
+            }
+            if head.framing == Framing::Chunked {
+                // An idle connection holds no buffer: the decoded body goes with its request.
+                self.chunked = None;
+            }
+            if !head.keep_alive {
+                sink.close();
+            }
+        }
+        served
+    }
+
+    /// The connection's timer fired: a header block that started `header_timeout` ago is still
+    /// not complete, so it gets 408 and the connection closes (true: refused).
+    pub(crate) fn timer_fired(&mut self, sink: &mut impl Sink, limits: &Limits, now: u64) -> bool {
+        if !self.header_timer {
+            return false;
+        }
+        if sink.buffered() > 0 {
+            // The rest of the head may be waiting unread while we wait for the client to take
+            // our responses: that is our backlog, not a slow client. Look again later.
+            sink.set_timer(limits.header_timeout);
+            return false;
+        }
+        self.header_timer = false;
+        reject(sink, Rejection::HeaderTimeout, 0, now);
+        true
+    }
+
+    /// `Expect: 100-continue` gets its interim response once, when the body has not arrived yet.
+    fn send_continue(&mut self, sink: &mut impl Sink, expected: bool) {
+        if expected && !self.continue_sent {
+            sink.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.continue_sent = true;
+        }
+    }
+}
+
+/// Answers a refused request with its status and closes: nothing after it can be trusted to be
+/// framed correctly.
+fn reject(sink: &mut impl Sink, rejection: Rejection, input_len: usize, now: u64) -> Served {
+    SCRATCH.with_borrow_mut(|(response, date, wire)| {
+        response.reset();
+        response.status(rejection.status());
+        wire.clear();
+        response.write_to(wire, date.get(now), false, ConnectionHeader::Close);
+        sink.write(wire);
+    });
+    sink.close();
+    Served { consumed: input_len, rejected: Some(rejection), upgraded: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::NoServer;
+    use crate::proto::TestSink;
+
+    fn serve(connection: &mut Connection, sink: &mut TestSink, input: &[u8]) -> Served {
+        let context = Context { limits: &Limits::default(), now: 0, server: &NoServer };
+        connection.serve(sink, input, &context, |req, res, _| {
+            res.text(req.path());
+            Answer::Respond
+        })
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_and_a_partial_one_waits_with_a_timer() {
+        let mut connection = Connection::default();
+        let mut sink = TestSink::new();
+        let input = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HT";
+        let served = serve(&mut connection, &mut sink, input);
+        assert_eq!(served, Served { consumed: 38, rejected: None, upgraded: false });
+        let text = String::from_utf8(sink.out.clone()).unwrap();
+        assert!(text.find("\r\n\r\n/a").unwrap() < text.find("\r\n\r\n/b").unwrap(), "{text}");
+        assert_eq!(sink.timer, Some(Limits::default().header_timeout), "the partial head started its timer");
+        assert!(!connection.timer_fired(&mut sink, &Limits::default(), 0), "our own backlog is not the client's delay");
+        assert_eq!(sink.timer, Some(Limits::default().header_timeout), "looked at again later");
+    }
+
+    #[test]
+    fn a_refused_request_gets_its_status_and_the_connection_closes() {
+        let mut connection = Connection::default();
+        let mut sink = TestSink::new();
+        let served = serve(&mut connection, &mut sink, b"GET / HTTP/3.0\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        assert_eq!(served.rejected, Some(Rejection::VersionNotSupported));
+        assert!(sink.closed);
+        assert!(sink.out.starts_with(b"HTTP/1.1 505 "), "{}", String::from_utf8_lossy(&sink.out));
+        let mut slow = Connection::default();
+        serve(&mut slow, &mut TestSink::new(), b"GET / HTTP/1.1\r\nHost");
+        let mut timed_out = TestSink::new();
+        assert!(slow.timer_fired(&mut timed_out, &Limits::default(), 0));
+        assert!(timed_out.out.starts_with(b"HTTP/1.1 408 ") && timed_out.closed);
+    }
+
+    #[test]
+    fn serving_stops_at_the_sinks_high_water_mark() {
+        let mut connection = Connection::default();
+        let mut sink = TestSink { high_water: 1, ..TestSink::new() };
+        let served = serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+        assert_eq!(served.consumed, 19, "one response fills the sink; the second request waits");
+    }
+}

@@ -1,0 +1,112 @@
+//! Sans-IO protocol state machines, in the manner of quinn-proto and rustls: each is fed the
+//! bytes that arrived (and the time), writes what it produces into a [`Sink`], and asks the sink
+//! for timers and closes. Nothing here knows a socket, the event loop or the user's traits, and
+//! nothing here calls `send(2)`: the driver layer joins these machines to the runtime, and a
+//! unit test or a fuzzer drives them with a `Vec`.
+//!
+//! - `http/`: HTTP/1.1 heads, chunked bodies, requests and responses, routes, and the machine that
+//!   answers one connection's pipelined requests in order.
+//! - `ws/`: WebSocket frames, the upgrade handshake, and the per-connection machine (messages,
+//!   pings, the close handshake, idleness).
+//! - `ring.rs`: the packet ring's frames (Ethernet, VLAN, IPv4/IPv6, UDP) as datagrams.
+
+pub(crate) mod http;
+pub(crate) mod ring;
+pub(crate) mod ws;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What a protocol machine may do to the connection it runs on: queue bytes for the peer, look
+/// at how much is still queued, arm or cancel the connection's one timer, and end it. The driver
+/// implements it over the runtime's connection (a TLS layer would implement it over its records).
+pub(crate) trait Sink {
+    /// Queues `bytes` for the peer; they leave when the runtime next sends.
+    fn write(&mut self, bytes: &[u8]);
+    /// Bytes queued but not yet taken by the peer.
+    fn buffered(&self) -> usize;
+    /// True once the queue has reached the connection's high-water mark: a machine producing a
+    /// lot per input (pipelined requests) stops consuming until the peer catches up.
+    fn is_backpressured(&self) -> bool;
+    /// Arms the connection's timer, replacing any earlier deadline; the machine's own timer
+    /// handler runs when it fires.
+    fn set_timer(&mut self, after: Duration);
+    /// Disarms the timer.
+    fn cancel_timer(&mut self);
+    /// Closes once the queue is flushed; no more input is delivered.
+    fn close(&mut self);
+    /// Resets the connection at once, dropping what is queued.
+    fn abort(&mut self);
+    /// Sends FIN once the queue is flushed; input keeps arriving until the peer closes.
+    fn shutdown_write(&mut self);
+    /// True once [`close`](Sink::close) or [`abort`](Sink::abort) was asked.
+    fn is_closing(&self) -> bool;
+    /// The peer's address, when the transport knows it.
+    fn peer_addr(&self) -> Option<SocketAddr>;
+}
+
+/// A server without counters, for requests built in unit tests.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct NoServer;
+
+#[cfg(test)]
+impl crate::stats::StatsSource for NoServer {
+    fn stats(&self) -> crate::stats::Stats {
+        crate::stats::Stats::default()
+    }
+}
+
+/// A sink over a `Vec`, for the machines' unit tests.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct TestSink {
+    pub(crate) out: Vec<u8>,
+    pub(crate) timer: Option<Duration>,
+    pub(crate) closed: bool,
+    pub(crate) aborted: bool,
+    pub(crate) write_shut: bool,
+    /// `is_backpressured` reports true once `out` holds this much.
+    pub(crate) high_water: usize,
+}
+
+#[cfg(test)]
+impl TestSink {
+    pub(crate) fn new() -> TestSink {
+        TestSink { high_water: usize::MAX, ..TestSink::default() }
+    }
+}
+
+#[cfg(test)]
+impl Sink for TestSink {
+    fn write(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+    fn buffered(&self) -> usize {
+        self.out.len()
+    }
+    fn is_backpressured(&self) -> bool {
+        self.out.len() >= self.high_water
+    }
+    fn set_timer(&mut self, after: Duration) {
+        self.timer = Some(after);
+    }
+    fn cancel_timer(&mut self) {
+        self.timer = None;
+    }
+    fn close(&mut self) {
+        self.closed = true;
+    }
+    fn abort(&mut self) {
+        self.aborted = true;
+    }
+    fn shutdown_write(&mut self) {
+        self.write_shut = true;
+    }
+    fn is_closing(&self) -> bool {
+        self.closed || self.aborted
+    }
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
