@@ -91,7 +91,7 @@ impl Player {
 }
 // ANCHOR_END: arena
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     Player::serve()
 }

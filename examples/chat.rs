@@ -75,7 +75,7 @@ impl Chatter {
 }
 // ANCHOR_END: chat
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     Chatter::serve()
 }

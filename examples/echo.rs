@@ -31,7 +31,7 @@ impl Echo {
 }
 // ANCHOR_END: echo
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     Echo::serve()
 }

@@ -41,7 +41,7 @@ impl Fanout {
 }
 // ANCHOR_END: fanout
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     Fanout::serve()
 }

@@ -22,7 +22,7 @@ impl Hello {
 }
 // ANCHOR_END: hello
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     Hello::serve()
 }

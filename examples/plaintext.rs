@@ -27,7 +27,7 @@ impl Bench {
 }
 // ANCHOR_END: plaintext
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     Bench::serve()
 }

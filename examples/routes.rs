@@ -59,7 +59,7 @@ impl Notes {
 }
 // ANCHOR_END: routes
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     Notes::serve()
 }

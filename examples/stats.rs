@@ -43,7 +43,7 @@ impl StatsPage {
 }
 // ANCHOR_END: stats
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     StatsPage::serve()
 }

@@ -27,7 +27,7 @@ impl UdpEcho {
 }
 // ANCHOR_END: udp_echo
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     UdpEcho::serve()?;
     eprintln!("udp_echo: {} datagrams received", RECEIVED.load(Ordering::Relaxed));

@@ -22,7 +22,7 @@ impl WsEcho {
 }
 // ANCHOR_END: ws_echo
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), smoke::Error> {
     smoke_examples::init_logging();
     WsEcho::serve()
 }

@@ -99,7 +99,7 @@ fn a_malformed_override_is_a_clear_startup_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_echo")).env("SMOKE_TCP", "99999").output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // `main` returns io::Result, so Rust prints the error's Debug form: the variable, the value
+    // `main` returns smoke::Error, whose Debug form is its sentence: the variable, the value
     // and the reason are all in it.
     assert!(stderr.contains("SMOKE_TCP=") && stderr.contains("port 99999 is out of range"), "stderr: {stderr}");
 }

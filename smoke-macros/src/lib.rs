@@ -2,10 +2,13 @@
 //! `smoke::prelude::*`), where they are documented; this crate only turns the attribute and the
 //! annotated impl block into an `impl smoke::Server`.
 //!
-//! Layout: `model` holds the tables of keys and handlers (a protocol adds rows there),
-//! `parse` checks the user's code against them, `expand` writes the output.
+//! Layout: `model` holds the tables of keys and handlers (a protocol adds rows there), `parse`
+//! reads the attribute and `methods` the impl block's methods against them, `expand` writes the
+//! output. The values' rules (listeners, routes, names, limits) are `smoke_rules`', which the
+//! runtime checks too.
 
 mod expand;
+mod methods;
 mod model;
 mod parse;
 

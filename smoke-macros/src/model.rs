@@ -139,12 +139,23 @@ pub(crate) enum Returns {
     Usize,
 }
 
-/// A handler attribute and the `smoke::Server` method it becomes.
+/// The trait a generated method belongs to: raw TCP's `smoke::Handler`, the other protocols'
+/// `smoke::Session`, or the server-wide `smoke::Server`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    Handler,
+    Session,
+    Server,
+}
+
+/// A handler attribute and the trait method it becomes.
 pub(crate) struct HandlerSpec {
     pub(crate) name: &'static str,
-    /// The `smoke::Server` method; an attribute with two signatures (`on_close`) has a row for
-    /// each, told apart by their argument count.
+    /// The trait method; an attribute with several signatures (`on_close`, `on_timer`) has a row
+    /// for each, told apart by their argument types.
     pub(crate) method: &'static str,
+    /// The trait `method` belongs to.
+    pub(crate) part: Part,
     /// The protocol whose connections it handles; `None`: every listener's.
     pub(crate) protocol: Option<Protocol>,
     /// A server declaring `protocol` must give this handler.
@@ -175,6 +186,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_connect",
         method: "on_connect",
+        part: Part::Handler,
         protocol: None,
         required: false,
         params: &[Param::Conn],
@@ -186,6 +198,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_data",
         method: "on_data",
+        part: Part::Handler,
         protocol: Some(Protocol::Tcp),
         required: true,
         params: &[Param::Conn, Param::Bytes],
@@ -197,6 +210,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_write",
         method: "on_write",
+        part: Part::Handler,
         protocol: Some(Protocol::Tcp),
         required: false,
         params: &[Param::Conn],
@@ -208,6 +222,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_close",
         method: "on_close",
+        part: Part::Handler,
         protocol: None,
         required: false,
         params: &[Param::Conn, Param::CloseReason],
@@ -219,6 +234,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_request",
         method: "on_request",
+        part: Part::Session,
         protocol: Some(Protocol::Http),
         required: true,
         params: &[Param::Request, Param::Response],
@@ -230,6 +246,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_upgrade",
         method: "on_upgrade",
+        part: Part::Session,
         protocol: Some(Protocol::Ws),
         required: false,
         params: &[Param::Request, Param::Upgrade],
@@ -241,6 +258,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_open",
         method: "on_open",
+        part: Part::Session,
         protocol: Some(Protocol::Ws),
         required: false,
         params: &[Param::WsConn],
@@ -252,6 +270,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_message",
         method: "on_message",
+        part: Part::Session,
         protocol: Some(Protocol::Ws),
         required: true,
         params: &[Param::WsConn, Param::Message],
@@ -263,6 +282,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_close",
         method: "on_ws_close",
+        part: Part::Session,
         protocol: Some(Protocol::Ws),
         required: false,
         params: &[Param::WsConn, Param::Code, Param::Reason],
@@ -274,6 +294,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_drain",
         method: "on_drain",
+        part: Part::Session,
         protocol: Some(Protocol::Ws),
         required: false,
         params: &[Param::WsConn],
@@ -285,6 +306,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_datagram",
         method: "on_datagram",
+        part: Part::Session,
         protocol: Some(Protocol::Udp),
         required: true,
         params: &[Param::Peer, Param::Packet],
@@ -296,6 +318,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_timer",
         method: "on_timer",
+        part: Part::Handler,
         protocol: None,
         required: false,
         params: &[Param::Conn],
@@ -307,6 +330,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_timer",
         method: "on_peer_timer",
+        part: Part::Session,
         protocol: Some(Protocol::Udp),
         required: false,
         params: &[Param::Peer],
@@ -318,6 +342,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_close",
         method: "on_peer_close",
+        part: Part::Session,
         protocol: Some(Protocol::Udp),
         required: false,
         params: &[Param::Peer, Param::CloseReason],
@@ -329,6 +354,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
     HandlerSpec {
         name: "on_tick",
         method: "on_tick",
+        part: Part::Server,
         protocol: None,
         required: false,
         params: &[Param::Worker],
@@ -343,6 +369,7 @@ pub(crate) const HANDLERS: &[HandlerSpec] = &[
 pub(crate) const ROUTE_HANDLER: HandlerSpec = HandlerSpec {
     name: "route",
     method: "on_request",
+    part: Part::Session,
     protocol: Some(Protocol::Http),
     required: false,
     params: &[Param::Request, Param::Response],
@@ -429,6 +456,8 @@ pub(crate) struct BoundHandler {
 /// Everything the attribute and the impl block said, checked.
 #[derive(Default)]
 pub(crate) struct Model {
+    /// The `crate = ...` key: the path the generated code reaches smoke by (`::smoke` without it).
+    pub(crate) krate: Option<syn::Path>,
     /// The attribute itself had errors: what it declares is unknown, so checks that depend on
     /// it (missing listener, missing handler, handler without its protocol) would only add noise.
     pub(crate) attribute_failed: bool,

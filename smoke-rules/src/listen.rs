@@ -4,9 +4,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// The protocol a listener speaks.
+/// The protocol a listener speaks. Not `#[non_exhaustive]`: the driver that picks a
+/// connection's protocol matches on it exhaustively, so a new protocol cannot be forgotten there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Protocol {
     /// Raw TCP: bytes in, bytes out.
     Tcp,

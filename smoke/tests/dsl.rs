@@ -44,9 +44,9 @@ impl Greeter {
 #[test]
 fn the_attribute_becomes_the_config() {
     let config = Greeter::config();
-    assert_eq!(config.listeners, [(smoke::Protocol::Tcp, smoke::Listen::Port(9321))]);
-    assert_eq!(config.threads, 1);
-    assert_eq!(config.max_write_buffer, 4096);
+    assert_eq!(config.listeners(), [(smoke::Protocol::Tcp, smoke::Listen::Port(9321))]);
+    assert_eq!(config.runtime().threads, 1);
+    assert_eq!(config.runtime().max_write_buffer, 4096);
 }
 
 #[test]

@@ -30,11 +30,21 @@ struct Room {
     room: Option<String>,
 }
 
+// Written by hand, as the macro would: raw TCP's Handler (no tcp listener, so its on_data is
+// never called), the protocols' Session, and the Server.
+impl Handler for Room {
+    fn on_data(&mut self, _conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        input.len()
+    }
+}
+
 impl Server for Room {
     fn config() -> Config {
         Config::new().ws("127.0.0.1:0").http("127.0.0.1:0").ws_path("/live").threads(2).max_message(64 << 10)
     }
+}
 
+impl smoke::Session for Room {
     fn new_session(_conn: &mut Conn<'_>) -> Room {
         Room::default()
     }

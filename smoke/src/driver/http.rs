@@ -2,20 +2,26 @@
 //! with the session's `on_request`, and performs the WebSocket upgrade: checks the handshake,
 //! asks `on_upgrade`, writes the 101, and swaps the connection's machine for WebSocket's.
 
-use super::{Machine, Server, Stream, Upgrades, ws};
+use super::{Machine, SessionService, Stream, Upgrades, ws};
+use crate::driver::session::Session;
+use crate::proto;
 use crate::proto::http::{Answer, Context};
 use crate::proto::ws::{Upgrade, accept, write_switch};
-use crate::proto::{self};
 use crate::rt::conn::Conn;
+use crate::rt::time::wall_clock_seconds;
 use crate::stats::bump;
 
 /// Answers the complete requests at the front of `input`; returns the bytes consumed.
-pub(super) fn requests<T: Server>(stream: &mut Stream<T>, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+pub(super) fn requests<T: Session>(
+    service: &SessionService<T>,
+    stream: &mut Stream<T>,
+    conn: &mut Conn<'_>,
+    input: &[u8],
+) -> usize {
     let Machine::Http(machine, upgrades) = &mut stream.machine else { return 0 };
     let only_upgrades = *upgrades == Upgrades::Only;
-    let shared = conn.shared;
-    let ws_path = shared.ws.path.as_deref();
-    let context = Context { limits: &shared.http_limits, now: crate::sys::unix_seconds_coarse(), server: shared };
+    let ws_path = service.ws.path.as_deref();
+    let context = Context { limits: &service.http, now: wall_clock_seconds(), server: conn.workers };
     let user = &mut stream.user;
     let served = machine.serve(conn, input, &context, |req, res, conn| {
         if !only_upgrades && ws_path != Some(req.path()) {
@@ -44,16 +50,15 @@ pub(super) fn requests<T: Server>(stream: &mut Stream<T>, conn: &mut Conn<'_>, i
     }
     if served.upgraded {
         let mut websocket = proto::ws::Connection::default();
-        ws::open(&mut websocket, conn, &mut stream.user);
+        ws::open(&mut websocket, conn, &mut stream.user, &service.ws);
         stream.machine = Machine::Ws(websocket);
     }
     served.consumed
 }
 
 /// The connection's timer fired: a head that did not complete in time gets 408.
-pub(super) fn timer(machine: &mut proto::http::Connection, conn: &mut Conn<'_>) {
-    let shared = conn.shared;
-    if machine.timer_fired(conn, &shared.http_limits, crate::sys::unix_seconds_coarse()) {
+pub(super) fn timer<T>(service: &SessionService<T>, machine: &mut proto::http::Connection, conn: &mut Conn<'_>) {
+    if machine.timer_fired(conn, &service.http, wall_clock_seconds()) {
         bump(&conn.counters.rejected, 1);
     }
 }

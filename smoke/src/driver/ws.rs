@@ -1,245 +1,83 @@
-//! WebSocket on the runtime: the handle handlers get ([`WsConn`]), the backpressure rule for
-//! sends and topic deliveries, topic publications (the frame encoded once, carried by the
-//! runtime's mailboxes), and the calls that run the protocol machine for one connection with the
-//! session's handlers.
+//! WebSocket on the runtime: runs one upgraded connection's machine with the session's
+//! handlers, and ends its subscriptions as soon as its close has started.
 
-use std::net::SocketAddr;
-
-use tungstenite::protocol::frame::coding::{Control, OpCode};
-
-use crate::driver::Server;
-use crate::proto::ws::{self, FrameHead, Message, State, close_code, write_frame};
-use crate::rt::conn::{Conn, ConnId};
-use crate::rt::pubsub;
-use crate::rt::server::Shared;
-use crate::stats::bump;
-
-/// What became of a message handed to [`WsConn::send`] (or one of its shorthands).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use = "a send at the backpressure limit is dropped; check for SendStatus::Dropped"]
-pub enum SendStatus {
-    /// Queued with nothing ahead of it waiting for the peer: it leaves in this wake-up's send.
-    Written,
-    /// Queued behind output the peer has not taken yet; [`buffered_amount`](WsConn::buffered_amount)
-    /// tells how much, and `#[on_drain]` runs when it is gone.
-    Buffered,
-    /// Not sent: the connection's queue is at `max_backpressure` (with
-    /// `close_on_backpressure_limit`, the connection is being closed), or it is closing.
-    Dropped,
-}
-
-/// A WebSocket connection as its handlers see it: sends, pings, the close handshake, topics.
-///
-/// Sends are buffered like [`Conn::write`] and leave together when the handler returns.
-pub struct WsConn<'c, 'a> {
-    conn: &'c mut Conn<'a>,
-    state: &'c mut State,
-}
-
-impl std::fmt::Debug for WsConn<'_, '_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsConn").field("id", &self.conn.id()).field("buffered", &self.conn.buffered()).finish()
-    }
-}
-
-impl WsConn<'_, '_> {
-    /// Sends a message; see [`SendStatus`] for the outcome.
-    pub fn send<'m>(&mut self, message: impl Into<Message<'m>>) -> SendStatus {
-        let message = message.into();
-        self.send_frame(message.opcode(), message.payload())
-    }
-
-    /// Sends a text message.
-    pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.send(Message::Text(text))
-    }
-
-    /// Sends a binary message.
-    pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
-        self.send(Message::Binary(bytes))
-    }
-
-    /// Sends a ping (payload cut to the 125 bytes a control frame holds); the client's pong
-    /// counts as activity for the idle timeout.
-    pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
-        self.send_frame(OpCode::Control(Control::Ping), &payload[..payload.len().min(125)])
-    }
-
-    fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
-        if self.state.close_sent() || self.conn.is_closing() {
-            return SendStatus::Dropped;
-        }
-        if !admit(self.conn, payload.len()) {
-            return SendStatus::Dropped;
-        }
-        let status = if self.conn.is_waiting_for_peer() { SendStatus::Buffered } else { SendStatus::Written };
-        write_frame(self.conn, opcode, payload);
-        status
-    }
-
-    /// Starts the close handshake: sends a close frame with `code` (1000..=4999 and sendable;
-    /// others are replaced by 1000 with a warning) and `reason` (cut to 123 bytes). Nothing is
-    /// sent after it; the connection closes when the client answers, or after 5 s.
-    pub fn close(&mut self, code: u16, reason: &str) {
-        let sendable = tungstenite::protocol::frame::coding::CloseCode::from(code).is_allowed() && code >= 1000;
-        let code = if sendable {
-            code
-        } else {
-            log::warn!("{}: close code {code} cannot be sent; sending 1000", self.conn.id());
-            close_code::NORMAL
-        };
-        self.state.close(self.conn, code, reason);
-        leave_topics_once_closing(self.state, self.conn);
-    }
-
-    /// Bytes sent but not yet taken by the peer (this connection's backpressure).
-    pub fn buffered_amount(&self) -> usize {
-        self.conn.buffered()
-    }
-
-    /// Subscribes this connection to `topic`: every [`publish`](WsConn::publish) to it, from any
-    /// worker, is sent here. False when it was already subscribed.
-    pub fn subscribe(&mut self, topic: &str) -> bool {
-        !self.state.close_sent() && self.conn.subscribe(topic)
-    }
-
-    /// Ends a subscription; false when there was none.
-    pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        self.conn.unsubscribe(topic)
-    }
-
-    /// Sends `message` to every subscriber of `topic` on every worker of this server (this
-    /// connection included, if subscribed), exactly once each and in publish order. The frame
-    /// is encoded once; slow subscribers have it dropped at their `max_backpressure` without
-    /// holding up the others.
-    pub fn publish<'m>(&mut self, topic: &str, message: impl Into<Message<'m>>) {
-        publish(self.conn.shared, Some(self.conn.id().worker()), topic, message.into());
-    }
-
-    /// This connection's id.
-    pub fn id(&self) -> ConnId {
-        self.conn.id()
-    }
-
-    /// The client's address.
-    pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
-        self.conn.peer_addr()
-    }
-}
-
-/// The backpressure check shared by sends and topic deliveries: a message that would take the
-/// queue above `max_backpressure` is dropped (or closes the connection, if so configured). An
-/// empty queue takes any message, so one larger than the limit is not impossible to send.
-/// Before dropping, the queue is offered to the socket: a burst of sends or deliveries in one
-/// wake-up is not the peer's fault.
-pub(crate) fn admit(conn: &mut Conn<'_>, len: usize) -> bool {
-    let fits = |conn: &Conn<'_>| {
-        let queued = conn.buffered();
-        queued == 0 || queued + len <= conn.shared.ws.max_backpressure
-    };
-    if fits(conn) {
-        return true;
-    }
-    conn.flush();
-    if fits(conn) {
-        return true;
-    }
-    bump(&conn.counters.dropped, 1);
-    if conn.shared.ws.close_on_backpressure_limit {
-        conn.abort();
-    }
-    false
-}
-
-/// Encodes `message` as one frame and publishes it to `topic` on every worker of the server.
-pub(crate) fn publish(shared: &Shared, from: Option<usize>, topic: &str, message: Message<'_>) {
-    let payload = message.payload();
-    let head = FrameHead::new(message.opcode(), payload.len());
-    pubsub::publish_to(shared, from, topic, &[head.as_bytes(), payload]);
-}
-
-/// Publishes `message` to `topic` on every server running in this process, from any thread (a
-/// background job, a timer thread, a handler). Subscribers get it exactly once; publications
-/// from one thread arrive in the order they were made.
-pub fn publish_everywhere<'m>(topic: &str, message: impl Into<Message<'m>>) {
-    let message = message.into();
-    let payload = message.payload();
-    let head = FrameHead::new(message.opcode(), payload.len());
-    pubsub::publish_everywhere(topic, &[head.as_bytes(), payload]);
-}
-
-/// A publication arriving for a subscriber: queued unless the connection is closing or at its
-/// backpressure limit.
-pub(crate) fn deliver(conn: &mut Conn<'_>, frame: &[u8]) {
-    if !conn.is_closing() && admit(conn, frame.len()) {
-        conn.write(frame);
-    }
-}
-
-/// A connection whose close has started takes no more deliveries: its subscriptions end now,
-/// not when the socket closes.
-fn leave_topics_once_closing(state: &State, conn: &mut Conn<'_>) {
-    if state.close_sent() {
-        conn.unsubscribe_all();
-    }
-}
+use super::ws_conn::{WsConn, leave_topics_once_closing};
+use crate::driver::session::Session;
+use crate::proto::ws::{self, Message, State, WsConfig};
+use crate::rt::conn::Conn;
 
 /// The session's WebSocket handlers as the machine's events.
-struct Handlers<'s, T>(&'s mut T);
+struct Handlers<'s, T> {
+    session: &'s mut T,
+    settings: &'s WsConfig,
+}
 
-impl<'a, T: Server> ws::Events<Conn<'a>> for Handlers<'_, T> {
+impl<'a, T: Session> ws::Events<Conn<'a>> for Handlers<'_, T> {
     fn on_message(&mut self, state: &mut State, conn: &mut Conn<'a>, message: Message<'_>) {
-        self.0.on_message(&mut WsConn { conn, state }, message);
+        self.session.on_message(&mut WsConn { conn, state, settings: self.settings }, message);
     }
 
     fn on_close(&mut self, state: &mut State, conn: &mut Conn<'a>, code: u16, reason: &str) {
-        self.0.on_ws_close(&mut WsConn { conn, state }, code, reason);
+        self.session.on_ws_close(&mut WsConn { conn, state, settings: self.settings }, code, reason);
     }
 }
 
 /// The upgrade is done (101 written): the idle check starts and `#[on_open]` runs.
-pub(crate) fn open<T: Server>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T) {
-    ws.open(conn, conn.shared.ws.idle_timeout);
-    session.on_open(&mut WsConn { conn, state: ws.state() });
-    leave_topics_once_closing(ws.state(), conn);
+pub(super) fn open<T: Session>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T, settings: &WsConfig) {
+    ws.open(conn, settings.idle_timeout);
+    with_open(ws, conn, settings, |ws| session.on_open(ws));
 }
 
 /// Frames arrived: the complete ones become messages; returns the bytes consumed.
-pub(crate) fn frames<T: Server>(ws: &mut ws::Connection, conn: &mut Conn<'_>, input: &[u8], session: &mut T) -> usize {
-    let max_message = conn.shared.ws.max_message;
-    let consumed = ws.serve(conn, input, max_message, &mut Handlers(session));
+pub(super) fn frames<T: Session>(
+    ws: &mut ws::Connection,
+    conn: &mut Conn<'_>,
+    input: &[u8],
+    session: &mut T,
+    settings: &WsConfig,
+) -> usize {
+    let consumed = ws.serve(conn, input, settings.max_message, &mut Handlers { session, settings });
     leave_topics_once_closing(ws.state(), conn);
     consumed
 }
 
 /// The connection's timer fired (the idle check, or the close wait).
-pub(crate) fn timer<T: Server>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T) {
-    let idle = conn.shared.ws.idle_timeout;
-    ws.timer_fired(conn, idle, &mut Handlers(session));
+pub(super) fn timer<T: Session>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T, settings: &WsConfig) {
+    ws.timer_fired(conn, settings.idle_timeout, &mut Handlers { session, settings });
     leave_topics_once_closing(ws.state(), conn);
 }
 
 /// The backlog drained: `#[on_drain]`, unless the close has started.
-pub(crate) fn drained<T: Server>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T) {
-    with_open(ws, conn, |ws| session.on_drain(ws));
+pub(super) fn drained<T: Session>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T, settings: &WsConfig) {
+    with_open(ws, conn, settings, |ws| session.on_drain(ws));
 }
 
 /// The server is stopping: 1001 to the client.
-pub(crate) fn shutting_down<T: Server>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T) {
-    ws.shutting_down(conn, &mut Handlers(session));
+pub(super) fn shutting_down<T: Session>(
+    ws: &mut ws::Connection,
+    conn: &mut Conn<'_>,
+    session: &mut T,
+    settings: &WsConfig,
+) {
+    ws.shutting_down(conn, &mut Handlers { session, settings });
     leave_topics_once_closing(ws.state(), conn);
 }
 
 /// The connection ended: `#[on_close]` with 1006 if no close frame settled it.
-pub(crate) fn closed<T: Server>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T) {
-    ws.closed(conn, &mut Handlers(session));
+pub(super) fn closed<T: Session>(ws: &mut ws::Connection, conn: &mut Conn<'_>, session: &mut T, settings: &WsConfig) {
+    ws.closed(conn, &mut Handlers { session, settings });
 }
 
 /// Runs `visit` with the connection as a [`WsConn`], unless its close has started.
-pub(crate) fn with_open(ws: &mut ws::Connection, conn: &mut Conn<'_>, visit: impl FnOnce(&mut WsConn<'_, '_>)) {
+pub(crate) fn with_open(
+    ws: &mut ws::Connection,
+    conn: &mut Conn<'_>,
+    settings: &WsConfig,
+    visit: impl FnOnce(&mut WsConn<'_, '_>),
+) {
     let state = ws.state();
     if !state.close_sent() {
-        visit(&mut WsConn { conn, state });
+        visit(&mut WsConn { conn, state, settings });
         leave_topics_once_closing(ws.state(), conn);
     }
 }

@@ -1,16 +1,18 @@
-//! The handle a handler gets for its connection.
+//! A connection as its handlers see it ([`Conn`]), the state behind it ([`ConnState`]: output
+//! queue, flags, timer), why a connection ends ([`CloseReason`]), and the runtime's one send
+//! loop.
 
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use std::os::fd::AsRawFd;
-
-use crate::config::Protocol;
 use crate::rt::buf::{BufPool, Output};
 use crate::rt::pubsub;
-use crate::rt::server::Shared;
+use crate::rt::shared::WorkerSet;
+use crate::rt::time::{Timer, TimerRequest};
+use crate::rt::token::ConnId;
 use crate::stats::{Counters, Stats};
 use crate::sys::Stream;
 
@@ -73,60 +75,6 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// A connection's identity, unique across all workers for the life of the server (fds are
-/// reused; ids are not).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub(crate) u64);
-
-impl ConnId {
-    /// Bits of the id that count connections within a worker; the worker index sits above them.
-    const SEQUENCE_BITS: u32 = 48;
-
-    pub(crate) fn new(worker: usize, sequence: u64) -> ConnId {
-        ConnId(((worker as u64) << Self::SEQUENCE_BITS) | (sequence & ((1 << Self::SEQUENCE_BITS) - 1)))
-    }
-
-    /// The worker thread (0-based) that owns the connection.
-    pub fn worker(self) -> usize {
-        (self.0 >> Self::SEQUENCE_BITS) as usize
-    }
-
-    /// The id as a number, e.g. for logs or maps.
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.worker(), self.0 & ((1 << Self::SEQUENCE_BITS) - 1))
-    }
-}
-
-/// A connection's timer: the deadline it is armed for (worker milliseconds), and what the handler
-/// asked during its last call (applied by the worker when the call returns).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Timer {
-    pub(crate) deadline: Option<u64>,
-    pub(crate) request: TimerRequest,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum TimerRequest {
-    #[default]
-    Unchanged,
-    /// Milliseconds from now; a u32 (49 days) keeps every idle connection's entry small.
-    Set(u32),
-    Cancel,
-}
-
-impl TimerRequest {
-    /// A timer `after` from now, in the milliseconds a request holds (at most 49 days).
-    pub(crate) fn after(after: Duration) -> TimerRequest {
-        TimerRequest::Set(after.as_millis().min(u128::from(u32::MAX)) as u32)
-    }
-}
-
 /// Per-connection state bits, kept in one small word next to the connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Flags(pub(crate) u16);
@@ -181,6 +129,15 @@ impl Flags {
     }
 }
 
+/// What the runtime keeps of a connection between its handler calls besides the session and the
+/// socket: the output queue, the state bits and the timer.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    pub(crate) out: Output,
+    pub(crate) flags: Flags,
+    pub(crate) timer: Timer,
+}
+
 /// The handle a handler gets for its connection: buffered writes and the connection's controls.
 ///
 /// Writes are buffered and leave in one `send` when the handler returns (after every read of the
@@ -188,14 +145,12 @@ impl Flags {
 /// peer reads. See [`Handler`](crate::Handler) for an example.
 pub struct Conn<'a> {
     pub(crate) stream: &'a Stream,
-    pub(crate) out: &'a mut Output,
-    pub(crate) flags: &'a mut Flags,
+    pub(crate) state: &'a mut ConnState,
+    pub(crate) id: ConnId,
     pub(crate) pool: &'a mut BufPool,
     pub(crate) counters: &'a Counters,
-    pub(crate) shared: &'a Shared,
-    pub(crate) id: ConnId,
-    pub(crate) protocol: Protocol,
-    pub(crate) timer: &'a mut Timer,
+    pub(crate) workers: &'a WorkerSet,
+    pub(crate) max_write_buffer: usize,
 }
 
 impl fmt::Debug for Conn<'_> {
@@ -208,8 +163,8 @@ impl Conn<'_> {
     /// Queues `data` for sending. Ignored after [`abort`](Conn::abort).
     #[inline]
     pub fn write(&mut self, data: &[u8]) {
-        if !data.is_empty() && !self.flags.has(Flags::ABORT) {
-            self.out.push(data, self.pool, self.counters);
+        if !data.is_empty() && !self.state.flags.has(Flags::ABORT) {
+            self.state.out.push(data, self.pool, self.counters);
         }
     }
 
@@ -217,20 +172,20 @@ impl Conn<'_> {
     /// a producer deciding whether the peer keeps up). Errors are left for the worker's own
     /// send to meet and report.
     pub(crate) fn flush(&mut self) {
-        let _ = send_queued(self.stream, self.out, self.pool, self.counters);
+        let _ = send_queued(self.stream, &mut self.state.out, self.pool, self.counters);
     }
 
     /// True while output waits for the peer to make room (EPOLLOUT is armed): what is written
     /// now queues behind it.
     pub(crate) fn is_waiting_for_peer(&self) -> bool {
-        self.flags.has(Flags::WRITE_ARMED)
+        self.state.flags.has(Flags::WRITE_ARMED)
     }
 
     /// Subscribes this connection to `topic` (see `rt::pubsub`); false when it already was.
     pub(crate) fn subscribe(&mut self, topic: &str) -> bool {
         let added = pubsub::subscribe(self.stream.as_raw_fd(), self.id, topic);
         if added {
-            self.flags.set(Flags::SUBSCRIBED);
+            self.state.flags.set(Flags::SUBSCRIBED);
         }
         added
     }
@@ -242,9 +197,9 @@ impl Conn<'_> {
 
     /// Ends every subscription of this connection.
     pub(crate) fn unsubscribe_all(&mut self) {
-        if self.flags.has(Flags::SUBSCRIBED) {
+        if self.state.flags.has(Flags::SUBSCRIBED) {
             pubsub::unsubscribe_all(self.stream.as_raw_fd(), self.id);
-            self.flags.clear(Flags::SUBSCRIBED);
+            self.state.flags.clear(Flags::SUBSCRIBED);
         }
     }
 
@@ -258,7 +213,7 @@ impl Conn<'_> {
     /// Bytes written but not yet accepted by the kernel.
     #[inline]
     pub fn buffered(&self) -> usize {
-        self.out.pending()
+        self.state.out.pending()
     }
 
     /// True when buffered output has reached `max_write_buffer`: reading from this connection
@@ -266,22 +221,22 @@ impl Conn<'_> {
     /// consuming until the peer catches up; what it leaves is offered again then.
     #[inline]
     pub fn is_backpressured(&self) -> bool {
-        self.out.pending() >= self.shared.max_write_buffer
+        self.state.out.pending() >= self.max_write_buffer
     }
 
     /// Closes the connection once pending output is flushed; no more input is delivered.
     pub fn close(&mut self) {
-        self.flags.set(Flags::CLOSE);
+        self.state.flags.set(Flags::CLOSE);
     }
 
     /// Resets the connection (RST) at once, dropping pending output.
     pub fn abort(&mut self) {
-        self.flags.set(Flags::ABORT);
+        self.state.flags.set(Flags::ABORT);
     }
 
     /// Sends FIN once pending output is flushed; input keeps arriving until the peer closes.
     pub fn shutdown_write(&mut self) {
-        self.flags.set(Flags::SHUTDOWN_WRITE);
+        self.state.flags.set(Flags::SHUTDOWN_WRITE);
     }
 
     /// Asks for [`Handler::on_write`](crate::Handler::on_write) as soon as the output queue is
@@ -289,12 +244,12 @@ impl Conn<'_> {
     /// the backlog has drained. A producer streaming a large body calls this after each chunk
     /// it writes, and gets asked for the next one exactly when the peer can take it.
     pub fn want_write(&mut self) {
-        self.flags.set(Flags::WANT_WRITE);
+        self.state.flags.set(Flags::WANT_WRITE);
     }
 
     /// True once [`close`](Conn::close) or [`abort`](Conn::abort) was called.
     pub fn is_closing(&self) -> bool {
-        self.flags.has(Flags::CLOSE | Flags::ABORT)
+        self.state.flags.has(Flags::CLOSE | Flags::ABORT)
     }
 
     /// The remote address (a system call; cache it in the session if you need it often).
@@ -311,17 +266,12 @@ impl Conn<'_> {
     /// `after` from now (millisecond resolution, at most 49 days), unless set again or
     /// cancelled first. Setting it again replaces the deadline.
     pub fn set_timer(&mut self, after: Duration) {
-        self.timer.request = TimerRequest::after(after);
+        self.state.timer.request = TimerRequest::after(after);
     }
 
     /// Disarms the timer, if armed.
     pub fn cancel_timer(&mut self) {
-        self.timer.request = TimerRequest::Cancel;
-    }
-
-    /// The protocol of the listener that accepted this connection.
-    pub fn protocol(&self) -> Protocol {
-        self.protocol
+        self.state.timer.request = TimerRequest::Cancel;
     }
 
     /// This connection's id, stable for its life and never reused while the server runs.
@@ -331,7 +281,7 @@ impl Conn<'_> {
 
     /// The counters of all workers, summed (a few relaxed atomic loads per worker).
     pub fn server_stats(&self) -> Stats {
-        self.shared.stats()
+        self.workers.stats()
     }
 }
 

@@ -14,50 +14,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError, Weak};
 
-use crate::rt::conn::ConnId;
-use crate::rt::server::Shared;
-
-/// Publications waiting for one worker, packed into two reused vectors so a steady stream of
-/// publications allocates nothing: the worker swaps the mailbox with an empty one it keeps.
-#[derive(Debug, Default)]
-pub(crate) struct Mailbox {
-    bytes: Vec<u8>,
-    /// (topic length, frame length) of each publication, in order; both lie in `bytes`.
-    letters: Vec<(u32, u32)>,
-}
-
-impl Mailbox {
-    fn push(&mut self, topic: &str, frame: &[&[u8]]) {
-        self.bytes.extend_from_slice(topic.as_bytes());
-        let mut frame_len = 0;
-        for part in frame {
-            self.bytes.extend_from_slice(part);
-            frame_len += part.len();
-        }
-        self.letters.push((topic.len() as u32, frame_len as u32));
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.letters.is_empty()
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
-        self.letters.clear();
-    }
-
-    /// Each publication as (topic, encoded frame), in publish order.
-    pub(crate) fn letters(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let mut at = 0;
-        self.letters.iter().map(move |&(topic_len, frame_len)| {
-            let topic = &self.bytes[at..at + topic_len as usize];
-            let frame = &self.bytes[at + topic_len as usize..at + (topic_len + frame_len) as usize];
-            at += (topic_len + frame_len) as usize;
-            // Pushed from a &str.
-            (std::str::from_utf8(topic).unwrap_or_default(), frame)
-        })
-    }
-}
+use crate::rt::shared::WorkerSet;
+use crate::rt::token::ConnId;
 
 /// A subscriber: its fd (the session table's key) and its id (so a reused fd never receives
 /// what its previous owner subscribed to).
@@ -135,10 +93,10 @@ pub(crate) fn for_each_subscriber(topic: &str, mut deliver: impl FnMut(RawFd, Co
     });
 }
 
-/// Publishes `frame` (its parts, concatenated) to `topic` on every worker of `shared`, from a
+/// Publishes `frame` (its parts, concatenated) to `topic` on every worker of `workers`, from a
 /// worker (`from`: its index, which needs no wake-up) or any other thread.
-pub(crate) fn publish_to(shared: &Shared, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
-    for (index, worker) in shared.workers.iter().enumerate() {
+pub(crate) fn publish_to(workers: &WorkerSet, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
+    for (index, worker) in workers.workers.iter().enumerate() {
         let was_empty = {
             let mut mailbox = worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
             let was_empty = mailbox.is_empty();
@@ -155,20 +113,20 @@ pub(crate) fn publish_to(shared: &Shared, from: Option<usize>, topic: &str, fram
 }
 
 /// Every running server in this process, for [`publish_everywhere`].
-static SERVERS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+static SERVERS: Mutex<Vec<Weak<WorkerSet>>> = Mutex::new(Vec::new());
 
-pub(crate) fn register(shared: &std::sync::Arc<Shared>) {
+pub(crate) fn register(workers: &std::sync::Arc<WorkerSet>) {
     let mut servers = SERVERS.lock().unwrap_or_else(PoisonError::into_inner);
     servers.retain(|s| s.strong_count() > 0);
-    servers.push(std::sync::Arc::downgrade(shared));
+    servers.push(std::sync::Arc::downgrade(workers));
 }
 
 /// Publishes `frame` to `topic` on every server running in this process, from any thread.
 pub(crate) fn publish_everywhere(topic: &str, frame: &[&[u8]]) {
     let servers = SERVERS.lock().unwrap_or_else(PoisonError::into_inner);
-    for shared in servers.iter().filter_map(Weak::upgrade) {
-        if !shared.stopping.load(Ordering::Relaxed) {
-            publish_to(&shared, None, topic, frame);
+    for workers in servers.iter().filter_map(Weak::upgrade) {
+        if !workers.stopping.load(Ordering::Relaxed) {
+            publish_to(&workers, None, topic, frame);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The per-worker session table: fd → session, flat array for small fds, hash map above.
+//! The per-worker session table: fd → session, a flat array for small fds, a hash map above.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -10,7 +10,7 @@ use std::os::fd::RawFd;
 /// The array grows on demand to the largest fd seen (by a quarter at a time), never up-front to
 /// `fd_cache`.
 #[derive(Debug)]
-pub struct SessionTable<T> {
+pub(crate) struct SessionTable<T> {
     flat: Vec<Option<T>>,
     map: HashMap<RawFd, T>,
     fd_cache: usize,
@@ -22,27 +22,29 @@ const INITIAL_FLAT_SLOTS: usize = 64;
 
 impl<T> SessionTable<T> {
     /// An empty table; nothing is allocated until the first insert.
-    pub fn new(fd_cache: usize) -> SessionTable<T> {
+    pub(crate) fn new(fd_cache: usize) -> SessionTable<T> {
         SessionTable { flat: Vec::new(), map: HashMap::new(), fd_cache, len: 0 }
     }
 
     /// Number of sessions.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// True when there are no sessions.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Sessions stored in the hash map (fd at or above `fd_cache`).
-    pub fn overflow_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn overflow_len(&self) -> usize {
         self.map.len()
     }
 
     /// Slots allocated in the flat array.
-    pub fn flat_capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn flat_capacity(&self) -> usize {
         self.flat.len()
     }
 
@@ -51,7 +53,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Stores `value` for `fd`, returning what was there (which means a bug in fd bookkeeping).
-    pub fn insert(&mut self, fd: RawFd, value: T) -> Option<T> {
+    pub(crate) fn insert(&mut self, fd: RawFd, value: T) -> Option<T> {
         let previous = match self.flat_index(fd) {
             Some(i) => {
                 if i >= self.flat.len() {
@@ -73,7 +75,7 @@ impl<T> SessionTable<T> {
 
     /// The session for `fd`, if any.
     #[inline]
-    pub fn get_mut(&mut self, fd: RawFd) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, fd: RawFd) -> Option<&mut T> {
         match self.flat_index(fd) {
             Some(i) => self.flat.get_mut(i).and_then(Option::as_mut),
             None => self.map.get_mut(&fd),
@@ -81,7 +83,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Removes and returns the session for `fd`.
-    pub fn remove(&mut self, fd: RawFd) -> Option<T> {
+    pub(crate) fn remove(&mut self, fd: RawFd) -> Option<T> {
         let removed = match self.flat_index(fd) {
             Some(i) => self.flat.get_mut(i).and_then(Option::take),
             None => self.map.remove(&fd),
@@ -93,7 +95,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Every (fd, session) pair, in no particular order.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (RawFd, &mut T)> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (RawFd, &mut T)> {
         let flat = self.flat.iter_mut().enumerate().filter_map(|(i, slot)| slot.as_mut().map(|v| (i as RawFd, v)));
         flat.chain(self.map.iter_mut().map(|(fd, v)| (*fd, v)))
     }

@@ -41,17 +41,17 @@ impl Everything {
 fn main() {
     let config = Everything::config();
     assert_eq!(
-        config.listeners,
+        config.listeners(),
         [(smoke::Protocol::Tcp, smoke::Listen::Port(9090)), (smoke::Protocol::Tcp, smoke::Listen::Addr("127.0.0.1:9091".into()))]
     );
-    assert_eq!(config.bind, "::".parse::<std::net::IpAddr>().unwrap());
-    assert_eq!(config.threads, 3);
-    assert_eq!(config.fd_cache, 1024);
-    assert_eq!(config.max_connections, 5000);
-    assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
-    assert_eq!(config.max_write_buffer, 65536);
+    assert_eq!(config.runtime().bind, "::".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(config.runtime().threads, 3);
+    assert_eq!(config.runtime().fd_cache, 1024);
+    assert_eq!(config.runtime().max_connections, 5000);
+    assert_eq!(config.runtime().idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(config.runtime().max_write_buffer, 65536);
     assert_eq!(Everything::default().reads(), 0);
     // The entry points exist with the documented types.
-    let _: fn() -> std::io::Result<()> = Everything::serve;
-    let _: fn(smoke::Config) -> std::io::Result<smoke::ServerHandle> = Everything::spawn;
+    let _: fn() -> Result<(), smoke::Error> = Everything::serve;
+    let _: fn(smoke::Config) -> Result<smoke::ServerHandle, smoke::Error> = Everything::spawn;
 }

@@ -52,11 +52,11 @@ impl Api {
 
 fn main() {
     let config = Api::config();
-    assert_eq!(config.listeners.len(), 2);
-    assert_eq!(config.listeners[0].0, smoke::Protocol::Http);
-    assert_eq!(config.http_limits.max_header_bytes, 4096);
-    assert_eq!(config.http_limits.max_headers, 32);
-    assert_eq!(config.http_limits.max_body, 65536);
-    assert_eq!(config.http_limits.header_timeout, std::time::Duration::from_millis(2500));
-    assert_eq!(config.idle_timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(config.listeners().len(), 2);
+    assert_eq!(config.listeners()[0].0, smoke::Protocol::Http);
+    assert_eq!(config.http_limits().max_header_bytes, 4096);
+    assert_eq!(config.http_limits().max_headers, 32);
+    assert_eq!(config.http_limits().max_body, 65536);
+    assert_eq!(config.http_limits().header_timeout, std::time::Duration::from_millis(2500));
+    assert_eq!(config.runtime().idle_timeout, Some(std::time::Duration::from_secs(5)));
 }

@@ -43,7 +43,7 @@ impl Gated {
 }
 
 fn main() {
-    assert_eq!(FromMacro::config().listeners, [(smoke::Protocol::Tcp, smoke::Listen::Port(7777))]);
-    assert_eq!(FromMacro::config().threads, 3);
-    assert_eq!(Gated::config().listeners, [(smoke::Protocol::Tcp, smoke::Listen::Port(7778))]);
+    assert_eq!(FromMacro::config().listeners(), [(smoke::Protocol::Tcp, smoke::Listen::Port(7777))]);
+    assert_eq!(FromMacro::config().runtime().threads, 3);
+    assert_eq!(Gated::config().listeners(), [(smoke::Protocol::Tcp, smoke::Listen::Port(7778))]);
 }

@@ -15,8 +15,8 @@ impl Minimal {
 
 fn main() {
     let config = <Minimal as Server>::config();
-    assert_eq!(config.listeners, [(smoke::Protocol::Tcp, smoke::Listen::Port(0))]);
-    assert_eq!(config.threads, 0);
-    assert_eq!(config.fd_cache, smoke::config::DEFAULT_FD_CACHE);
-    assert_eq!(config.max_write_buffer, smoke::config::DEFAULT_MAX_WRITE_BUFFER);
+    assert_eq!(config.listeners(), [(smoke::Protocol::Tcp, smoke::Listen::Port(0))]);
+    assert_eq!(config.runtime().threads, 0);
+    assert_eq!(config.runtime().fd_cache, smoke::config::DEFAULT_FD_CACHE);
+    assert_eq!(config.runtime().max_write_buffer, smoke::config::DEFAULT_MAX_WRITE_BUFFER);
 }

@@ -20,7 +20,7 @@ impl Session {
 
 fn main() {
     let config = Session::config();
-    assert_eq!(config.threads, 0, "auto");
-    assert_eq!(config.listeners, [(smoke::Protocol::Tcp, smoke::Listen::Addr("127.0.0.1:7000".into()))]);
-    assert_eq!(config.idle_timeout, None);
+    assert_eq!(config.runtime().threads, 0, "auto");
+    assert_eq!(config.listeners(), [(smoke::Protocol::Tcp, smoke::Listen::Addr("127.0.0.1:7000".into()))]);
+    assert_eq!(config.runtime().idle_timeout, None);
 }

@@ -45,8 +45,8 @@ impl Player {
 
 fn main() {
     let config = Player::config();
-    assert_eq!(config.tick, Some(std::time::Duration::from_millis(50)));
-    assert_eq!(config.max_datagram, 1200);
-    assert_eq!(config.pfring.as_deref(), Some("eth0"));
-    assert_eq!(config.udp_idle_timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(config.runtime().tick, Some(std::time::Duration::from_millis(50)));
+    assert_eq!(config.runtime().max_datagram, 1200);
+    assert_eq!(config.runtime().pfring.as_deref(), Some("eth0"));
+    assert_eq!(config.runtime().udp_idle_timeout, Some(std::time::Duration::from_secs(5)));
 }

@@ -58,9 +58,9 @@ impl Chat {
 
 fn main() {
     let config = Chat::config();
-    assert_eq!(config.ws.path.as_deref(), Some("/ws"));
-    assert_eq!((config.ws.max_message, config.ws.max_backpressure), (65536, 131072));
-    assert!(config.ws.close_on_backpressure_limit);
-    assert_eq!(config.ws.idle_timeout, Some(std::time::Duration::from_secs(30)));
-    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.ws_config().path.as_deref(), Some("/ws"));
+    assert_eq!((config.ws_config().max_message, config.ws_config().max_backpressure), (65536, 131072));
+    assert!(config.ws_config().close_on_backpressure_limit);
+    assert_eq!(config.ws_config().idle_timeout, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(config.listeners().len(), 2);
 }

@@ -60,8 +60,8 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// This request with the parameters of the route it matched (used by generated routing).
-    pub fn with_params(&self, params: Params<'a>) -> Request<'a> {
+    /// This request with the parameters of the route it matched.
+    pub(crate) fn with_params(&self, params: Params<'a>) -> Request<'a> {
         Request { params, ..*self }
     }
 

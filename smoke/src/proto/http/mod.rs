@@ -13,7 +13,7 @@ mod route;
 pub(crate) use connection::{Answer, Connection, Context};
 pub use head::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
 pub use message::{Request, Response};
-pub use route::{Dispatch, MAX_PARAMS, Params, Route, Segment, dispatch};
+pub use route::{Dispatch, Route, Segment, dispatch, with_params};
 
 #[cfg(test)]
 pub(crate) use head::parse_head;

@@ -1,10 +1,10 @@
 //! Route matching for `#[get("/users/:id")]` and friends. The macro checks each pattern at
-//! compile time and emits them as a static table, most specific first; matching walks it once.
+//! compile time (`smoke_rules::parse_route`) and emits them as a static table, most specific
+//! first; matching walks it once.
+
+use smoke_rules::MAX_PARAMS;
 
 use super::Request;
-
-/// Route parameters per request; the macro refuses patterns with more.
-pub const MAX_PARAMS: usize = smoke_rules::MAX_PARAMS;
 
 /// One segment of a route pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +98,11 @@ fn matches<'a>(segments: &[Segment], path: &'a str) -> Option<Params<'a>> {
         Some("") if segments.is_empty() => parts.next().is_none().then_some(params),
         Some(_) => None,
     }
+}
+
+/// `req` with the parameters of the route it matched, for the route's handler.
+pub fn with_params<'a>(req: &Request<'a>, params: Params<'a>) -> Request<'a> {
+    req.with_params(params)
 }
 
 /// Finds the first route (the table is ordered most specific first) for the request's path and

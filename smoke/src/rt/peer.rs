@@ -1,11 +1,14 @@
-//! UDP peers: one session per remote address, created on its first datagram and kept in the
-//! worker that received it, until it closes itself or falls silent for `udp_idle_timeout`.
+//! A UDP peer as its handlers see it ([`Peer`]), and what they ask of it during a call
+//! ([`PeerState`]). A peer is one session per remote address, created on its first datagram and
+//! kept in the worker that received it, until it closes itself or falls silent for
+//! `udp_idle_timeout`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::rt::conn::{ConnId, TimerRequest};
-use crate::rt::server::Shared;
+use crate::rt::shared::WorkerSet;
+use crate::rt::time::TimerRequest;
+use crate::rt::token::ConnId;
 use crate::stats::Stats;
 use crate::sys::SendQueue;
 
@@ -18,7 +21,7 @@ pub struct Peer<'a> {
     pub(crate) id: ConnId,
     pub(crate) queue: &'a mut SendQueue,
     pub(crate) state: &'a mut PeerState,
-    pub(crate) shared: &'a Shared,
+    pub(crate) workers: &'a WorkerSet,
 }
 
 /// What a handler asked of its peer during one call, applied by the worker afterwards.
@@ -72,6 +75,6 @@ impl Peer<'_> {
 
     /// The counters of all workers, summed.
     pub fn server_stats(&self) -> Stats {
-        self.shared.stats()
+        self.workers.stats()
     }
 }

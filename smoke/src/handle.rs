@@ -1,0 +1,148 @@
+//! A running server's handle ([`ServerHandle`]), starting raw TCP servers from a closure
+//! ([`spawn`], [`serve`]), and the one announcement a served server prints.
+
+use std::net::SocketAddr;
+
+use smoke_rules::Protocol;
+
+use crate::config::{Config, RuntimeConfig};
+use crate::driver::raw::{FromFn, Handler};
+use crate::driver::ws_conn::publish;
+use crate::proto::ws::Message;
+use crate::rt::conn::Conn;
+use crate::rt::error::Error;
+use crate::rt::spawn::{ListenerSpec, Running};
+use crate::rt::worker::Service;
+use crate::stats::Stats;
+use crate::sys::ShutdownSignals;
+
+/// A running server: its bound addresses, its counters, and the way to stop it.
+///
+/// Dropping the handle shuts the server down (as [`shutdown`](ServerHandle::shutdown) does).
+#[derive(Debug)]
+pub struct ServerHandle {
+    running: Running,
+    addrs: Vec<(Protocol, SocketAddr)>,
+}
+
+impl ServerHandle {
+    /// Starts `service` and pairs each bound address with its listener's protocol.
+    pub(crate) fn start<S: Service>(
+        runtime: &RuntimeConfig,
+        specs: &[ListenerSpec],
+        min_read_buffer: usize,
+        protocols: Vec<Protocol>,
+        service: S,
+    ) -> Result<ServerHandle, Error> {
+        let running = crate::rt::spawn::spawn(runtime, specs, min_read_buffer, service)?;
+        let addrs = protocols.into_iter().zip(running.addrs().iter().copied()).collect();
+        Ok(ServerHandle { running, addrs })
+    }
+
+    /// Every listener's bound address (port 0 resolved), in configuration order.
+    pub fn local_addrs(&self) -> &[(Protocol, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The first listener's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addrs[0].1
+    }
+
+    /// All workers' counters, summed.
+    pub fn stats(&self) -> Stats {
+        self.running.workers().stats()
+    }
+
+    /// Each worker's counters, by worker index.
+    pub fn worker_stats(&self) -> Vec<Stats> {
+        self.running.workers().worker_stats()
+    }
+
+    /// Publishes `message` to `topic` on this server's WebSocket subscribers, from any thread
+    /// (see [`WsConn::publish`](crate::ws::WsConn::publish)).
+    pub fn publish<'m>(&self, topic: &str, message: impl Into<Message<'m>>) {
+        publish(self.running.workers(), None, topic, message.into());
+    }
+
+    /// Stops accepting, lets pending output flush (up to `shutdown_timeout`), closes every
+    /// connection with [`CloseReason::Shutdown`](crate::CloseReason::Shutdown) and joins the
+    /// workers.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.running.stop_and_join()
+    }
+
+    /// Blocks until SIGINT or SIGTERM (or until a worker stops on its own), then shuts down.
+    pub fn wait_for_signal(self) -> Result<(), Error> {
+        let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
+        self.wait_for(signals)
+    }
+
+    /// [`wait_for_signal`](ServerHandle::wait_for_signal) with the handlers already installed:
+    /// `serve` installs them before it announces the server, so a supervisor that signals as
+    /// soon as it sees the announcement cannot kill the process with the default action.
+    pub(crate) fn wait_for(mut self, signals: ShutdownSignals) -> Result<(), Error> {
+        self.running.wait_for(signals)
+    }
+}
+
+/// Says where a served server listens, one line per listener on stdout:
+/// `Echo listening on 127.0.0.1:9000 (tcp)`.
+pub(crate) fn announce(name: &str, server: &ServerHandle) {
+    for (protocol, addr) in server.local_addrs() {
+        println!("{name} listening on {addr} ({})", protocol.name());
+    }
+}
+
+/// Starts a raw TCP server and returns at once with its handle. `new_session` builds each
+/// connection's session on the worker that accepted it (before [`Handler::on_connect`]). Every
+/// listener must be a `tcp` one: the other protocols need a [`Server`](crate::Server).
+///
+/// Binding happens here, so an address in use is reported by this call:
+/// `bind 127.0.0.1:9090 (tcp): address in use`.
+///
+/// ```
+/// use smoke::{Config, Conn, Handler};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+///         conn.write(input);
+///         input.len()
+///     }
+/// }
+///
+/// let server = smoke::spawn(Config::new().tcp("127.0.0.1:0").threads(1), |_: &mut Conn| Echo)?;
+/// let addr = server.local_addr();
+/// # use std::io::{Read, Write};
+/// let mut client = std::net::TcpStream::connect(addr)?;
+/// client.write_all(b"ping")?;
+/// let mut reply = [0; 4];
+/// client.read_exact(&mut reply)?;
+/// assert_eq!(&reply, b"ping");
+/// server.shutdown()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn spawn<H, F>(config: Config, new_session: F) -> Result<ServerHandle, Error>
+where
+    H: Handler,
+    F: Fn(&mut Conn<'_>) -> H + Send + Sync + 'static,
+{
+    let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
+    let (runtime, _, _, protocols) = config.into_parts();
+    let service = FromFn { new_session, protocols: protocols.clone() };
+    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)
+}
+
+/// Runs a raw TCP server until SIGINT or SIGTERM, then drains and stops it: [`spawn`], the
+/// bound addresses printed to stdout, then [`ServerHandle::wait_for_signal`].
+pub fn serve<H, F>(config: Config, new_session: F) -> Result<(), Error>
+where
+    H: Handler,
+    F: Fn(&mut Conn<'_>) -> H + Send + Sync + 'static,
+{
+    let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
+    let server = spawn(config, new_session)?;
+    announce("smoke", &server);
+    server.wait_for(signals)
+}

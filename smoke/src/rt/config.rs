@@ -1,0 +1,127 @@
+//! The runtime's settings ([`RuntimeConfig`], part of the public `Config`), their defaults, and
+//! the per-worker [`Limits`] they resolve to when a server starts.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// Sessions whose fd is below this live in a flat array indexed by fd; the rest in a hash map.
+/// A process here may hold 20,000 files; 65,536 covers a default-configured Linux box, and the
+/// array only grows as high as the largest fd actually seen.
+pub const DEFAULT_FD_CACHE: usize = 65_536;
+/// Output buffered for one connection above which smoke stops reading from it until the peer
+/// catches up. 1 MiB keeps a fast link busy across a few round trips while bounding what one slow
+/// reader can pin.
+pub const DEFAULT_MAX_WRITE_BUFFER: usize = 1 << 20;
+/// Unconsumed input kept for one connection before it is closed with
+/// [`CloseReason::InputOverflow`](crate::CloseReason::InputOverflow): a handler that never
+/// consumes must not let a peer grow memory without limit.
+pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
+/// Bytes read from one connection per wake-up before the worker serves the others; 256 KiB is
+/// a few scratch buffers' worth, enough to drain a burst without letting a flood starve anyone.
+pub const DEFAULT_READ_BUDGET: usize = 256 << 10;
+/// How long [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) waits for pending output
+/// to flush before closing what is left.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`Config::udp_idle_timeout`](crate::Config::udp_idle_timeout): 30 s.
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`Config::max_datagram`](crate::Config::max_datagram): 2 KiB, above an Ethernet
+/// MTU's payload.
+pub const DEFAULT_MAX_DATAGRAM: usize = 2048;
+
+/// The runtime's part of a server's configuration: threads, the bind address, and the limits
+/// of connections and UDP peers. Read it through [`Config::runtime`](crate::Config::runtime);
+/// each field is set by the `Config` setter of the same name, which documents it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// See [`Config::bind`](crate::Config::bind).
+    pub bind: IpAddr,
+    /// See [`Config::threads`](crate::Config::threads); 0 means one per core.
+    pub threads: usize,
+    /// See [`Config::fd_cache`](crate::Config::fd_cache).
+    pub fd_cache: usize,
+    /// See [`Config::max_connections`](crate::Config::max_connections).
+    pub max_connections: usize,
+    /// See [`Config::idle_timeout`](crate::Config::idle_timeout).
+    pub idle_timeout: Option<Duration>,
+    /// See [`Config::max_write_buffer`](crate::Config::max_write_buffer).
+    pub max_write_buffer: usize,
+    /// See [`Config::max_read_buffer`](crate::Config::max_read_buffer).
+    pub max_read_buffer: usize,
+    /// See [`Config::read_budget`](crate::Config::read_budget).
+    pub read_budget: usize,
+    /// See [`Config::shutdown_timeout`](crate::Config::shutdown_timeout).
+    pub shutdown_timeout: Duration,
+    /// See [`Config::tick`](crate::Config::tick).
+    pub tick: Option<Duration>,
+    /// See [`Config::udp_idle_timeout`](crate::Config::udp_idle_timeout).
+    pub udp_idle_timeout: Option<Duration>,
+    /// See [`Config::max_datagram`](crate::Config::max_datagram).
+    pub max_datagram: usize,
+    /// See [`Config::pfring`](crate::Config::pfring).
+    pub pfring: Option<String>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            threads: 0,
+            fd_cache: DEFAULT_FD_CACHE,
+            max_connections: usize::MAX,
+            idle_timeout: None,
+            max_write_buffer: DEFAULT_MAX_WRITE_BUFFER,
+            max_read_buffer: DEFAULT_MAX_READ_BUFFER,
+            read_budget: DEFAULT_READ_BUDGET,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            tick: None,
+            udp_idle_timeout: Some(DEFAULT_UDP_IDLE_TIMEOUT),
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            pfring: None,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The worker count this configuration starts: `threads`, or the available cores when 0.
+    pub fn worker_threads(&self) -> usize {
+        if self.threads > 0 { self.threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+}
+
+/// The configuration a worker runs with, resolved once at start.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    pub(crate) fd_cache: usize,
+    /// This worker's share of `max_connections`.
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_write_buffer: usize,
+    pub(crate) max_read_buffer: usize,
+    pub(crate) read_budget: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) tick: Option<Duration>,
+    pub(crate) max_datagram: usize,
+    pub(crate) udp_idle_timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// `config` for one of `threads` workers. `min_read_buffer` is what the protocols need to
+    /// keep of one message before they can answer it (an HTTP request up to its limits, a
+    /// WebSocket message up to `max_message`): less, and a connection would be cut before its
+    /// protocol could answer 413 or 1009.
+    pub(crate) fn resolve(config: &RuntimeConfig, threads: usize, min_read_buffer: usize) -> Limits {
+        Limits {
+            fd_cache: config.fd_cache,
+            max_connections: config.max_connections.div_ceil(threads).max(1),
+            idle_timeout: config.idle_timeout,
+            max_write_buffer: config.max_write_buffer,
+            max_read_buffer: config.max_read_buffer.max(min_read_buffer),
+            read_budget: config.read_budget,
+            shutdown_timeout: config.shutdown_timeout,
+            tick: config.tick,
+            max_datagram: config.max_datagram,
+            udp_idle_timeout: config.udp_idle_timeout,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! [`Core`]: everything of one worker that its sessions use while they run, apart from the
+//! sessions themselves. The event loop keeps it beside its session tables, so a connection can
+//! run with the core borrowed whole while the table holds the connection.
+
+use std::sync::Arc;
+
+use crate::rt::buf::BufPool;
+use crate::rt::config::Limits;
+use crate::rt::conn::{Conn, ConnState};
+use crate::rt::shared::{WorkerSet, WorkerShared};
+use crate::rt::time::{Clock, TimerQueue};
+use crate::rt::token::{ConnId, Token};
+use crate::stats::Counters;
+use crate::sys::{Epoll, Stream};
+
+/// Every read lands here first; only input a handler leaves unconsumed is copied into a
+/// per-connection buffer. 64 KiB takes a full TSO burst or 16 pipelined requests in one recv.
+pub(crate) const SCRATCH_SIZE: usize = 64 << 10;
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// This worker's index among the server's workers.
+    pub(crate) index: usize,
+    pub(crate) epoll: Epoll,
+    pub(crate) scratch: Box<[u8]>,
+    pub(crate) pool: BufPool,
+    /// This worker's counters and wake-up, as the other threads see them.
+    pub(crate) own: Arc<WorkerShared>,
+    pub(crate) workers: Arc<WorkerSet>,
+    pub(crate) limits: Limits,
+    /// Sessions to run again without waiting for an event (read budget spent, reading resumed,
+    /// accept batch spent).
+    pub(crate) retry: Vec<Token>,
+    pub(crate) timers: TimerQueue,
+    pub(crate) clock: Clock,
+    /// Sessions created on this worker: each one's id and generation.
+    sequence: u64,
+}
+
+impl Core {
+    pub(crate) fn new(index: usize, epoll: Epoll, workers: Arc<WorkerSet>, limits: Limits) -> Core {
+        Core {
+            index,
+            epoll,
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            pool: BufPool::default(),
+            own: workers.workers[index].clone(),
+            workers,
+            limits,
+            retry: Vec::new(),
+            timers: TimerQueue::default(),
+            clock: Clock::start(),
+            sequence: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.own.counters
+    }
+
+    /// The next session's id and generation (connections and peers count together).
+    pub(crate) fn next_session(&mut self) -> (ConnId, u32) {
+        self.sequence += 1;
+        (ConnId::new(self.index, self.sequence), self.sequence as u32)
+    }
+
+    /// The handler's view of a connection: its socket and state, with this worker's buffers and
+    /// counters.
+    #[inline]
+    pub(crate) fn conn<'a>(&'a mut self, stream: &'a Stream, state: &'a mut ConnState, id: ConnId) -> Conn<'a> {
+        Conn {
+            stream,
+            state,
+            id,
+            pool: &mut self.pool,
+            counters: &self.own.counters,
+            workers: &self.workers,
+            max_write_buffer: self.limits.max_write_buffer,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! [`WorkerSet`]: what every thread can see of a running server's workers. Nothing here is
+//! written on the hot path except each worker's own counters.
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use crate::rt::mailbox::Mailbox;
+use crate::stats::{Counters, Stats, StatsSource};
+use crate::sys::EventFd;
+
+/// A server's workers as other threads (the handle, publishers, the other workers) see them.
+#[derive(Debug)]
+pub(crate) struct WorkerSet {
+    /// Set by the handle to stop the server; each worker looks at it every loop turn.
+    pub(crate) stopping: AtomicBool,
+    pub(crate) workers: Box<[Arc<WorkerShared>]>,
+    /// Written by a worker whose loop ends, so a thread waiting in `wait_for_signal` notices.
+    pub(crate) exited: EventFd,
+}
+
+/// One worker, as other threads see it: its counters, its wake-up, its topic mailbox.
+#[derive(Debug)]
+pub(crate) struct WorkerShared {
+    pub(crate) counters: Counters,
+    pub(crate) waker: EventFd,
+    /// Topic publications for this worker's subscribers (see `rt::pubsub`).
+    pub(crate) mailbox: Mutex<Mailbox>,
+    /// Set when the mailbox goes from empty to not empty; the worker checks it every turn.
+    pub(crate) has_mail: AtomicBool,
+}
+
+impl WorkerSet {
+    pub(crate) fn new(threads: usize) -> io::Result<WorkerSet> {
+        let workers = (0..threads)
+            .map(|_| {
+                Ok(Arc::new(WorkerShared {
+                    counters: Counters::default(),
+                    waker: EventFd::new()?,
+                    mailbox: Mutex::default(),
+                    has_mail: AtomicBool::new(false),
+                }))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(WorkerSet { stopping: AtomicBool::new(false), workers, exited: EventFd::new()? })
+    }
+
+    /// All workers' counters, summed (a few relaxed atomic loads per worker).
+    pub(crate) fn stats(&self) -> Stats {
+        Stats::sum(self.workers.iter().map(|w| &w.counters))
+    }
+
+    /// Each worker's counters, by worker index.
+    pub(crate) fn worker_stats(&self) -> Vec<Stats> {
+        self.workers.iter().map(|w| w.counters.snapshot()).collect()
+    }
+}
+
+impl StatsSource for WorkerSet {
+    fn stats(&self) -> Stats {
+        WorkerSet::stats(self)
+    }
+}

@@ -1,0 +1,271 @@
+//! Starting and stopping a server's workers: the listeners are checked and bound here (so an
+//! address in use is this call's error), each worker gets its own sockets and thread, and
+//! [`Running`] stops them: on request, on a signal, or when one of them ends.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use smoke_rules::Listen;
+
+use crate::rt::config::{Limits, RuntimeConfig};
+use crate::rt::core::Core;
+use crate::rt::error::Error;
+use crate::rt::pubsub;
+use crate::rt::shared::WorkerSet;
+use crate::rt::worker::Service;
+use crate::rt::worker::{EventLoop, StreamListener, WorkerSockets};
+use crate::sys::{Epoll, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket};
+
+/// A listener as the runtime sees it: where it binds, the name messages give it, and the
+/// transport; its protocol is the service's business (it gets the listener's index at accept).
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerSpec {
+    pub(crate) listen: Listen,
+    /// `tcp`, `http`, ...: how errors name it.
+    pub(crate) name: &'static str,
+    pub(crate) datagram: bool,
+    /// See `smoke_rules::Protocol::client_speaks_first`.
+    pub(crate) client_speaks_first: bool,
+}
+
+/// A running server's workers: their shared state, their threads, and where each listener
+/// bound (port 0 resolved, in the order the listeners were given).
+#[derive(Debug)]
+pub(crate) struct Running {
+    workers: Arc<WorkerSet>,
+    threads: Vec<JoinHandle<()>>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Starts `service` on the workers `config` asks for, with `listeners`; returns once every
+/// listener is bound and every worker thread started. `min_read_buffer`: see [`Limits::resolve`].
+pub(crate) fn spawn<S: Service>(
+    config: &RuntimeConfig,
+    listeners: &[ListenerSpec],
+    min_read_buffer: usize,
+    service: S,
+) -> Result<Running, Error> {
+    check(config, listeners)?;
+    let addrs = bind_addresses(config.bind, listeners)?;
+    for index in 0..listeners.len() {
+        service.check_listener(index).map_err(Error::config)?;
+    }
+    let threads = config.worker_threads();
+    let fanout_group = next_fanout_group();
+    let mut sockets = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        sockets.push(worker_sockets(config, listeners, &addrs, fanout_group)?);
+    }
+    let workers = Arc::new(WorkerSet::new(threads).map_err(|e| Error::io("create the workers' eventfds", e))?);
+    pubsub::register(&workers);
+    let limits = Limits::resolve(config, threads, min_read_buffer);
+    let service = Arc::new(service);
+    let mut running = Running { workers: workers.clone(), threads: Vec::with_capacity(threads), addrs };
+    for (index, sockets) in sockets.into_iter().enumerate() {
+        let epoll = Epoll::new().map_err(|e| Error::io("create an epoll instance", e))?;
+        let core = Core::new(index, epoll, workers.clone(), limits.clone());
+        let service = service.clone();
+        let exited = ExitNotice(workers.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("smoke-worker-{index}"))
+            .spawn(move || {
+                match EventLoop::new(core, sockets, service) {
+                    Ok(event_loop) => event_loop.run(),
+                    Err(e) => log::error!("worker {index} failed to start: {e}"),
+                }
+                drop(exited);
+            })
+            .map_err(|e| Error::io("start a worker thread", e))?;
+        running.threads.push(thread);
+    }
+    Ok(running)
+}
+
+/// The mistakes a configuration can hold before any address is looked at.
+fn check(config: &RuntimeConfig, listeners: &[ListenerSpec]) -> Result<(), Error> {
+    if listeners.is_empty() {
+        return Err(Error::config("no listener configured"));
+    }
+    if let Some(interface) = &config.pfring {
+        if !listeners.iter().any(|l| l.datagram) {
+            return Err(Error::config(
+                "pfring feeds the udp listeners' sessions and sends their replies: add a udp listener",
+            ));
+        }
+        if let Err(why) = smoke_rules::check_interface_name(interface) {
+            return Err(Error::config(format!("pfring {interface:?}: {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves every listener, refuses two that would share a socket (probes close before the real
+/// sockets bind, so listeners of one server would not see each other, and SO_REUSEPORT would
+/// quietly split the port between them), and binds each once exclusively to find out whether
+/// another process holds the address (and which port 0 gets).
+fn bind_addresses(bind: IpAddr, listeners: &[ListenerSpec]) -> Result<Vec<SocketAddr>, Error> {
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.iter().enumerate() {
+        let wanted = resolve(&listener.listen, bind)
+            .map_err(|e| Error::config(format!("listen {} ({}): {e}", listener.listen, listener.name)))?;
+        let socket = |spec: &ListenerSpec, addr: SocketAddr| smoke_rules::Socket {
+            datagram: spec.datagram,
+            host: smoke_rules::Host::Ip(addr.ip()),
+            port: addr.port(),
+        };
+        let overlapping = addrs
+            .iter()
+            .zip(listeners)
+            .find(|(taken, other)| smoke_rules::overlap(&socket(other, **taken), &socket(listener, wanted)));
+        if let Some((taken, other)) = overlapping {
+            let message =
+                format!("bind {wanted} ({}): overlaps this server's {} listener on {taken}", listener.name, other.name);
+            return Err(Error::bind(message, io::Error::from(io::ErrorKind::AddrInUse)));
+        }
+        let bound = if listener.datagram {
+            UdpSocket::bind(wanted, false).and_then(|probe| probe.local_addr())
+        } else {
+            Listener::probe_exclusive(wanted)
+        }
+        .map_err(|e| bind_error(wanted, &listeners[i], e))?;
+        addrs.push(bound);
+    }
+    Ok(addrs)
+}
+
+/// The address `listen` names: a bare port on `bind`, or `host:port` resolved (the first
+/// address a name resolves to).
+fn resolve(listen: &Listen, bind: IpAddr) -> io::Result<SocketAddr> {
+    match listen {
+        Listen::Port(port) => Ok(SocketAddr::new(bind, *port)),
+        Listen::Addr(text) => {
+            if let Ok(addr) = text.parse::<SocketAddr>() {
+                return Ok(addr);
+            }
+            let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve `{text}`"));
+            text.to_socket_addrs().map_err(|_| invalid())?.next().ok_or_else(invalid)
+        }
+    }
+}
+
+/// One worker's sockets: a SO_REUSEPORT socket per listener, and its packet ring (in the
+/// server's fanout group, so the kernel spreads flows across the workers' rings).
+fn worker_sockets(
+    config: &RuntimeConfig,
+    listeners: &[ListenerSpec],
+    addrs: &[SocketAddr],
+    fanout_group: u16,
+) -> Result<WorkerSockets, Error> {
+    let mut sockets = WorkerSockets::default();
+    for (index, (spec, &addr)) in listeners.iter().zip(addrs).enumerate() {
+        if spec.datagram {
+            let socket = UdpSocket::bind(addr, true).map_err(|e| bind_error(addr, spec, e))?;
+            if config.pfring.is_some() {
+                // Every datagram would otherwise arrive twice: through the ring and here.
+                socket.drop_all_input().map_err(|e| Error::io("filter the udp socket's input", e))?;
+            }
+            sockets.udp.push(socket);
+        } else {
+            let socket = Listener::bind(addr, spec.client_speaks_first).map_err(|e| bind_error(addr, spec, e))?;
+            sockets.listeners.push(StreamListener { socket, index, client_speaks_first: spec.client_speaks_first });
+        }
+    }
+    if let Some(interface) = &config.pfring {
+        let ports: Vec<u16> =
+            listeners.iter().zip(addrs).filter(|(spec, _)| spec.datagram).map(|(_, a)| a.port()).collect();
+        let filter = crate::sys::bpf::udp_port_filter(&ports);
+        sockets.ring = Some(PacketRing::open(interface, &filter, fanout_group).map_err(Error::os)?);
+    }
+    Ok(sockets)
+}
+
+/// A packet-ring fanout group id no other server of this process uses (the kernel's groups are
+/// per network namespace; the process id keeps two processes apart in practice).
+fn next_fanout_group() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn bind_error(addr: SocketAddr, spec: &ListenerSpec, error: io::Error) -> Error {
+    let why = match error.raw_os_error() {
+        Some(libc::EADDRINUSE) => "address in use".to_owned(),
+        Some(libc::EADDRNOTAVAIL) => "address not available on this host".to_owned(),
+        Some(libc::EACCES) => "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)".to_owned(),
+        Some(libc::EAFNOSUPPORT) => "address family not supported (is IPv6 disabled?)".to_owned(),
+        _ => error.to_string(),
+    };
+    Error::bind(format!("bind {addr} ({}): {why}", spec.name), error)
+}
+
+impl Running {
+    /// Every listener's bound address, in the order the listeners were given.
+    pub(crate) fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub(crate) fn workers(&self) -> &Arc<WorkerSet> {
+        &self.workers
+    }
+
+    /// Blocks until one of `signals` arrives (or a worker stops on its own), then stops.
+    /// The handlers are installed by the caller, before it announces the server, so a
+    /// supervisor that signals as soon as it sees the announcement cannot kill the process with
+    /// the default action.
+    pub(crate) fn wait_for(&mut self, signals: ShutdownSignals) -> Result<(), Error> {
+        {
+            let failed = |e| Error::io("wait for a shutdown signal", e);
+            let epoll = Epoll::new().map_err(failed)?;
+            epoll.add(signals.as_raw_fd(), 0, Interest::READABLE).map_err(failed)?;
+            epoll.add(self.workers.exited.as_raw_fd(), 1, Interest::READABLE).map_err(failed)?;
+            let mut events = Events::with_capacity(2);
+            while events.len() == 0 {
+                epoll.wait(&mut events, None).map_err(failed)?;
+            }
+            if events.get(0).token == 0 {
+                log::info!("shutdown signal received; draining connections");
+            }
+            drop(signals);
+        }
+        self.stop_and_join()
+    }
+
+    /// Stops accepting, lets pending output flush (up to `shutdown_timeout`), closes every
+    /// session and joins the workers. Stopping twice is stopping once.
+    pub(crate) fn stop_and_join(&mut self) -> Result<(), Error> {
+        self.workers.stopping.store(true, Ordering::SeqCst);
+        for worker in self.workers.workers.iter() {
+            worker.waker.wake();
+        }
+        let mut panicked = 0;
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                panicked += 1;
+            }
+        }
+        if panicked > 0 {
+            return Err(Error::other(format!("{panicked} worker thread(s) panicked")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            log::error!("{e}");
+        }
+    }
+}
+
+/// Tells `wait_for` that a worker's loop ended, however it ended (including a panic).
+struct ExitNotice(Arc<WorkerSet>);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        self.0.exited.wake();
+    }
+}

@@ -1,0 +1,336 @@
+//! One worker thread's event loop ([`EventLoop`]): its epoll instance, its listeners and
+//! sockets, its sessions. Each turn waits for events, runs what they are for (connections,
+//! accepts, datagrams, the tick), then due timers, topic mail and UDP replies. It calls the
+//! sessions through [`Service`], the one trait the layers above implement: the loop is
+//! generic over it, so every call is static (no vtable on the hot path), and it knows no
+//! protocol (a driver picks one per listener and feeds its machine).
+//!
+//! The loop itself is here; each path has a file: `stream.rs` (a connection's wake-ups),
+//! `accept.rs`, `datagram.rs` (UDP sockets, the packet ring, peers) and `tick.rs`.
+
+mod accept;
+mod datagram;
+mod stream;
+mod tick;
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use accept::Listeners;
+pub(crate) use accept::StreamListener;
+use datagram::Datagrams;
+use stream::{Connection, Wake};
+pub(crate) use tick::Tick;
+pub use tick::TickInfo;
+use tick::Ticker;
+
+use crate::rt::conn::Conn;
+use crate::rt::conn::{CloseReason, Flags};
+use crate::rt::core::Core;
+use crate::rt::mailbox::Mailbox;
+use crate::rt::peer::Peer;
+use crate::rt::pubsub;
+use crate::rt::table::SessionTable;
+use crate::rt::time::IdleSweep;
+use crate::rt::token::{ConnId, Kind, Token};
+use crate::stats::{Counters, bump};
+use crate::sys::{Events, Interest, PacketRing, UdpSocket};
+
+/// A server's sessions: one [`Stream`](Service::Stream) per TCP connection, one
+/// [`Peer`](Service::Peer) per UDP remote address, and what its workers do on each tick.
+///
+/// Every call gets the service itself (`&self`: its configuration) and the session. A panic in
+/// any call resets that session only (its `on_close` does not run after a panic in another call).
+pub(crate) trait Service: Send + Sync + Sized + 'static {
+    /// A TCP connection's session.
+    type Stream;
+    /// A UDP peer's session.
+    type Peer;
+
+    /// Refuses, with the reason, a listener (by its index in the listeners the server was
+    /// started with) this service cannot serve. Asked once every address is known to be
+    /// usable, before any worker starts.
+    fn check_listener(&self, listener: usize) -> Result<(), String> {
+        let _ = listener;
+        Ok(())
+    }
+
+    /// Builds the session of a connection accepted on listener `listener` (its index in the
+    /// listeners the server was started with).
+    fn open(&self, conn: &mut Conn<'_>, listener: usize) -> Self::Stream;
+    /// The session exists; the connection is registered and may be written to.
+    fn on_connect(&self, session: &mut Self::Stream, conn: &mut Conn<'_>);
+    /// Input arrived: everything not yet consumed. Returns how much was consumed; the rest is
+    /// kept and offered again with the next bytes.
+    fn on_data(&self, session: &mut Self::Stream, conn: &mut Conn<'_>, input: &[u8]) -> usize;
+    /// The output queue is empty again (after backpressure, or as `want_write` asked).
+    fn on_write(&self, session: &mut Self::Stream, conn: &mut Conn<'_>);
+    /// The connection's timer fired.
+    fn on_timer(&self, session: &mut Self::Stream, conn: &mut Conn<'_>);
+    /// The server is stopping: the connection closes once its output is flushed.
+    fn on_shutdown(&self, session: &mut Self::Stream, conn: &mut Conn<'_>);
+    /// The connection ended; writes are discarded.
+    fn on_close(&self, session: &mut Self::Stream, conn: &mut Conn<'_>, reason: CloseReason);
+    /// A topic publication for this subscriber (see `rt::pubsub`): the frame as published.
+    fn on_delivery(&self, session: &mut Self::Stream, conn: &mut Conn<'_>, frame: &[u8]);
+
+    /// Builds the session of a UDP peer on its first datagram; `None` drops the datagram.
+    fn open_peer(&self, peer: &mut Peer<'_>) -> Option<Self::Peer>;
+    /// A datagram from the session's peer.
+    fn on_datagram(&self, session: &mut Self::Peer, peer: &mut Peer<'_>, packet: &[u8]);
+    /// The peer's timer fired.
+    fn on_peer_timer(&self, session: &mut Self::Peer, peer: &mut Peer<'_>);
+    /// The peer's session ended; sends are discarded.
+    fn on_peer_close(&self, session: &mut Self::Peer, peer: &mut Peer<'_>, reason: CloseReason);
+
+    /// Runs on every worker at the configured tick cadence.
+    fn on_tick(&self, tick: &mut Tick<'_, Self::Stream, Self::Peer>);
+}
+
+/// Ready events taken per epoll_wait.
+const EVENTS_PER_WAIT: usize = 1024;
+
+/// The sockets a worker serves, bound for it before its thread starts.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerSockets {
+    pub(crate) listeners: Vec<StreamListener>,
+    pub(crate) udp: Vec<UdpSocket>,
+    pub(crate) ring: Option<PacketRing>,
+}
+
+pub(crate) struct EventLoop<S: Service> {
+    core: Core,
+    service: Arc<S>,
+    connections: SessionTable<Connection<S::Stream>>,
+    listeners: Listeners,
+    datagrams: Datagrams<S::Peer>,
+    ticker: Option<Ticker>,
+    idle_sweep: Option<IdleSweep>,
+    /// Set once shutdown has begun: the loop ends then, or when the last connection is gone.
+    drain_deadline: Option<u64>,
+    closing: Vec<RawFd>,
+    /// The mailbox taken from `WorkerShared` (swapped, so both keep their capacity).
+    mail: Mailbox,
+    /// Connections topic deliveries (or a tick) wrote to in this turn.
+    delivered: Vec<Token>,
+}
+
+impl<S: Service> EventLoop<S> {
+    pub(crate) fn new(core: Core, sockets: WorkerSockets, service: Arc<S>) -> io::Result<EventLoop<S>> {
+        let epoll = &core.epoll;
+        epoll.add(core.own.waker.as_raw_fd(), Token::of(Kind::Waker, 0).to_epoll(), Interest::READABLE)?;
+        for (i, listener) in sockets.listeners.iter().enumerate() {
+            epoll.add(listener.socket.as_raw_fd(), Token::of(Kind::Listener, i).to_epoll(), Interest::READABLE)?;
+        }
+        for (i, socket) in sockets.udp.iter().enumerate() {
+            epoll.add(socket.as_raw_fd(), Token::of(Kind::Udp, i).to_epoll(), Interest::READABLE)?;
+        }
+        if let Some(ring) = &sockets.ring {
+            epoll.add(ring.as_raw_fd(), Token::of(Kind::Ring, 0).to_epoll(), Interest::READABLE)?;
+        }
+        let ticker = match core.limits.tick {
+            Some(interval) => {
+                let ticker = Ticker::new(interval)?;
+                epoll.add(ticker.fd.as_raw_fd(), Token::of(Kind::Tick, 0).to_epoll(), Interest::READABLE)?;
+                Some(ticker)
+            }
+            None => None,
+        };
+        Ok(EventLoop {
+            connections: SessionTable::new(core.limits.fd_cache),
+            listeners: Listeners::new(sockets.listeners),
+            datagrams: Datagrams::new(sockets.udp, sockets.ring, &core),
+            idle_sweep: IdleSweep::new(core.limits.idle_timeout),
+            core,
+            service,
+            ticker,
+            drain_deadline: None,
+            closing: Vec::new(),
+            mail: Mailbox::default(),
+            delivered: Vec::new(),
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
+        let mut retrying = Vec::new();
+        loop {
+            self.core.clock.refresh();
+            let timeout = self.next_timeout();
+            if let Err(e) = self.core.epoll.wait(&mut events, timeout) {
+                log::error!("worker {}: epoll_wait failed, stopping: {e}", self.core.index);
+                break;
+            }
+            self.core.clock.refresh();
+            for i in 0..events.len() {
+                let event = events.get(i);
+                let token = Token::from_epoll(event.token);
+                match token.kind() {
+                    Kind::Connection if event.is_readable() => {
+                        self.wake(token, Wake::Readable { stops_short: event.read_may_stop_short() });
+                    }
+                    Kind::Connection if event.is_writable() => self.wake(token, Wake::Writable),
+                    Kind::Connection => {}
+                    _ => self.own_fd_ready(token),
+                }
+            }
+            std::mem::swap(&mut self.core.retry, &mut retrying);
+            for token in retrying.drain(..) {
+                match token.kind() {
+                    Kind::Connection => self.wake(token, Wake::Retry),
+                    _ => self.own_fd_ready(token),
+                }
+            }
+            self.run_timers();
+            self.deliver_mail();
+            self.flush_udp();
+            if self.drain_deadline.is_none() && self.core.workers.stopping.load(Ordering::Relaxed) {
+                self.begin_shutdown();
+            }
+            if let Some(deadline) = self.drain_deadline
+                && (self.connections.is_empty() || self.core.clock.now() >= deadline)
+            {
+                break;
+            }
+        }
+        // Also reached when epoll_wait failed: stop accepting before closing what is left.
+        self.listeners.close();
+        self.close_all(CloseReason::Shutdown);
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        // Mail this worker's own handlers posted after its delivery pass needs no wake-up
+        // (see rt::pubsub), so it must not wait in epoll_wait either.
+        if !self.core.retry.is_empty() || self.core.own.has_mail.load(Ordering::Relaxed) {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.core.timers.next_deadline(),
+            self.listeners.paused_until,
+            self.idle_sweep.as_ref().map(IdleSweep::next_deadline),
+            self.datagrams.sweep.as_ref().map(IdleSweep::next_deadline),
+            self.drain_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|at| self.core.clock.until(at))
+        .min()
+    }
+
+    /// One of the worker's own fds is ready (or was queued to run again).
+    fn own_fd_ready(&mut self, token: Token) {
+        match token.kind() {
+            Kind::Waker => self.core.own.waker.drain(),
+            Kind::Listener => self.accept_from(token.index()),
+            Kind::Udp => self.read_udp(token.index()),
+            Kind::Tick => self.run_tick(),
+            Kind::Ring => self.read_ring(),
+            Kind::Connection | Kind::Peer => {}
+        }
+    }
+
+    /// Fires the timers that are due, resumes accepting after a back-off, and sweeps idle
+    /// connections and peers.
+    fn run_timers(&mut self) {
+        while let Some((at, token)) = self.core.timers.pop_due(self.core.clock.now()) {
+            match token.kind() {
+                Kind::Connection => {
+                    let current = self.connections.get_mut(token.index() as RawFd);
+                    if let Some(connection) = current.filter(|c| c.generation == token.generation())
+                        && connection.state.timer.is_due_at(at)
+                    {
+                        connection.state.timer.disarm();
+                        self.wake(token, Wake::Timer);
+                    }
+                }
+                Kind::Peer => self.peer_timer(token, at),
+                _ => {}
+            }
+        }
+        self.settle_peers();
+        self.resume_accepting();
+        if let Some(idle) = self.idle_sweep.as_mut().and_then(|sweep| sweep.due(&self.core.clock)) {
+            let idle_connections = self.connections.iter_mut().filter(|(_, c)| idle(c.last_active));
+            self.closing.extend(idle_connections.map(|(fd, _)| fd));
+            for fd in std::mem::take(&mut self.closing) {
+                self.close(fd, CloseReason::Timeout);
+            }
+        }
+        self.sweep_peers();
+        self.settle_peers();
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.drain_deadline = Some(self.core.clock.deadline(self.core.limits.shutdown_timeout));
+        // Closing the listeners stops new connections at once; the kernel resets any still
+        // queued on this worker's socket.
+        self.listeners.close();
+        self.closing.extend(self.connections.iter_mut().map(|(fd, c)| {
+            c.state.flags.set(Flags::CLOSE | Flags::SHUTTING_DOWN);
+            fd
+        }));
+        for fd in std::mem::take(&mut self.closing) {
+            if let Some(c) = self.connections.get_mut(fd) {
+                let token = Token::new(Kind::Connection, fd as usize, c.generation);
+                self.wake(token, Wake::Shutdown);
+            }
+        }
+    }
+
+    /// Hands the topic publications in this worker's mailbox to their subscribers on this
+    /// worker, then sends to every connection written to.
+    fn deliver_mail(&mut self) {
+        let own = &self.core.own;
+        if !own.has_mail.swap(false, Ordering::Acquire) {
+            return;
+        }
+        std::mem::swap(&mut *own.mailbox.lock().unwrap_or_else(PoisonError::into_inner), &mut self.mail);
+        let service = &*self.service;
+        for (topic, frame) in self.mail.letters() {
+            pubsub::for_each_subscriber(topic, |fd, id| {
+                let Some(c) = self.connections.get_mut(fd).filter(|c| c.id == id) else { return };
+                let mut conn = self.core.conn(&c.stream, &mut c.state, c.id);
+                service.on_delivery(&mut c.session, &mut conn, frame);
+                if !c.state.flags.has(Flags::DELIVERED) {
+                    c.state.flags.set(Flags::DELIVERED);
+                    self.delivered.push(Token::new(Kind::Connection, fd as usize, c.generation));
+                }
+            });
+        }
+        self.mail.clear();
+        self.wake_touched();
+    }
+
+    /// Sends to the connections a delivery or a tick wrote to.
+    fn wake_touched(&mut self) {
+        let mut touched = std::mem::take(&mut self.delivered);
+        for token in touched.drain(..) {
+            self.wake(token, Wake::Delivered);
+        }
+        self.delivered = touched;
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        self.closing.extend(self.connections.iter_mut().map(|(fd, _)| fd));
+        for fd in std::mem::take(&mut self.closing) {
+            self.close(fd, reason);
+        }
+        self.close_all_peers(reason);
+    }
+}
+
+/// Runs a handler call; a panic is logged, counted and reported as `None`.
+fn guarded<R>(counters: &Counters, id: ConnId, what: &str, call: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            bump(&counters.panics, 1);
+            log::error!("handler {what} panicked on connection {id}; resetting the connection");
+            None
+        }
+    }
+}

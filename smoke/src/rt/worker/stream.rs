@@ -1,0 +1,423 @@
+//! The stream path: a TCP connection from accept to close. Each wake-up reads (within a budget,
+//! into the scratch buffer first), hands the input to the session, sends once, (dis)arms
+//! `EPOLLOUT`, applies the timer and close requests, and queues a retry when there is more.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use super::{EventLoop, Service, guarded};
+use crate::rt::buf::POOL_BUFFER_SIZE;
+use crate::rt::config::Limits;
+use crate::rt::conn::{CloseReason, Conn, ConnState, Flags, send_queued};
+use crate::rt::core::{Core, SCRATCH_SIZE};
+use crate::rt::pubsub;
+use crate::rt::time::Stamp;
+use crate::rt::token::{ConnId, Kind, Token};
+use crate::stats::bump;
+use crate::sys::{Interest, Stream};
+
+/// Kept input grows once less than this is free behind it, so a recv is never tiny.
+const MIN_READ_ROOM: usize = 4 << 10;
+
+/// One connection's entry in the session table.
+pub(super) struct Connection<St> {
+    pub(super) session: St,
+    pub(super) stream: Stream,
+    pub(super) id: ConnId,
+    pub(super) generation: u32,
+    /// The last wake-up that ran it.
+    pub(super) last_active: Stamp,
+    /// Unconsumed input; unallocated while there is none.
+    input: Vec<u8>,
+    pub(super) state: ConnState,
+}
+
+/// What woke a connection up.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Wake {
+    Connected,
+    Readable {
+        stops_short: bool,
+    },
+    Writable,
+    Retry,
+    Timer,
+    /// Topic deliveries (or a tick) wrote to it: send them.
+    Delivered,
+    /// The server is stopping: the connection closes once its output is flushed.
+    Shutdown,
+}
+
+impl<S: Service> EventLoop<S> {
+    /// Takes an accepted connection on listener `listener`: registers it, builds its session
+    /// and runs `on_connect`.
+    pub(super) fn open(&mut self, stream: Stream, listener: usize, client_speaks_first: bool) {
+        let fd = stream.as_raw_fd();
+        if let Err(e) = stream.set_nodelay() {
+            log::debug!("TCP_NODELAY on fd {fd}: {e}");
+        }
+        let (id, generation) = self.core.next_session();
+        let token = Token::new(Kind::Connection, fd as usize, generation);
+        if let Err(e) = self.core.epoll.add(fd, token.to_epoll(), Interest::READABLE) {
+            log::warn!("worker {}: cannot register accepted connection: {e}", self.core.index);
+            return;
+        }
+        let mut state = ConnState::default();
+        if client_speaks_first {
+            // Accepted after its first bytes arrived (TCP_DEFER_ACCEPT): read them now rather
+            // than wait a loop turn for the edge that reports them.
+            state.flags.set(Flags::READ_READY);
+        }
+        let session = {
+            let service = &*self.service;
+            let mut conn = self.core.conn(&stream, &mut state, id);
+            guarded(conn.counters, id, "new session", || service.open(&mut conn, listener))
+        };
+        let counters = self.core.counters();
+        bump(&counters.accepted, 1);
+        let Some(session) = session else {
+            state.out.discard(&mut self.core.pool, &self.core.own.counters);
+            let _ = stream.set_reset_on_close();
+            bump(&self.core.own.counters.closed, 1);
+            bump(&self.core.own.counters.errors, 1);
+            return;
+        };
+        let connection = Connection {
+            session,
+            stream,
+            id,
+            generation,
+            last_active: self.core.clock.stamp(),
+            input: Vec::new(),
+            state,
+        };
+        if self.connections.insert(fd, connection).is_some() {
+            log::error!("worker {}: fd {fd} was still in the session table; dropped the stale entry", self.core.index);
+        }
+        self.wake(token, Wake::Connected);
+    }
+
+    /// Runs one connection after an event, and closes it if that is the outcome.
+    pub(super) fn wake(&mut self, token: Token, why: Wake) {
+        let fd = token.index() as RawFd;
+        let Some(connection) = self.connections.get_mut(fd) else { return };
+        if connection.generation != token.generation() {
+            return;
+        }
+        connection.last_active = self.core.clock.stamp();
+        if let Some(reason) = connection.run(&mut self.core, &*self.service, token, why) {
+            self.close(fd, reason);
+        }
+    }
+
+    /// Ends a connection: its session's `on_close` (unless it panicked), its subscriptions,
+    /// its buffers, and the socket.
+    pub(super) fn close(&mut self, fd: RawFd, reason: CloseReason) {
+        let Some(mut connection) = self.connections.remove(fd) else { return };
+        // Input may still be queued (we stopped reading at close()): see discard_unread_input.
+        let unread = connection.state.flags.has(Flags::READ_READY | Flags::READ_TO_EAGAIN);
+        if matches!(reason, CloseReason::Aborted | CloseReason::HandlerPanicked)
+            && let Err(e) = connection.stream.set_reset_on_close()
+        {
+            log::debug!("SO_LINGER on fd {fd}: {e}");
+        }
+        let Connection { session, stream, id, state, input, .. } = &mut connection;
+        if !state.flags.has(Flags::PANICKED) {
+            let service = &*self.service;
+            let mut conn = self.core.conn(stream, state, *id);
+            guarded(conn.counters, *id, "on_close", || service.on_close(session, &mut conn, reason));
+        }
+        if state.flags.has(Flags::SUBSCRIBED) {
+            // Its subscriptions end with it, whatever its session did (or failed to do) on close.
+            pubsub::unsubscribe_all(fd, *id);
+        }
+        let counters = &self.core.own.counters;
+        state.out.discard(&mut self.core.pool, counters);
+        self.core.pool.give(input, counters);
+        if unread && matches!(reason, CloseReason::Closed | CloseReason::Shutdown | CloseReason::Timeout) {
+            discard_unread_input(&connection.stream, &mut self.core.scratch);
+        }
+        // Count before the socket closes, so a peer that sees the close and asks again (the
+        // stats page) finds it counted.
+        bump(&counters.closed, 1);
+        if reason.is_error() {
+            bump(&counters.errors, 1);
+        }
+        let Connection { session, stream, id, .. } = connection;
+        // The session's own Drop is user code too: a panic there must not take the worker down.
+        guarded(counters, id, "drop", move || drop(session));
+        drop(stream);
+        self.connection_closed();
+    }
+}
+
+/// Reads and drops whatever the peer sent that nobody will read: closing a socket with unread
+/// input makes the kernel send RST and discard the response still queued for the peer. Bounded,
+/// so a peer that keeps sending cannot hold the worker; it gets its reset.
+fn discard_unread_input(stream: &Stream, scratch: &mut [u8]) {
+    const MAX_DISCARD_READS: usize = 16;
+    for _ in 0..MAX_DISCARD_READS {
+        match stream.recv(scratch) {
+            Ok(n) if n > 0 => continue,
+            _ => return,
+        }
+    }
+}
+
+impl<St> Connection<St> {
+    fn can_read(&self, limits: &Limits) -> bool {
+        !self.state.flags.has(Flags::INPUT_ENDED | Flags::READ_CLOSED)
+            && self.state.out.pending() < limits.max_write_buffer
+    }
+
+    /// Calls a session handler that takes only the connection; a panic marks the session.
+    fn call<S: Service<Stream = St>>(
+        &mut self,
+        core: &mut Core,
+        service: &S,
+        what: &str,
+        handler: fn(&S, &mut St, &mut Conn<'_>),
+    ) {
+        let Connection { session, stream, id, state, .. } = self;
+        let mut conn = core.conn(stream, state, *id);
+        if guarded(conn.counters, *id, what, || handler(service, session, &mut conn)).is_none() {
+            self.state.flags.set(Flags::PANICKED);
+        }
+    }
+
+    /// Reads (if there is something to read and room to answer), hands input to the session,
+    /// sends once, and reports whether the connection is done.
+    fn run<S: Service<Stream = St>>(
+        &mut self,
+        core: &mut Core,
+        service: &S,
+        token: Token,
+        why: Wake,
+    ) -> Option<CloseReason> {
+        let flags = &mut self.state.flags;
+        match why {
+            Wake::Connected => self.call(core, service, "on_connect", S::on_connect),
+            Wake::Readable { stops_short } => {
+                flags.set(Flags::READ_READY);
+                if stops_short {
+                    flags.set(Flags::READ_TO_EAGAIN);
+                }
+            }
+            Wake::Writable => {}
+            Wake::Retry => flags.clear(Flags::QUEUED),
+            Wake::Timer => self.call(core, service, "on_timer", S::on_timer),
+            Wake::Delivered => flags.clear(Flags::DELIVERED),
+            Wake::Shutdown => self.call(core, service, "on_shutdown", S::on_shutdown),
+        }
+        if self.state.flags.has(Flags::REDELIVER) && self.can_read(&core.limits) {
+            // The session stopped at our own backlog with input in hand; the backlog has
+            // drained, so hand the kept input back before reading more.
+            self.state.flags.clear(Flags::REDELIVER);
+            self.feed_buffered(core, service);
+        }
+        if self.state.flags.has(Flags::READ_READY)
+            && self.can_read(&core.limits)
+            && let Some(reason) = self.read(core, service)
+        {
+            return Some(reason);
+        }
+        self.settle(core, service, token)
+    }
+
+    fn read<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S) -> Option<CloseReason> {
+        let mut budget = core.limits.read_budget;
+        while budget > 0 && self.can_read(&core.limits) {
+            let buffered = self.input.capacity() > 0;
+            let max_read_buffer = core.limits.max_read_buffer;
+            let result = if buffered {
+                if self.input.len() >= max_read_buffer {
+                    return Some(CloseReason::InputOverflow);
+                }
+                if self.input.capacity() - self.input.len() < MIN_READ_ROOM {
+                    // Double: a message that spans many reads costs log(n) copies, not n.
+                    self.input.reserve(self.input.len().max(POOL_BUFFER_SIZE));
+                }
+                let room =
+                    (self.input.capacity() - self.input.len()).min(max_read_buffer - self.input.len()).min(budget);
+                self.stream.recv_spare(&mut self.input, room).map(|n| (n, room))
+            } else {
+                let room = SCRATCH_SIZE.min(budget);
+                self.stream.recv(&mut core.scratch[..room]).map(|n| (n, room))
+            };
+            let (n, requested) = match result {
+                Ok((0, _)) => {
+                    self.state.flags.set(Flags::READ_CLOSED);
+                    self.state.flags.clear(Flags::READ_READY);
+                    return None;
+                }
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.state.flags.clear(Flags::READ_READY);
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(CloseReason::from_io(&e)),
+            };
+            bump(&core.counters().bytes_in, n as u64);
+            budget -= n;
+            if buffered {
+                self.feed_buffered(core, service);
+            } else {
+                self.feed_scratch(core, service, n);
+            }
+            if n < requested && !self.state.flags.has(Flags::READ_TO_EAGAIN) {
+                // A short read emptied the socket's queue; anything arriving later raises a
+                // new edge, so the EAGAIN-confirming recv would be a wasted system call. Not so
+                // after a FIN or urgent data, whose edge already woke us (see
+                // `read_may_stop_short`): then keep reading until recv says so.
+                self.state.flags.clear(Flags::READ_READY);
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Calls on_data on `input` until it is consumed, the session stops consuming, or the
+    /// connection is closing; returns how much was consumed.
+    fn deliver<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, input: &[u8]) -> usize {
+        let Connection { session, stream, id, state, .. } = self;
+        let max_write_buffer = core.limits.max_write_buffer;
+        let mut consumed = 0;
+        while consumed < input.len() && !state.flags.has(Flags::INPUT_ENDED) {
+            let rest = &input[consumed..];
+            let mut conn = core.conn(stream, state, *id);
+            match guarded(conn.counters, *id, "on_data", || service.on_data(session, &mut conn, rest)) {
+                Some(0) => break,
+                Some(n) => consumed += n.min(rest.len()),
+                None => state.flags.set(Flags::PANICKED),
+            }
+        }
+        if consumed < input.len() && state.out.pending() >= max_write_buffer {
+            // It may have stopped for our backlog rather than for want of bytes (HTTP does,
+            // with pipelined requests left): offer the rest again once the backlog drains, since
+            // no new bytes may come to trigger it.
+            state.flags.set(Flags::REDELIVER);
+        }
+        consumed
+    }
+
+    fn feed_scratch<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, n: usize) {
+        let scratch = std::mem::take(&mut core.scratch);
+        let consumed = self.deliver(core, service, &scratch[..n]);
+        if consumed < n && !self.state.flags.has(Flags::INPUT_ENDED) {
+            self.input = core.pool.take(&core.own.counters);
+            self.input.extend_from_slice(&scratch[consumed..n]);
+        }
+        core.scratch = scratch;
+    }
+
+    fn feed_buffered<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S) {
+        let input = std::mem::take(&mut self.input);
+        let consumed = self.deliver(core, service, &input);
+        self.input = input;
+        if consumed == self.input.len() || self.state.flags.has(Flags::INPUT_ENDED) {
+            core.pool.give(&mut self.input, &core.own.counters);
+        } else if consumed > 0 {
+            self.input.drain(..consumed);
+        }
+    }
+
+    /// Sends pending output once, (dis)arms EPOLLOUT, tells the session when a backlog has
+    /// drained, and applies timer, close and shutdown requests.
+    fn settle<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, token: Token) -> Option<CloseReason> {
+        core.timers.apply(&mut self.state.timer, token, &core.clock);
+        if self.state.flags.has(Flags::PANICKED) {
+            return Some(CloseReason::HandlerPanicked);
+        }
+        if self.state.flags.has(Flags::ABORT) {
+            return Some(CloseReason::Aborted);
+        }
+        let fd = self.stream.as_raw_fd();
+        let mut drained = false;
+        if self.state.out.pending() > 0 {
+            if let Err(reason) = self.send(core) {
+                return Some(reason);
+            }
+            if self.state.out.pending() == 0 && self.state.flags.has(Flags::WRITE_ARMED) {
+                // The backlog is gone: stop EPOLLOUT and let the session stream more.
+                if let Err(e) = core.epoll.modify(fd, token.to_epoll(), Interest::READABLE) {
+                    return Some(CloseReason::from_io(&e));
+                }
+                self.state.flags.clear(Flags::WRITE_ARMED);
+                drained = true;
+            }
+        }
+        let asked = self.state.out.pending() == 0 && self.state.flags.has(Flags::WANT_WRITE);
+        if (drained || asked) && !self.state.flags.has(Flags::CLOSE) {
+            self.state.flags.clear(Flags::WANT_WRITE);
+            self.call(core, service, "on_write", S::on_write);
+            // Its timer request, too, is applied before the connection goes back to the table.
+            core.timers.apply(&mut self.state.timer, token, &core.clock);
+            if self.state.flags.has(Flags::PANICKED) {
+                return Some(CloseReason::HandlerPanicked);
+            }
+            if self.state.flags.has(Flags::ABORT) {
+                return Some(CloseReason::Aborted);
+            }
+            if self.state.out.pending() > 0
+                && let Err(reason) = self.send(core)
+            {
+                return Some(reason);
+            }
+        }
+        if self.state.out.pending() > 0 && !self.state.flags.has(Flags::WRITE_ARMED) {
+            if let Err(e) = core.epoll.modify(fd, token.to_epoll(), Interest::READ_WRITE) {
+                return Some(CloseReason::from_io(&e));
+            }
+            self.state.flags.set(Flags::WRITE_ARMED);
+        }
+        if self.state.out.pending() == 0 {
+            if self.state.flags.has(Flags::CLOSE) {
+                return Some(if self.state.flags.has(Flags::SHUTTING_DOWN) {
+                    CloseReason::Shutdown
+                } else {
+                    CloseReason::Closed
+                });
+            }
+            if self.state.flags.has(Flags::READ_CLOSED) && !self.state.flags.has(Flags::WANT_WRITE) {
+                return Some(CloseReason::PeerClosed);
+            }
+            if self.state.flags.has(Flags::SHUTDOWN_WRITE) && !self.state.flags.has(Flags::WRITE_SHUT) {
+                if let Err(e) = self.stream.shutdown_write() {
+                    return Some(CloseReason::from_io(&e));
+                }
+                self.state.flags.set(Flags::WRITE_SHUT);
+            }
+        }
+        // More to read (budget spent, or reading resumed after backpressure), or on_write asked
+        // for another call with nothing queued: no epoll edge will come for either, so run
+        // again on the next loop turn.
+        let wants_read = self.state.flags.has(Flags::READ_READY | Flags::REDELIVER) && self.can_read(&core.limits);
+        let wants_write = self.state.flags.has(Flags::WANT_WRITE) && self.state.out.pending() == 0;
+        if (wants_read || wants_write) && !self.state.flags.has(Flags::QUEUED) {
+            self.state.flags.set(Flags::QUEUED);
+            core.retry.push(token);
+        }
+        None
+    }
+
+    /// One send of the pending output.
+    fn send(&mut self, core: &mut Core) -> Result<(), CloseReason> {
+        send_queued(&self.stream, &mut self.state.out, &mut core.pool, &core.own.counters)
+            .map_err(|e| CloseReason::from_io(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every fd up to the largest costs one slot of the session table, idle or not: the slot
+    /// must stay small for the idle-connection memory budget (256 bytes per connection with the
+    /// table's growth slack; `bench/run.py` measures the resident total).
+    #[test]
+    fn a_session_table_slot_stays_small() {
+        let slot = std::mem::size_of::<Option<super::Connection<()>>>();
+        assert!(slot <= 104, "an empty session's slot grew to {slot} bytes");
+        let http = std::mem::size_of::<crate::proto::http::Connection>();
+        assert!(http <= 48, "HTTP's per-connection state grew to {http} bytes");
+    }
+}
