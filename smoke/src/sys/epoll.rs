@@ -1,3 +1,6 @@
+//! epoll: an instance, edge-triggered registrations carrying a 64-bit token, and the events a
+//! wait returns.
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;

@@ -1,3 +1,5 @@
+//! eventfd: the wake-up other threads use to get a worker out of epoll_wait.
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 

@@ -29,30 +29,66 @@ pub(crate) struct PacketRing {
 // the ring to the worker thread that uses it moves exclusive access with it.
 unsafe impl Send for PacketRing {}
 
+/// A non-blocking AF_PACKET socket for `protocol` (network byte order); without CAP_NET_RAW,
+/// an error that says so.
+fn packet_socket(protocol: u16) -> io::Result<OwnedFd> {
+    // SAFETY: socket takes only integers; on success it returns a new fd we now own.
+    let fd = match unsafe {
+        syscall!(socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            i32::from(protocol)
+        ))
+    } {
+        Ok(fd) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "pfring needs CAP_NET_RAW: run as root, or `setcap cap_net_raw+ep` on the binary",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Asks the kernel for the TPACKET_V3 receive ring on `fd` and maps it.
+fn map_ring(fd: OwnedFd) -> io::Result<PacketRing> {
+    let request = libc::tpacket_req3 {
+        tp_block_size: BLOCK_SIZE as libc::c_uint,
+        tp_block_nr: BLOCK_COUNT as libc::c_uint,
+        tp_frame_size: FRAME_SIZE as libc::c_uint,
+        tp_frame_nr: (BLOCK_SIZE * BLOCK_COUNT / FRAME_SIZE) as libc::c_uint,
+        tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
+        tp_sizeof_priv: 0,
+        tp_feature_req_word: 0,
+    };
+    setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &request)?;
+    // SAFETY: maps the ring the kernel just allocated for this socket, at a kernel-chosen
+    // address; the length is exactly the ring's size.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            BLOCK_SIZE * BLOCK_COUNT,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PacketRing { fd, map: map.cast(), next_block: 0 })
+}
+
 impl PacketRing {
     /// Opens a ring on `interface` that receives what `filter` accepts, in fanout group `group`
     /// (every worker's ring joins the same one; the kernel hashes flows across them).
     pub(crate) fn open(interface: &str, filter: &[BpfInstruction], group: u16) -> io::Result<PacketRing> {
         let protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: socket takes only integers; on success it returns a new fd we now own.
-        let fd = match unsafe {
-            syscall!(socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(protocol)
-            ))
-        } {
-            Ok(fd) => fd,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "pfring needs CAP_NET_RAW: run as root, or `setcap cap_net_raw+ep` on the binary",
-                ));
-            }
-            Err(e) => return Err(e),
-        };
-        // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = packet_socket(protocol)?;
         let name = CString::new(interface)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pfring: interface name with a NUL byte"))?;
         // SAFETY: `name` is a NUL-terminated string that outlives the call.
@@ -63,7 +99,6 @@ impl PacketRing {
                 format!("pfring: no network interface named {interface:?} (see `ip link`)"),
             ));
         }
-
         // The filter first, so nothing unfiltered is ever queued.
         let mut program: Vec<libc::sock_filter> =
             filter.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
@@ -72,32 +107,7 @@ impl PacketRing {
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))?;
         // Our own replies leave through this interface too; they are not input.
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &(1 as libc::c_int))?;
-        let request = libc::tpacket_req3 {
-            tp_block_size: BLOCK_SIZE as libc::c_uint,
-            tp_block_nr: BLOCK_COUNT as libc::c_uint,
-            tp_frame_size: FRAME_SIZE as libc::c_uint,
-            tp_frame_nr: (BLOCK_SIZE * BLOCK_COUNT / FRAME_SIZE) as libc::c_uint,
-            tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
-        };
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &request)?;
-        // SAFETY: maps the ring the kernel just allocated for this socket, at a kernel-chosen
-        // address; the length is exactly the ring's size.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                BLOCK_SIZE * BLOCK_COUNT,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ring = PacketRing { fd, map: map.cast(), next_block: 0 };
+        let ring = map_ring(fd)?;
 
         // SAFETY: sockaddr_ll is plain old data for which all-zero bytes are valid.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

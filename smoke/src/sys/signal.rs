@@ -1,3 +1,6 @@
+//! SIGINT and SIGTERM as an fd: a sigaction handler writes a never-closed eventfd, which
+//! `wait_for_signal` waits on with epoll; the previous handlers come back when it is dropped.
+
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, RawFd};

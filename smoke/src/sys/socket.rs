@@ -1,3 +1,7 @@
+//! TCP sockets: listeners (SO_REUSEPORT, TCP_DEFER_ACCEPT, the exclusive probe bind) and
+//! accepted streams (non-blocking recv/send with MSG_NOSIGNAL, shutdown, SO_LINGER reset), and the
+//! sockaddr conversions and setsockopt helpers the UDP and packet sockets share.
+
 use std::io;
 use std::mem::{self, MaybeUninit};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use super::chunked::{self, Decoded};
 use super::date::DateCache;
-use super::head::{self, Framing};
+use super::head::{self, Framing, Head};
 use super::message::{ConnectionHeader, Request, Response};
 use super::{Limits, Rejection};
 use crate::proto::Sink;
@@ -109,54 +109,20 @@ impl Connection {
                 sink.cancel_timer();
                 self.header_timer = false;
             }
-            let (body, used): (&[u8], usize) = match head.framing {
-                Framing::Empty => (&[], head.len),
-                Framing::Length(length) if buf.len() - head.len >= length => {
-                    (&buf[head.len..head.len + length], head.len + length)
-                }
-                Framing::Length(_) => {
+            let (body, used) = match body(&mut self.chunked, buf, &head, limits) {
+                Body::Complete(body, used) => (body, used),
+                Body::Incomplete => {
                     self.send_continue(sink, head.expect_continue);
                     break;
                 }
-                Framing::Chunked => {
-                    let chunked_body = self.chunked.get_or_insert_with(Box::default);
-                    match chunked::decode(
-                        &buf[head.len..],
-                        &mut chunked_body.resume,
-                        &mut chunked_body.decoded,
-                        limits.max_body,
-                        limits.max_header_bytes,
-                    ) {
-                        Ok(Decoded::Complete { consumed }) => (&chunked_body.decoded[..], head.len + consumed),
-                        Ok(Decoded::Partial) => {
-                            self.send_continue(sink, head.expect_continue);
-                            break;
-                        }
-                        Err(rejection) => return reject(sink, rejection, input.len(), context.now),
-                    }
-                }
+                Body::Refused(rejection) => return reject(sink, rejection, input.len(), context.now),
             };
             self.continue_sent = false;
             if self.peer.is_none() {
                 self.peer = sink.peer_addr();
             }
             let request = Request::new(&head, headers, body, self.peer, context.server);
-            let head_only = head.method == "HEAD";
-            let answer = SCRATCH.with_borrow_mut(|(response, date, wire)| {
-                response.reset();
-                if handle(&request, response, sink) == Answer::Upgraded {
-                    return Answer::Upgraded;
-                }
-                let connection = match (head.keep_alive, head.minor_version) {
-                    (false, _) => ConnectionHeader::Close,
-                    (true, 0) => ConnectionHeader::KeepAlive,
-                    (true, _) => ConnectionHeader::None,
-                };
-                wire.clear();
-                response.write_to(wire, date.get(context.now), head_only, connection);
-                sink.write(wire);
-                Answer::Respond
-            });
+            let answer = respond(&request, &head, sink, context.now, &mut handle);
             served.consumed += used;
             if answer == Answer::Upgraded {
                 self.chunked = None;
@@ -198,6 +164,70 @@ impl Connection {
             self.continue_sent = true;
         }
     }
+}
+
+/// Where a request's body stands.
+enum Body<'b> {
+    /// All of it is here: the body, and the bytes of input the request used with its head.
+    Complete(&'b [u8], usize),
+    /// More input is needed.
+    Incomplete,
+    /// Its chunked framing is refused.
+    Refused(Rejection),
+}
+
+/// The body after `head` at the start of `buf`: a `Content-Length` slice of the input, or a
+/// chunked one decoded into `chunked` (decoding resumes where the last call stopped).
+#[inline]
+fn body<'b>(chunked: &'b mut Option<Box<ChunkedBody>>, buf: &'b [u8], head: &Head<'_>, limits: &Limits) -> Body<'b> {
+    match head.framing {
+        Framing::Empty => Body::Complete(&[], head.len),
+        Framing::Length(length) if buf.len() - head.len >= length => {
+            Body::Complete(&buf[head.len..head.len + length], head.len + length)
+        }
+        Framing::Length(_) => Body::Incomplete,
+        Framing::Chunked => {
+            let chunked_body = chunked.get_or_insert_with(Box::default);
+            match chunked::decode(
+                &buf[head.len..],
+                &mut chunked_body.resume,
+                &mut chunked_body.decoded,
+                limits.max_body,
+                limits.max_header_bytes,
+            ) {
+                Ok(Decoded::Complete { consumed }) => Body::Complete(&chunked_body.decoded[..], head.len + consumed),
+                Ok(Decoded::Partial) => Body::Incomplete,
+                Err(rejection) => Body::Refused(rejection),
+            }
+        }
+    }
+}
+
+/// Asks the handler for the response to `request` and writes it, serialised in the worker's
+/// scratch buffer (one copy into the sink), unless the handler upgraded the connection.
+#[inline]
+fn respond<S: Sink>(
+    request: &Request<'_>,
+    head: &Head<'_>,
+    sink: &mut S,
+    now: u64,
+    handle: &mut impl FnMut(&Request<'_>, &mut Response, &mut S) -> Answer,
+) -> Answer {
+    SCRATCH.with_borrow_mut(|(response, date, wire)| {
+        response.reset();
+        if handle(request, response, sink) == Answer::Upgraded {
+            return Answer::Upgraded;
+        }
+        let connection = match (head.keep_alive, head.minor_version) {
+            (false, _) => ConnectionHeader::Close,
+            (true, 0) => ConnectionHeader::KeepAlive,
+            (true, _) => ConnectionHeader::None,
+        };
+        wire.clear();
+        response.write_to(wire, date.get(now), head.method == "HEAD", connection);
+        sink.write(wire);
+        Answer::Respond
+    })
 }
 
 /// Answers a refused request with its status and closes: nothing after it can be trusted to be

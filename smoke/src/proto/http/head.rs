@@ -97,44 +97,8 @@ pub(crate) fn parse_head<'b, 'h>(
     };
     let headers: &'h [httparse::Header<'b>] = std::mem::take::<&'h mut [httparse::Header<'b>]>(&mut request.headers);
 
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut expect_continue = false;
-    for header in headers {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            if tokens(header.value).next().is_none() {
-                return Err(Rejection::BadRequest("invalid Content-Length"));
-            }
-            for value in tokens(header.value) {
-                let length = parse_length(value)?;
-                if content_length.is_some_and(|known| known != length) {
-                    return Err(Rejection::BadRequest("conflicting Content-Length values"));
-                }
-                content_length = Some(length);
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            for coding in tokens(header.value) {
-                // Only a single, final `chunked` is accepted: anything before it would be a
-                // coding we do not decode, anything after it leaves the length undefined.
-                if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
-                    return Err(Rejection::BadRequest("unsupported Transfer-Encoding (only a single chunked)"));
-                }
-                chunked = true;
-            }
-            transfer_encoding = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            for option in tokens(header.value) {
-                close |= option.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
-        }
-    }
+    let HeaderFacts { content_length, chunked, transfer_encoding, close, keep_alive_token, expect_continue } =
+        header_facts(headers)?;
     if transfer_encoding && !chunked {
         return Err(Rejection::BadRequest("empty Transfer-Encoding"));
     }
@@ -161,6 +125,57 @@ pub(crate) fn parse_head<'b, 'h>(
         expect_continue: expect_continue && framing != Framing::Empty && minor_version == 1,
     };
     Ok(Some((head, headers)))
+}
+
+/// What the headers say about framing and the connection, read in one pass.
+#[derive(Default)]
+struct HeaderFacts {
+    content_length: Option<u64>,
+    chunked: bool,
+    transfer_encoding: bool,
+    close: bool,
+    keep_alive_token: bool,
+    expect_continue: bool,
+}
+
+/// Reads `Content-Length`, `Transfer-Encoding`, `Connection` and `Expect`, refusing the
+/// framings that could smuggle a request.
+#[inline]
+fn header_facts(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, Rejection> {
+    let mut facts = HeaderFacts::default();
+    for header in headers {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            if tokens(header.value).next().is_none() {
+                return Err(Rejection::BadRequest("invalid Content-Length"));
+            }
+            for value in tokens(header.value) {
+                let length = parse_length(value)?;
+                if facts.content_length.is_some_and(|known| known != length) {
+                    return Err(Rejection::BadRequest("conflicting Content-Length values"));
+                }
+                facts.content_length = Some(length);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            for coding in tokens(header.value) {
+                // Only a single, final `chunked` is accepted: anything before it would be a
+                // coding we do not decode, anything after it leaves the length undefined.
+                if facts.chunked || !coding.eq_ignore_ascii_case(b"chunked") {
+                    return Err(Rejection::BadRequest("unsupported Transfer-Encoding (only a single chunked)"));
+                }
+                facts.chunked = true;
+            }
+            facts.transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in tokens(header.value) {
+                facts.close |= option.eq_ignore_ascii_case(b"close");
+                facts.keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            facts.expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    Ok(facts)
 }
 
 /// The comma-separated list elements of a header value, trimmed, empty ones skipped.
