@@ -25,8 +25,8 @@ use crate::proto::http::Limits;
 use crate::proto::ws::WsConfig;
 use crate::rt::conn::{CloseReason, Conn};
 use crate::rt::peer::Peer;
-use crate::rt::worker::Service;
 use crate::rt::worker::Tick;
+use crate::rt::worker::{RingDatagram, Service};
 use session::Session;
 
 /// One connection of a [`Session`] type: the user's session and the machine that speaks the
@@ -142,5 +142,10 @@ impl<T: Session> Service for SessionService<T> {
 
     fn on_tick(&self, tick: &mut Tick<'_, Stream<T>, T>) {
         (self.on_tick)(tick, self);
+    }
+
+    fn ring_datagram<'f>(&self, frame: &'f [u8]) -> Option<RingDatagram<'f>> {
+        let captured = proto::ring::parse_udp(frame)?;
+        Some(RingDatagram { from: captured.from, to_port: captured.to_port, payload: captured.payload })
     }
 }

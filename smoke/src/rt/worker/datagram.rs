@@ -211,8 +211,9 @@ impl<S: Service> EventLoop<S> {
     pub(super) fn read_ring(&mut self) {
         let Some(mut ring) = self.datagrams.ring.take() else { return };
         let mut captured = 0;
+        let service = &*self.service.clone();
         ring.drain(|frame| {
-            let Some(datagram) = crate::proto::ring::parse_udp(frame) else { return };
+            let Some(datagram) = service.ring_datagram(frame) else { return };
             let endpoints = &self.datagrams.endpoints;
             let Some(endpoint) = endpoints.iter().position(|e| e.port == datagram.to_port) else { return };
             if datagram.payload.len() > self.core.limits.max_datagram {

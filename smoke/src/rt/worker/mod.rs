@@ -89,6 +89,23 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
 
     /// Runs on every worker at the configured tick cadence.
     fn on_tick(&self, tick: &mut Tick<'_, Self::Stream, Self::Peer>);
+
+    /// The UDP datagram in a frame the packet ring captured (`pfring`), as a socket would have
+    /// delivered it; `None` skips the frame. Link-layer framing is a protocol's business, so the
+    /// runtime asks rather than parses.
+    fn ring_datagram<'f>(&self, frame: &'f [u8]) -> Option<RingDatagram<'f>> {
+        let _ = frame;
+        None
+    }
+}
+
+/// A datagram found in a captured frame: its sender, the local port it was sent to, and its
+/// payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RingDatagram<'f> {
+    pub(crate) from: std::net::SocketAddr,
+    pub(crate) to_port: u16,
+    pub(crate) payload: &'f [u8],
 }
 
 /// Ready events taken per epoll_wait.
