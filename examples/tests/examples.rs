@@ -104,6 +104,17 @@ fn a_malformed_override_is_a_clear_startup_error() {
     assert!(stderr.contains("SMOKE_TCP=") && stderr.contains("port 99999 is out of range"), "stderr: {stderr}");
 }
 
+#[test]
+fn a_port_in_use_is_one_sentence_on_stderr() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_echo")).env("SMOKE_TCP", addr.to_string()).output().unwrap();
+    assert!(!output.status.success());
+    // `main` returns smoke::Error: Rust prints `Error: ` and its Debug form, which is the
+    // sentence itself, not a struct dump.
+    assert_eq!(String::from_utf8_lossy(&output.stderr), format!("Error: bind {addr} (tcp): address in use\n"));
+}
+
 fn curl(args: &[&str]) -> String {
     let output =
         Command::new("curl").args(["--silent", "--show-error", "--max-time", "10"]).args(args).output().unwrap();

@@ -212,3 +212,17 @@ fn two_listeners_of_one_server_on_the_same_address_are_refused() {
         format!("bind 0.0.0.0:{} (http): overlaps this server's tcp listener on {free}", free.port())
     );
 }
+
+#[test]
+fn a_handler_is_refused_listeners_whose_protocol_it_cannot_speak() {
+    let http = smoke::spawn(Config::new().threads(1).http("127.0.0.1:0"), |_: &mut Conn| common::Echo {
+        observed: Default::default(),
+    });
+    let err = http.unwrap_err();
+    assert!(err.is_config(), "{err}");
+    assert!(err.to_string().contains("an http listener needs a smoke::Server"), "{err}");
+    let udp = smoke::spawn(Config::new().threads(1).udp("127.0.0.1:0"), |_: &mut Conn| common::Echo {
+        observed: Default::default(),
+    });
+    assert!(udp.unwrap_err().to_string().starts_with("a udp listener needs sessions for its peers"));
+}
