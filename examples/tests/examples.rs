@@ -115,6 +115,20 @@ fn a_port_in_use_is_one_sentence_on_stderr() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), format!("Error: bind {addr} (tcp): address in use\n"));
 }
 
+#[test]
+fn a_server_written_without_the_macro_speaks_http_and_websocket() {
+    let server = Running::start_with(env!("CARGO_BIN_EXE_by_hand"), "ByHand", "SMOKE_HTTP");
+    let url = format!("http://{}/", server.addr);
+    assert_eq!(curl(&[&url]), "written by hand; request 1 on this connection\n");
+    let stream = server.connect();
+    let (mut ws, _) = tungstenite::client::client(format!("ws://{}/ws", server.addr), stream).unwrap();
+    ws.send(tungstenite::Message::text("by hand")).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("by hand"));
+    drop(ws);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit {status:?}, log: {log}");
+}
+
 fn curl(args: &[&str]) -> String {
     let output =
         Command::new("curl").args(["--silent", "--show-error", "--max-time", "10"]).args(args).output().unwrap();
