@@ -506,3 +506,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listener keys are the protocols' names (`smoke_rules::Protocol`), one each: the
+    /// environment overrides (`SMOKE_<NAME>`) and the runtime's messages use the same names.
+    #[test]
+    fn every_protocol_has_its_listener_key() {
+        for protocol in Protocol::ALL {
+            let keys: Vec<&KeySpec> =
+                KEYS.iter().filter(|k| matches!(k.kind, KeyKind::Listener(p) if p == protocol)).collect();
+            assert_eq!(keys.len(), 1, "{protocol:?}");
+            assert_eq!(keys[0].name, protocol.name());
+        }
+    }
+}
