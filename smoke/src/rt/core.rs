@@ -9,7 +9,7 @@ use crate::rt::config::Limits;
 use crate::rt::conn::{Conn, ConnState};
 use crate::rt::shared::{WorkerSet, WorkerShared};
 use crate::rt::time::{Clock, TimerQueue};
-use crate::rt::token::{ConnId, Token};
+use crate::rt::token::{ConnId, GENERATION_MASK, Token};
 use crate::stats::Counters;
 use crate::sys::{Epoll, Stream};
 
@@ -59,10 +59,11 @@ impl Core {
         &self.own.counters
     }
 
-    /// The next session's id and generation (connections and peers count together).
+    /// The next session's id and generation (connections and peers count together). The
+    /// generation is what a token carries, so it wraps as a token's does.
     pub(crate) fn next_session(&mut self) -> (ConnId, u32) {
         self.sequence += 1;
-        (ConnId::new(self.index, self.sequence), self.sequence as u32)
+        (ConnId::new(self.index, self.sequence), self.sequence as u32 & GENERATION_MASK)
     }
 
     /// The handler's view of a connection: its socket and state, with this worker's buffers and
@@ -77,6 +78,28 @@ impl Core {
             counters: &self.own.counters,
             workers: &self.workers,
             max_write_buffer: self.limits.max_write_buffer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::config::{Limits, RuntimeConfig};
+    use crate::rt::token::Kind;
+
+    /// A session's stored generation must equal the one its tokens carry back, or every event
+    /// for it is taken for a stale one: across the generation's wrap too.
+    #[test]
+    fn a_sessions_generation_survives_its_token_across_the_wrap() {
+        let workers = Arc::new(WorkerSet::new(1).unwrap());
+        let limits = Limits::resolve(&RuntimeConfig::default(), 1, 0);
+        let mut core = Core::new(0, Epoll::new().unwrap(), workers, limits);
+        core.sequence = u64::from(GENERATION_MASK) - 2;
+        for _ in 0..6 {
+            let (_, generation) = core.next_session();
+            assert_eq!(Token::new(Kind::Connection, 9, generation).generation(), generation);
+            assert_eq!(Token::new(Kind::Peer, 9, generation).generation(), generation);
         }
     }
 }
