@@ -41,6 +41,12 @@ impl Error {
         Error { what: What::Config, message: message.into(), source: None }
     }
 
+    /// A configuration mistake that the operating system would have classed as `kind`
+    /// (two listeners of one server on one socket: `AddrInUse`).
+    pub(crate) fn config_as(kind: io::ErrorKind, message: impl Into<String>) -> Error {
+        Error { what: What::Config, message: message.into(), source: Some(io::Error::from(kind)) }
+    }
+
     /// A listener that could not bind: `message` names the address and protocol.
     pub(crate) fn bind(message: impl Into<String>, source: io::Error) -> Error {
         Error { what: What::Bind, message: message.into(), source: Some(source) }

@@ -50,10 +50,14 @@ pub(crate) fn spawn<S: Service>(
     service: S,
 ) -> Result<Running, Error> {
     check(config, listeners)?;
-    let addrs = bind_addresses(config.bind, listeners)?;
+    let wanted = resolve_all(config.bind, listeners)?;
+    refuse_overlaps(listeners, &wanted)?;
     for index in 0..listeners.len() {
         service.check_listener(index).map_err(Error::config)?;
     }
+    let addrs = probe_all(listeners, &wanted)?;
+    // Again with the ports the kernel chose for port 0.
+    refuse_overlaps(listeners, &addrs)?;
     let threads = config.worker_threads();
     let fanout_group = next_fanout_group();
     let mut sockets = Vec::with_capacity(threads);
@@ -103,38 +107,54 @@ fn check(config: &RuntimeConfig, listeners: &[ListenerSpec]) -> Result<(), Error
     Ok(())
 }
 
-/// Resolves every listener, refuses two that would share a socket (probes close before the real
-/// sockets bind, so listeners of one server would not see each other, and SO_REUSEPORT would
-/// quietly split the port between them), and binds each once exclusively to find out whether
-/// another process holds the address (and which port 0 gets).
-fn bind_addresses(bind: IpAddr, listeners: &[ListenerSpec]) -> Result<Vec<SocketAddr>, Error> {
-    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(listeners.len());
-    for (i, listener) in listeners.iter().enumerate() {
-        let wanted = resolve(&listener.listen, bind)
-            .map_err(|e| Error::config(format!("listen {} ({}): {e}", listener.listen, listener.name)))?;
-        let socket = |spec: &ListenerSpec, addr: SocketAddr| smoke_rules::Socket {
-            datagram: spec.datagram,
-            host: smoke_rules::Host::Ip(addr.ip()),
-            port: addr.port(),
-        };
-        let overlapping = addrs
-            .iter()
-            .zip(listeners)
-            .find(|(taken, other)| smoke_rules::overlap(&socket(other, **taken), &socket(listener, wanted)));
-        if let Some((taken, other)) = overlapping {
+/// Resolves every listener's address (a bare port on `bind`; a name to its first address).
+fn resolve_all(bind: IpAddr, listeners: &[ListenerSpec]) -> Result<Vec<SocketAddr>, Error> {
+    listeners
+        .iter()
+        .map(|listener| {
+            resolve(&listener.listen, bind)
+                .map_err(|e| Error::config(format!("listen {} ({}): {e}", listener.listen, listener.name)))
+        })
+        .collect()
+}
+
+/// Refuses two listeners that would share a socket: probes close before the real sockets bind,
+/// so listeners of one server would not see each other, and SO_REUSEPORT would quietly split
+/// the port between them.
+fn refuse_overlaps(listeners: &[ListenerSpec], addrs: &[SocketAddr]) -> Result<(), Error> {
+    let socket = |spec: &ListenerSpec, addr: SocketAddr| smoke_rules::Socket {
+        datagram: spec.datagram,
+        host: smoke_rules::Host::Ip(addr.ip()),
+        port: addr.port(),
+    };
+    for (i, (listener, &wanted)) in listeners.iter().zip(addrs).enumerate() {
+        let mut earlier = listeners[..i].iter().zip(&addrs[..i]);
+        let overlapping =
+            earlier.find(|(other, taken)| smoke_rules::overlap(&socket(other, **taken), &socket(listener, wanted)));
+        if let Some((other, taken)) = overlapping {
             let message =
                 format!("bind {wanted} ({}): overlaps this server's {} listener on {taken}", listener.name, other.name);
-            return Err(Error::bind(message, io::Error::from(io::ErrorKind::AddrInUse)));
+            return Err(Error::config_as(io::ErrorKind::AddrInUse, message));
         }
-        let bound = if listener.datagram {
-            UdpSocket::bind(wanted, false).and_then(|probe| probe.local_addr())
-        } else {
-            Listener::probe_exclusive(wanted)
-        }
-        .map_err(|e| bind_error(wanted, &listeners[i], e))?;
-        addrs.push(bound);
     }
-    Ok(addrs)
+    Ok(())
+}
+
+/// Binds each listener's address once, exclusively, to find out whether another process holds
+/// it (SO_REUSEPORT would let it join ours) and which port a port 0 gets.
+fn probe_all(listeners: &[ListenerSpec], wanted: &[SocketAddr]) -> Result<Vec<SocketAddr>, Error> {
+    listeners
+        .iter()
+        .zip(wanted)
+        .map(|(listener, &addr)| {
+            if listener.datagram {
+                UdpSocket::bind(addr, false).and_then(|probe| probe.local_addr())
+            } else {
+                Listener::probe_exclusive(addr)
+            }
+            .map_err(|e| bind_error(addr, listener, e))
+        })
+        .collect()
 }
 
 /// The address `listen` names: a bare port on `bind`, or `host:port` resolved (the first
