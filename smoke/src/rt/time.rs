@@ -33,10 +33,16 @@ impl Clock {
         self.now
     }
 
-    /// `after` from now, at least 1 ms (a deadline of `now` set from inside its own expiry
-    /// would be due again at once, and the loop would never finish a turn).
+    /// `after` from now.
     pub(crate) fn deadline(&self, after: Duration) -> u64 {
-        self.now.saturating_add((after.as_millis() as u64).max(1))
+        self.now.saturating_add(after.as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// A session timer's deadline: `after` from now, at least 1 ms (a deadline of `now` set
+    /// from inside its own expiry would be due again at once, and the loop would never finish
+    /// a turn).
+    pub(crate) fn timer_deadline(&self, after: Duration) -> u64 {
+        self.deadline(after.max(Duration::from_millis(1)))
     }
 
     /// How long until `deadline` (zero when it has passed).
@@ -119,7 +125,7 @@ impl TimerQueue {
             TimerRequest::Unchanged => {}
             TimerRequest::Cancel => timer.deadline = None,
             TimerRequest::Set(after) => {
-                let at = clock.deadline(Duration::from_millis(u64::from(after)));
+                let at = clock.timer_deadline(Duration::from_millis(u64::from(after)));
                 timer.deadline = NonZeroU64::new(at);
                 self.heap.push(Reverse((at, token)));
             }
