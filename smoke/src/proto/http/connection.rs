@@ -29,13 +29,44 @@ thread_local! {
 /// Per-connection HTTP state. Holds heap memory only while a chunked body is being decoded.
 #[derive(Debug, Default)]
 pub(crate) struct Connection {
+    /// The client's address, asked of the transport once.
     peer: Option<SocketAddr>,
-    /// The chunked body being decoded; boxed because most connections never send one and
-    /// every connection carries this state.
-    chunked: Option<Box<ChunkedBody>>,
-    continue_sent: bool,
-    /// The connection's timer is running for a header block that has started to arrive.
-    header_timer: bool,
+    /// Where the request at the front of the input stands.
+    phase: Phase,
+}
+
+/// Where the request at the front of the input stands. A request whose body is still arriving
+/// is kept whole in the input and its head parsed again with each call (cheaper than keeping a
+/// parsed copy), so only what cannot be derived again lives here.
+#[derive(Debug, Default)]
+enum Phase {
+    /// Nothing of the next request has arrived.
+    #[default]
+    Idle,
+    /// Part of a head has arrived; the connection's timer runs `header_timeout` from then
+    /// (not reset by each trickled byte).
+    Head,
+    /// The head is complete and its body is still arriving.
+    Body {
+        /// `100 Continue` was sent for it.
+        continue_sent: bool,
+        /// The chunked body decoded so far; boxed because most connections never send one and
+        /// every connection carries this state.
+        chunked: Option<Box<ChunkedBody>>,
+    },
+}
+
+impl Phase {
+    /// The decoding state of the chunked body now arriving (the phase becomes `Body`).
+    fn chunked_body(&mut self) -> &mut ChunkedBody {
+        if !matches!(self, Phase::Body { .. }) {
+            *self = Phase::Body { continue_sent: false, chunked: None };
+        }
+        match self {
+            Phase::Body { chunked, .. } => chunked.get_or_insert_with(Box::default),
+            Phase::Idle | Phase::Head => unreachable!("the phase was just made Body"),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -95,21 +126,20 @@ impl Connection {
             let (head, headers) = match head::parse_head(buf, &mut slots, limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
-                    // Part of a header block: it has `header_timeout` to complete, counted from
-                    // when it started (not reset by each trickled byte).
-                    if !self.header_timer {
+                    // Part of a head: it has `header_timeout` to complete, from now.
+                    if let Phase::Idle = self.phase {
                         sink.set_timer(limits.header_timeout);
-                        self.header_timer = true;
+                        self.phase = Phase::Head;
                     }
                     break;
                 }
                 Err(rejection) => return reject(sink, rejection, input.len(), context.now),
             };
-            if self.header_timer {
+            if let Phase::Head = self.phase {
                 sink.cancel_timer();
-                self.header_timer = false;
+                self.phase = Phase::Idle;
             }
-            let (body, used) = match body(&mut self.chunked, buf, &head, limits) {
+            let (body, used) = match body(&mut self.phase, buf, &head, limits) {
                 Body::Complete(body, used) => (body, used),
                 Body::Incomplete => {
                     self.send_continue(sink, head.expect_continue);
@@ -117,21 +147,18 @@ impl Connection {
                 }
                 Body::Refused(rejection) => return reject(sink, rejection, input.len(), context.now),
             };
-            self.continue_sent = false;
             if self.peer.is_none() {
                 self.peer = sink.peer_addr();
             }
             let request = Request::new(&head, headers, body, self.peer, context.server);
             let answer = respond(&request, &head, sink, context.now, &mut handle);
             served.consumed += used;
+            // The request is answered: the next one starts from nothing (and an idle
+            // connection holds no buffer: a decoded body goes with its request).
+            self.phase = Phase::Idle;
             if answer == Answer::Upgraded {
-                self.chunked = None;
                 served.upgraded = true;
                 break;
-            }
-            if head.framing == Framing::Chunked {
-                // An idle connection holds no buffer: the decoded body goes with its request.
-                self.chunked = None;
             }
             if !head.keep_alive {
                 sink.close();
@@ -143,7 +170,7 @@ impl Connection {
     /// The connection's timer fired: a header block that started `header_timeout` ago is still
     /// not complete, so it gets 408 and the connection closes (true: refused).
     pub(crate) fn timer_fired(&mut self, sink: &mut impl Sink, limits: &Limits, now: u64) -> bool {
-        if !self.header_timer {
+        if !matches!(self.phase, Phase::Head) {
             return false;
         }
         if sink.buffered() > 0 {
@@ -152,16 +179,23 @@ impl Connection {
             sink.set_timer(limits.header_timeout);
             return false;
         }
-        self.header_timer = false;
+        self.phase = Phase::Idle;
         reject(sink, Rejection::HeaderTimeout, 0, now);
         true
     }
 
-    /// `Expect: 100-continue` gets its interim response once, when the body has not arrived yet.
+    /// The body has not all arrived: the phase is `Body`, and `Expect: 100-continue` gets its
+    /// interim response, once.
     fn send_continue(&mut self, sink: &mut impl Sink, expected: bool) {
-        if expected && !self.continue_sent {
+        if !matches!(self.phase, Phase::Body { .. }) {
+            self.phase = Phase::Body { continue_sent: false, chunked: None };
+        }
+        if let Phase::Body { continue_sent, .. } = &mut self.phase
+            && expected
+            && !*continue_sent
+        {
             sink.write(b"HTTP/1.1 100 Continue\r\n\r\n");
-            self.continue_sent = true;
+            *continue_sent = true;
         }
     }
 }
@@ -177,9 +211,9 @@ enum Body<'b> {
 }
 
 /// The body after `head` at the start of `buf`: a `Content-Length` slice of the input, or a
-/// chunked one decoded into `chunked` (decoding resumes where the last call stopped).
+/// chunked one decoded into the phase's state (decoding resumes where the last call stopped).
 #[inline]
-fn body<'b>(chunked: &'b mut Option<Box<ChunkedBody>>, buf: &'b [u8], head: &Head<'_>, limits: &Limits) -> Body<'b> {
+fn body<'b>(phase: &'b mut Phase, buf: &'b [u8], head: &Head<'_>, limits: &Limits) -> Body<'b> {
     match head.framing {
         Framing::Empty => Body::Complete(&[], head.len),
         Framing::Length(length) if buf.len() - head.len >= length => {
@@ -187,7 +221,7 @@ fn body<'b>(chunked: &'b mut Option<Box<ChunkedBody>>, buf: &'b [u8], head: &Hea
         }
         Framing::Length(_) => Body::Incomplete,
         Framing::Chunked => {
-            let chunked_body = chunked.get_or_insert_with(Box::default);
+            let chunked_body = phase.chunked_body();
             match chunked::decode(
                 &buf[head.len..],
                 &mut chunked_body.resume,
