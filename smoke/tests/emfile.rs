@@ -44,7 +44,7 @@ fn accept_recovers_after_running_out_of_file_descriptors() {
     assert_eq!(round_trip(&mut existing, b"before"), b"before");
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "knocking_clients", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "knocking_clients", "--ignored", "--nocapture", "--test-threads=1"])
         .env("EMFILE_CLIENT", addr.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -92,10 +92,12 @@ fn accept_recovers_after_running_out_of_file_descriptors() {
     assert_eq!(round_trip(&mut existing, b"after"), b"after");
 }
 
-/// The child half of the test above; does nothing in a normal run.
+/// The child half of the test above, run by it in a process of its own (so the fd limit it
+/// lowers is not this one's); ignored in a normal run, where it would have no server to knock on.
 #[test]
+#[ignore = "the client process of accept_recovers_after_running_out_of_file_descriptors"]
 fn knocking_clients() {
-    let Ok(addr) = std::env::var("EMFILE_CLIENT") else { return };
+    let addr = std::env::var("EMFILE_CLIENT").expect("run by the EMFILE test, which says where to connect");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
     let mut clients: Vec<_> = (0..KNOCKING_CLIENTS).map(|_| connect(addr.parse().unwrap())).collect();

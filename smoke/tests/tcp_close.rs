@@ -184,9 +184,14 @@ fn input_a_handler_never_consumes_is_bounded() {
             break;
         }
     }
+    // Closed: end of stream, or a reset for the input it never read. A read timeout is not a
+    // close.
     let mut buf = [0u8; 16];
-    let closed = matches!(client.read(&mut buf), Ok(0) | Err(_));
-    assert!(closed);
+    match client.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("expected the server to close the connection, got {other:?}"),
+    }
     assert!(eventually(Duration::from_secs(5), || server.stats().errors == 1));
 }
 

@@ -15,8 +15,9 @@ use smoke::ws::close_code;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-/// (connection id, code, reason) of every `on_ws_close`, from every test's servers.
-static WS_CLOSES: Mutex<Vec<(u64, u16, String)>> = Mutex::new(Vec::new());
+/// (connection id, the client's port, code, reason) of every `on_ws_close`, from every test's
+/// servers (which run in parallel: a case finds its own by id or port).
+static WS_CLOSES: Mutex<Vec<(u64, u16, u16, String)>> = Mutex::new(Vec::new());
 /// (connection id, what each send of a `flood` reported).
 static FLOODS: Mutex<Vec<(u64, Vec<SendStatus>)>> = Mutex::new(Vec::new());
 /// Connection ids `on_drain` was called for.
@@ -96,7 +97,8 @@ impl smoke::Session for Room {
     }
 
     fn on_ws_close(&mut self, ws: &mut WsConn<'_, '_>, code: u16, reason: &str) {
-        WS_CLOSES.lock().unwrap().push((ws.id().as_u64(), code, reason.to_owned()));
+        let port = ws.peer_addr().map_or(0, |a| a.port());
+        WS_CLOSES.lock().unwrap().push((ws.id().as_u64(), port, code, reason.to_owned()));
     }
 }
 
@@ -125,8 +127,9 @@ fn read_text(ws: &mut Client) -> String {
     }
 }
 
-fn closes_with(code: u16) -> bool {
-    WS_CLOSES.lock().unwrap().iter().any(|(_, c, _)| *c == code)
+/// True once the server reported `code` for the connection from the client's `port`.
+fn closes_with(port: u16, code: u16) -> bool {
+    WS_CLOSES.lock().unwrap().iter().any(|(_, p, c, _)| *p == port && *c == code)
 }
 
 #[test]
@@ -148,7 +151,7 @@ fn messages_echo_and_the_close_handshake_completes() {
         other => panic!("expected the close echo, got {other:?}"),
     }
     assert!(eventually(Duration::from_secs(10), || {
-        WS_CLOSES.lock().unwrap().iter().any(|(_, c, r)| *c == 4321 && r == "done here")
+        WS_CLOSES.lock().unwrap().iter().any(|(_, _, c, r)| *c == 4321 && r == "done here")
     }));
 
     // The server closes: the client sees its code, then the end of the stream.
@@ -279,9 +282,10 @@ fn protocol_violations_close_with_their_codes() {
     ];
     for (wire, code) in cases {
         let mut reader = raw_upgrade(ws_addr);
+        let port = reader.get_ref().local_addr().unwrap().port();
         reader.get_mut().write_all(&wire).unwrap();
         expect_close(&mut reader, code);
-        assert!(eventually(Duration::from_secs(10), || closes_with(code)));
+        assert!(eventually(Duration::from_secs(10), || closes_with(port, code)), "{code} reported for this connection");
     }
     server.shutdown().unwrap();
 }
@@ -476,7 +480,7 @@ fn at_the_limit_close_on_backpressure_limit_resets_the_connection() {
         }
     };
     assert!(!matches!(ended, tungstenite::Error::ConnectionClosed), "no close handshake: {ended}");
-    let reported = || WS_CLOSES.lock().unwrap().iter().any(|(i, code, _)| *i == id && *code == close_code::ABNORMAL);
+    let reported = || WS_CLOSES.lock().unwrap().iter().any(|(i, _, code, _)| *i == id && *code == close_code::ABNORMAL);
     assert!(eventually(Duration::from_secs(10), reported), "on_close reports 1006");
     server.shutdown().unwrap();
 }
