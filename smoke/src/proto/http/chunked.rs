@@ -47,10 +47,13 @@ pub(crate) fn decode(
         if size > max_body.saturating_sub(body.len()) as u64 {
             return Err(Rejection::PayloadTooLarge);
         }
-        let size = size as usize;
-        if input.len() - at < size + 2 {
+        // With an "unlimited" max_body a size can be near 2^64: compared as what is left of
+        // the input, never added to, so nothing overflows.
+        let data_and_crlf = input.len() - at;
+        if data_and_crlf < 2 || size > (data_and_crlf - 2) as u64 {
             return Ok(Decoded::Partial);
         }
+        let size = size as usize;
         body.extend_from_slice(&input[at..at + size]);
         at += size;
         if &input[at..at + 2] != b"\r\n" {
@@ -231,5 +234,17 @@ mod tests {
         }
         input.extend_from_slice(b"\r\n");
         assert_eq!(run(&input), Err(Rejection::HeaderTooLarge));
+    }
+
+    #[test]
+    fn sizes_near_the_top_of_u64_wait_or_are_refused_without_overflow() {
+        for size in ["ffffffffffffffff", "fffffffffffffffe", "8000000000000000"] {
+            let input = format!("{size}\r\nabc");
+            let (mut resume, mut body) = (0, Vec::new());
+            let decoded = decode(input.as_bytes(), &mut resume, &mut body, usize::MAX, 1024);
+            assert_eq!(decoded, Ok(Decoded::Partial), "{size} with no limit: more input is needed");
+            let limited = decode(input.as_bytes(), &mut 0, &mut Vec::new(), 1 << 20, 1024);
+            assert_eq!(limited, Err(Rejection::PayloadTooLarge), "{size} above max_body");
+        }
     }
 }
