@@ -10,8 +10,8 @@ pub use smoke_rules::{Listen, Protocol};
 use crate::proto::http::{self, Limits};
 use crate::proto::ws::WsConfig;
 pub use crate::rt::config::{
-    DEFAULT_FD_CACHE, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_READ_BUFFER, DEFAULT_MAX_WRITE_BUFFER, DEFAULT_READ_BUDGET,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, RuntimeConfig,
+    DEFAULT_FD_CACHE, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_MAILBOX, DEFAULT_MAX_READ_BUFFER, DEFAULT_MAX_WRITE_BUFFER,
+    DEFAULT_READ_BUDGET, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, RuntimeConfig,
 };
 use crate::rt::error::Error;
 use crate::rt::spawn::ListenerSpec;
@@ -124,6 +124,15 @@ impl Config {
     /// [`DEFAULT_WS_IDLE_TIMEOUT`](crate::ws::DEFAULT_WS_IDLE_TIMEOUT).
     pub fn ws_idle_timeout(mut self, timeout: Option<Duration>) -> Config {
         self.ws.idle_timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Topics: bytes of publications waiting for one worker above which a new publication is
+    /// dropped for that worker's subscribers (and counted in
+    /// [`Stats::mail_dropped`](crate::Stats::mail_dropped)); publishers never wait. Default
+    /// [`DEFAULT_MAX_MAILBOX`].
+    pub fn max_mailbox(mut self, bytes: usize) -> Config {
+        self.runtime.max_mailbox = bytes.max(1);
         self
     }
 

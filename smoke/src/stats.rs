@@ -70,6 +70,9 @@ counters! {
     buffers_held,
     /// WebSocket messages (sends and topic deliveries) dropped at `max_backpressure`.
     dropped,
+    /// Topic publications a worker's mailbox refused at `max_mailbox` (each one for all of that
+    /// worker's subscribers).
+    mail_dropped,
     /// UDP datagrams received and delivered.
     datagrams_in,
     /// UDP datagrams sent.

@@ -27,6 +27,9 @@ pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`Config::max_datagram`](crate::Config::max_datagram): 2 KiB, above an Ethernet
 /// MTU's payload.
 pub const DEFAULT_MAX_DATAGRAM: usize = 2048;
+/// Default [`Config::max_mailbox`](crate::Config::max_mailbox): 16 MiB of publications waiting
+/// for one worker, seconds of a busy topic's traffic; a worker that far behind is stuck.
+pub const DEFAULT_MAX_MAILBOX: usize = 16 << 20;
 
 /// The runtime's part of a server's configuration: threads, the bind address, and the limits
 /// of connections and UDP peers. Read it through [`Config::runtime`](crate::Config::runtime);
@@ -60,6 +63,8 @@ pub struct RuntimeConfig {
     pub max_datagram: usize,
     /// See [`Config::pfring`](crate::Config::pfring).
     pub pfring: Option<String>,
+    /// See [`Config::max_mailbox`](crate::Config::max_mailbox).
+    pub max_mailbox: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +83,7 @@ impl Default for RuntimeConfig {
             udp_idle_timeout: Some(DEFAULT_UDP_IDLE_TIMEOUT),
             max_datagram: DEFAULT_MAX_DATAGRAM,
             pfring: None,
+            max_mailbox: DEFAULT_MAX_MAILBOX,
         }
     }
 }

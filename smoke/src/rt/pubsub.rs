@@ -95,14 +95,22 @@ pub(crate) fn for_each_subscriber(topic: &str, mut deliver: impl FnMut(RawFd, Co
 
 /// Publishes `frame` (its parts, concatenated) to `topic` on every worker of `workers`, from a
 /// worker (`from`: its index, which needs no wake-up) or any other thread.
+///
+/// A worker whose mailbox holds `max_mailbox` bytes already (stuck, or flooded) does not get
+/// it: the publication is dropped for that worker's subscribers and counted
+/// (`Stats::mail_dropped`); the publisher never waits.
 pub(crate) fn publish_to(workers: &WorkerSet, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
     for (index, worker) in workers.workers.iter().enumerate() {
-        let was_empty = {
+        let (was_empty, stored) = {
             let mut mailbox = worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
             let was_empty = mailbox.is_empty();
-            mailbox.push(topic, frame);
-            was_empty
+            (was_empty, mailbox.push(topic, frame, workers.max_mailbox))
         };
+        if !stored {
+            // From any thread, so a real read-modify-write (not the owner-only `bump`).
+            worker.counters.mail_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         if was_empty {
             worker.has_mail.store(true, Ordering::Release);
             if from != Some(index) {

@@ -17,6 +17,8 @@ pub(crate) struct WorkerSet {
     pub(crate) workers: Box<[Arc<WorkerShared>]>,
     /// Written by a worker whose loop ends, so a thread waiting in `wait_for_signal` notices.
     pub(crate) exited: EventFd,
+    /// Bytes a worker's mailbox may hold; publications beyond it are dropped for that worker.
+    pub(crate) max_mailbox: usize,
 }
 
 /// One worker, as other threads see it: its counters, its wake-up, its topic mailbox.
@@ -31,7 +33,7 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerSet {
-    pub(crate) fn new(threads: usize) -> io::Result<WorkerSet> {
+    pub(crate) fn new(threads: usize, max_mailbox: usize) -> io::Result<WorkerSet> {
         let workers = (0..threads)
             .map(|_| {
                 Ok(Arc::new(WorkerShared {
@@ -42,7 +44,7 @@ impl WorkerSet {
                 }))
             })
             .collect::<io::Result<_>>()?;
-        Ok(WorkerSet { stopping: AtomicBool::new(false), workers, exited: EventFd::new()? })
+        Ok(WorkerSet { stopping: AtomicBool::new(false), workers, exited: EventFd::new()?, max_mailbox })
     }
 
     /// All workers' counters, summed (a few relaxed atomic loads per worker).

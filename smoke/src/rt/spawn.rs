@@ -64,7 +64,9 @@ pub(crate) fn spawn<S: Service>(
     for _ in 0..threads {
         sockets.push(worker_sockets(config, listeners, &addrs, fanout_group)?);
     }
-    let workers = Arc::new(WorkerSet::new(threads).map_err(|e| Error::io("create the workers' eventfds", e))?);
+    let workers = Arc::new(
+        WorkerSet::new(threads, config.max_mailbox).map_err(|e| Error::io("create the workers' eventfds", e))?,
+    );
     pubsub::register(&workers);
     let limits = Limits::resolve(config, threads, min_read_buffer);
     let service = Arc::new(service);

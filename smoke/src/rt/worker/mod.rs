@@ -110,6 +110,9 @@ pub(crate) struct RingDatagram<'f> {
 
 /// Ready events taken per epoll_wait.
 const EVENTS_PER_WAIT: usize = 1024;
+/// Topic deliveries per loop turn (whole publications): a turn of a thousand-subscriber topic
+/// takes a few publications, and every connection still gets its turn between them.
+const MAIL_BUDGET: usize = 4096;
 
 /// The sockets a worker serves, bound for it before its thread starts.
 #[derive(Debug, Default)]
@@ -222,7 +225,7 @@ impl<S: Service> EventLoop<S> {
     fn next_timeout(&self) -> Option<Duration> {
         // Mail this worker's own handlers posted after its delivery pass needs no wake-up
         // (see rt::pubsub), so it must not wait in epoll_wait either.
-        if !self.core.retry.is_empty() || self.core.own.has_mail.load(Ordering::Relaxed) {
+        if !self.core.retry.is_empty() || self.mail.has_unread() || self.core.own.has_mail.load(Ordering::Relaxed) {
             return Some(Duration::ZERO);
         }
         [
@@ -300,15 +303,25 @@ impl<S: Service> EventLoop<S> {
 
     /// Hands the topic publications in this worker's mailbox to their subscribers on this
     /// worker, then sends to every connection written to.
+    ///
+    /// At most `MAIL_BUDGET` deliveries a turn (whole publications: every subscriber of one gets
+    /// it in the same turn), so a burst of mail cannot hold up the worker's connections; the rest
+    /// waits for the next turn, before anything newer is taken.
     fn deliver_mail(&mut self) {
-        let own = &self.core.own;
-        if !own.has_mail.swap(false, Ordering::Acquire) {
-            return;
+        if !self.mail.has_unread() {
+            let own = &self.core.own;
+            if !own.has_mail.swap(false, Ordering::Acquire) {
+                return;
+            }
+            self.mail.clear();
+            std::mem::swap(&mut *own.mailbox.lock().unwrap_or_else(PoisonError::into_inner), &mut self.mail);
         }
-        std::mem::swap(&mut *own.mailbox.lock().unwrap_or_else(PoisonError::into_inner), &mut self.mail);
         let service = &*self.service;
-        for (topic, frame) in self.mail.letters() {
+        let mut deliveries = 0;
+        while deliveries < MAIL_BUDGET {
+            let Some((topic, frame)) = self.mail.next_letter() else { break };
             pubsub::for_each_subscriber(topic, |fd, id| {
+                deliveries += 1;
                 let Some(c) = self.connections.get_mut(fd).filter(|c| c.id == id) else { return };
                 let mut conn = self.core.conn(&c.stream, &mut c.state, c.id);
                 service.on_delivery(&mut c.session, &mut conn, frame);
@@ -318,7 +331,9 @@ impl<S: Service> EventLoop<S> {
                 }
             });
         }
-        self.mail.clear();
+        if !self.mail.has_unread() {
+            self.mail.clear();
+        }
         self.wake_touched();
     }
 
