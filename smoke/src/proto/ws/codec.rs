@@ -84,6 +84,15 @@ pub(crate) fn parse_client_frame(buf: &[u8], max_message: usize) -> Result<Optio
         Ok(None) => return Ok(None),
         Err(_) => return Err(violation(PROTOCOL_ERROR, "reserved opcode")),
     };
+    // RFC 6455 §5.2: the minimal length encoding, and a 64-bit length's top bit clear.
+    let minimal = match buf[1] & 0x7f {
+        126 => length >= 126,
+        127 => length > 0xffff && length >> 63 == 0,
+        _ => true,
+    };
+    if !minimal {
+        return Err(violation(PROTOCOL_ERROR, "frame length not in its minimal form"));
+    }
     if header.rsv1 || header.rsv2 || header.rsv3 {
         return Err(violation(PROTOCOL_ERROR, "reserved bits set without a negotiated extension"));
     }
@@ -419,6 +428,17 @@ mod tests {
         for (bytes, code) in cases {
             assert_eq!(run(&bytes).map_err(|v| v.code), Err(code), "{bytes:02x?}");
         }
+        let long_form = |len_byte: u8, extended: &[u8]| {
+            let mut f = vec![0x82, 0x80 | len_byte];
+            f.extend_from_slice(extended);
+            f.extend_from_slice(&MASK);
+            f
+        };
+        let codes = |f: Vec<u8>| run(&f).map_err(|v| v.code);
+        assert_eq!(codes(long_form(126, &[0, 5])), Err(1002), "16-bit form for 5 bytes");
+        assert_eq!(codes(long_form(127, &5u64.to_be_bytes())), Err(1002), "64-bit form for 5 bytes");
+        assert_eq!(codes(long_form(127, &300u64.to_be_bytes())), Err(1002), "64-bit form for 300 bytes");
+        assert_eq!(codes(long_form(127, &(1u64 << 63 | 70_000).to_be_bytes())), Err(1002), "the 64-bit top bit");
         assert_eq!(run(&client_frame(true, 8, &[0x03, 0xe8, b'o', b'k'])).unwrap(), ["Close(Some(1000), \"ok\")"]);
         assert_eq!(run(&client_frame(true, 8, b"")).unwrap(), ["Close(None, \"\")"]);
         assert_eq!(run(&client_frame(true, 8, &3000u16.to_be_bytes())).unwrap(), ["Close(Some(3000), \"\")"]);

@@ -210,6 +210,9 @@ fn handle<S: Sink>(event: Event<'_>, state: &mut State, sink: &mut S, events: &m
                     None => {
                         write_frame(sink, OpCode::Control(Control::Close), &[]);
                         state.close_sent = true;
+                        // As for a coded close: a peer that never reads our answer must not
+                        // hold the connection open waiting for the flush.
+                        sink.set_timer(CLOSE_WAIT);
                     }
                 }
             }
@@ -272,6 +275,18 @@ mod tests {
         assert_eq!(events.closes, [(1000, String::new())]);
         assert_eq!(sink.out, [0x8a, 1, b'p', 0x88, 2, 0x03, 0xe8], "a pong, then the close echoed");
         assert!(sink.closed && ws.state().close_sent());
+    }
+
+    #[test]
+    fn an_empty_close_is_answered_and_waited_for_like_a_coded_one() {
+        let (mut ws, mut sink, mut events) = (Connection::default(), TestSink::new(), Recorder::default());
+        ws.serve(&mut sink, &masked(8, b""), 1 << 20, &mut events);
+        assert_eq!(sink.out, [0x88, 0], "an empty close back");
+        assert_eq!(events.closes, [(1005, String::new())]);
+        assert_eq!(sink.timer, Some(CLOSE_WAIT), "the close wait runs");
+        let mut stuck = TestSink { out: vec![0x88, 0], ..TestSink::new() };
+        ws.timer_fired(&mut stuck, None, &mut events);
+        assert!(stuck.aborted, "a peer that took nothing in all that time is reset");
     }
 
     #[test]
