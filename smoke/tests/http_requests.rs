@@ -115,7 +115,7 @@ fn sixteen_pipelined_requests_in_one_write_are_answered_in_order() {
 fn a_partial_request_does_not_delay_the_complete_ones_before_it() {
     let (_server, addr) = start();
     let (mut stream, mut reader) = raw(addr);
-    stream.write_all(b"GET /query?first HTTP/1.1\r\n\r\nGET /query?second HTTP/1.1\r\nHo").unwrap();
+    stream.write_all(b"GET /query?first HTTP/1.1\r\nHost: x\r\n\r\nGET /query?second HTTP/1.1\r\nHo").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"first");
     stream.write_all(b"st: x\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"second");
@@ -139,7 +139,9 @@ fn a_request_split_at_every_byte_boundary_is_answered() {
 fn head_gets_headers_without_a_body() {
     let (_server, addr) = start();
     let (mut stream, mut reader) = raw(addr);
-    stream.write_all(b"HEAD /plaintext HTTP/1.1\r\n\r\nGET /query?after HTTP/1.1\r\n\r\n").unwrap();
+    stream
+        .write_all(b"HEAD /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /query?after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let head = read_reply(&mut reader, true).unwrap();
     assert_eq!(head.header("Content-Length"), Some("13"));
     // The next response starts right after the head: no body bytes were sent for HEAD.
@@ -149,7 +151,9 @@ fn head_gets_headers_without_a_body() {
 #[test]
 fn connection_close_and_http_1_0_close_after_the_response() {
     let (_server, addr) = start();
-    for request in [&b"GET /version HTTP/1.1\r\nConnection: close\r\n\r\n"[..], b"GET /version HTTP/1.0\r\n\r\n"] {
+    for request in
+        [&b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..], b"GET /version HTTP/1.0\r\n\r\n"]
+    {
         let (mut stream, mut reader) = raw(addr);
         stream.write_all(request).unwrap();
         let reply = read_reply(&mut reader, false).unwrap();
@@ -159,7 +163,7 @@ fn connection_close_and_http_1_0_close_after_the_response() {
     let (mut stream, mut reader) = raw(addr);
     stream.write_all(b"GET /version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"HTTP/1.0");
-    stream.write_all(b"GET /version HTTP/1.1\r\n\r\n").unwrap();
+    stream.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"HTTP/1.1", "HTTP/1.0 keep-alive kept it open");
 }
 
@@ -167,7 +171,7 @@ fn connection_close_and_http_1_0_close_after_the_response() {
 fn repeated_headers_are_all_kept() {
     let (_server, addr) = start();
     let (mut stream, mut reader) = raw(addr);
-    stream.write_all(b"GET /multi HTTP/1.1\r\nX-Multi: a\r\nx-multi: b\r\nX-MULTI: c\r\n\r\n").unwrap();
+    stream.write_all(b"GET /multi HTTP/1.1\r\nHost: x\r\nX-Multi: a\r\nx-multi: b\r\nX-MULTI: c\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"a,b,c");
 }
 
@@ -175,7 +179,7 @@ fn repeated_headers_are_all_kept() {
 fn expect_100_continue_is_answered_before_the_body() {
     let (_server, addr) = start();
     let (mut stream, mut reader) = raw(addr);
-    stream.write_all(b"PUT /echo HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    stream.write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n").unwrap();
     let interim = read_reply(&mut reader, false).unwrap();
     assert_eq!(interim.status, 100);
     stream.write_all(b"data").unwrap();
@@ -194,14 +198,14 @@ fn refused(addr: SocketAddr, request: &[u8]) -> (u16, bool) {
 #[test]
 fn limits_get_their_status_and_a_close() {
     let (server, addr) = start();
-    let big_header = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    let big_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
     let many_headers: String =
-        format!("GET / HTTP/1.1\r\n{}\r\n", (0..20).map(|i| format!("X-{i}: v\r\n")).collect::<String>());
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", (0..20).map(|i| format!("X-{i}: v\r\n")).collect::<String>());
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (big_header.into_bytes(), 431),
         (many_headers.into_bytes(), 431),
-        (b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n".to_vec(), 413),
-        (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1001\r\n".to_vec(), 413),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".to_vec(), 413),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1001\r\n".to_vec(), 413),
         (b"GET / HTTP/2.0\r\n\r\n".to_vec(), 505),
         (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400),
     ];
@@ -220,13 +224,13 @@ fn limits_get_their_status_and_a_close() {
 fn request_smuggling_vectors_are_refused_with_400_and_a_close() {
     let (_server, addr) = start();
     let cases: &[&[u8]] = &[
-        b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
-        b"GET /plaintext HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n",
-        b"POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     ];
     for request in cases {
         assert_eq!(refused(addr, request), (400, true), "{}", String::from_utf8_lossy(request));
@@ -234,7 +238,7 @@ fn request_smuggling_vectors_are_refused_with_400_and_a_close() {
     // Bytes after a complete request that are not a request themselves: the first is answered,
     // the garbage refused.
     let (mut stream, mut reader) = raw(addr);
-    stream.write_all(b"GET /query?ok HTTP/1.1\r\n\r\n\x01\x02garbage\r\n\r\n").unwrap();
+    stream.write_all(b"GET /query?ok HTTP/1.1\r\nHost: x\r\n\r\n\x01\x02garbage\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"ok");
     assert_eq!(read_reply(&mut reader, false).unwrap().status, 400);
     assert!(closed(&mut reader));
@@ -301,7 +305,7 @@ fn idle_keep_alive_connections_close_and_completed_heads_cancel_the_header_timer
     let (server, addr) = start_patient();
     let (mut stream, mut reader) = raw(addr);
     // A head split in two parts, completed well within the header timeout: answered, no 408.
-    stream.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(20));
     stream.write_all(b"\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"ok");
@@ -329,7 +333,7 @@ fn pipelined_requests_for_large_responses_wait_for_the_reader_and_all_arrive() {
     let (mut stream, mut reader) = raw(server.local_addr());
     // 200 requests in one write ask for 20 MB; the server may queue only about its 256 KiB
     // high-water mark at a time, and must pick the rest up as the reader drains it.
-    let batch: String = (0..200).map(|i| format!("GET /big/{i} HTTP/1.1\r\n\r\n")).collect();
+    let batch: String = (0..200).map(|i| format!("GET /big/{i} HTTP/1.1\r\nHost: x\r\n\r\n")).collect();
     stream.write_all(batch.as_bytes()).unwrap();
     for i in 0..200 {
         if i % 20 == 0 {
@@ -345,9 +349,30 @@ fn pipelined_requests_for_large_responses_wait_for_the_reader_and_all_arrive() {
 fn absolute_form_targets_and_http_1_0_keep_alive_are_understood() {
     let (_server, addr) = start();
     let (mut stream, mut reader) = raw(addr);
-    stream.write_all(b"GET http://example.test/query?abs HTTP/1.1\r\n\r\n").unwrap();
+    stream.write_all(b"GET http://example.test/query?abs HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"abs");
     stream.write_all(b"GET /version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
     let reply = read_reply(&mut reader, false).unwrap();
     assert_eq!(reply.header("Connection"), Some("keep-alive"), "a kept HTTP/1.0 connection is confirmed");
+}
+
+#[test]
+fn host_is_required_once_and_unmet_expectations_get_417() {
+    let (_server, addr) = start();
+    let cases: [(&[u8], u16); 4] = [
+        (b"GET /query?x HTTP/1.1\r\n\r\n", 400),
+        (b"GET /query?x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /query?x HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+        (b"PUT /echo HTTP/1.1\r\nHost: a\r\nExpect: x-later\r\nContent-Length: 2\r\n\r\nhi", 417),
+    ];
+    for (request, status) in cases {
+        let (mut stream, mut reader) = raw(addr);
+        stream.write_all(request).unwrap();
+        let reply = read_reply(&mut reader, false).unwrap();
+        assert_eq!(reply.status, status, "{}", String::from_utf8_lossy(request));
+        assert_eq!(reply.header("connection"), Some("close"));
+    }
+    let (mut stream, mut reader) = raw(addr);
+    stream.write_all(b"GET /query?old HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut reader, false).unwrap().body, b"old", "HTTP/1.0 needs no Host");
 }

@@ -78,18 +78,18 @@ fn routes_match_segments_and_methods() {
     assert_eq!(ask(&mut s, &mut r, &get("/users/42")).body, b"user 42");
     assert_eq!(ask(&mut s, &mut r, &get("/users/me")).body, b"me", "a static segment wins over a parameter");
     assert_eq!(ask(&mut s, &mut r, &get("/users/42?tab=posts")).body, b"user 42", "the query is not part of the path");
-    let created = ask(&mut s, &mut r, "POST /users/7/posts/99 HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    let created = ask(&mut s, &mut r, "POST /users/7/posts/99 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert_eq!((created.status, &created.body[..]), (201, &b"7:99"[..]));
-    assert_eq!(ask(&mut s, &mut r, "DELETE /users/7 HTTP/1.1\r\n\r\n").status, 204);
-    assert_eq!(ask(&mut s, &mut r, "PATCH /users/7 HTTP/1.1\r\n\r\n").body, b"patched");
+    assert_eq!(ask(&mut s, &mut r, "DELETE /users/7 HTTP/1.1\r\nHost: x\r\n\r\n").status, 204);
+    assert_eq!(ask(&mut s, &mut r, "PATCH /users/7 HTTP/1.1\r\nHost: x\r\n\r\n").body, b"patched");
 
-    let head = ask(&mut s, &mut r, "HEAD /users/5 HTTP/1.1\r\n\r\n");
+    let head = ask(&mut s, &mut r, "HEAD /users/5 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((head.status, head.header("Content-Length")), (200, Some("6")), "HEAD goes to the GET route");
 
     for path in ["/nope", "/users", "/users/7/extra", "/users/"] {
         assert_eq!(ask(&mut s, &mut r, &get(path)).status, 404, "{path}");
     }
-    let not_allowed = ask(&mut s, &mut r, "PUT /users/7 HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    let not_allowed = ask(&mut s, &mut r, "PUT /users/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(not_allowed.status, 405);
     assert_eq!(not_allowed.header("Allow"), Some("DELETE, GET, HEAD, PATCH"));
 }
@@ -98,8 +98,8 @@ fn routes_match_segments_and_methods() {
 fn on_request_answers_what_no_route_matches() {
     let server = WithFallback::spawn(common::on_loopback(WithFallback::config(), "http")).unwrap();
     let (mut s, mut r) = connect(&server);
-    assert_eq!(ask(&mut s, &mut r, "GET /known HTTP/1.1\r\n\r\n").body, b"known");
-    let other = ask(&mut s, &mut r, "GET /elsewhere HTTP/1.1\r\n\r\n");
+    assert_eq!(ask(&mut s, &mut r, "GET /known HTTP/1.1\r\nHost: x\r\n\r\n").body, b"known");
+    let other = ask(&mut s, &mut r, "GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((other.status, &other.body[..]), (418, &b"/elsewhere"[..]));
-    assert_eq!(ask(&mut s, &mut r, "POST /known HTTP/1.1\r\nContent-Length: 0\r\n\r\n").status, 405);
+    assert_eq!(ask(&mut s, &mut r, "POST /known HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").status, 405);
 }

@@ -139,6 +139,9 @@ impl Connection {
                 sink.cancel_timer();
                 self.phase = Phase::Idle;
             }
+            if let Some(rejection) = head.refusal() {
+                return reject(sink, rejection, input.len(), context.now);
+            }
             let (body, used) = match body(&mut self.phase, buf, &head, limits) {
                 Body::Complete(body, used) => (body, used),
                 Body::Incomplete => {
@@ -296,9 +299,9 @@ mod tests {
     fn pipelined_requests_are_answered_in_order_and_a_partial_one_waits_with_a_timer() {
         let mut connection = Connection::default();
         let mut sink = TestSink::new();
-        let input = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HT";
+        let input = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HT";
         let served = serve(&mut connection, &mut sink, input);
-        assert_eq!(served, Served { consumed: 38, rejected: None, upgraded: false });
+        assert_eq!(served, Served { consumed: 56, rejected: None, upgraded: false });
         let text = String::from_utf8(sink.out.clone()).unwrap();
         assert!(text.find("\r\n\r\n/a").unwrap() < text.find("\r\n\r\n/b").unwrap(), "{text}");
         assert_eq!(sink.timer, Some(Limits::default().header_timeout), "the partial head started its timer");
@@ -325,7 +328,8 @@ mod tests {
     fn serving_stops_at_the_sinks_high_water_mark() {
         let mut connection = Connection::default();
         let mut sink = TestSink { high_water: 1, ..TestSink::new() };
-        let served = serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
-        assert_eq!(served.consumed, 19, "one response fills the sink; the second request waits");
+        let served =
+            serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(served.consumed, 28, "one response fills the sink; the second request waits");
     }
 }

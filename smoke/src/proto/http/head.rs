@@ -63,6 +63,27 @@ pub(crate) struct Head<'b> {
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
+    /// `Host` header lines (RFC 9112 §3.2: exactly one in HTTP/1.1, at most one in 1.0).
+    pub(crate) hosts: u8,
+    /// An `Expect` asked for something other than `100-continue` (HTTP/1.1).
+    pub(crate) unmet_expectation: bool,
+}
+
+impl Head<'_> {
+    /// Why this head, well-formed as it is, cannot be served: a missing or repeated `Host`
+    /// (400), an expectation the server does not meet (417).
+    pub(crate) fn refusal(&self) -> Option<Rejection> {
+        if self.hosts > 1 {
+            return Some(Rejection::BadRequest("more than one Host header"));
+        }
+        if self.hosts == 0 && self.minor_version == 1 {
+            return Some(Rejection::BadRequest("an HTTP/1.1 request without Host"));
+        }
+        if self.unmet_expectation {
+            return Some(Rejection::ExpectationFailed);
+        }
+        None
+    }
 }
 
 /// Parses the request head at the start of `buf` into `slots` (left uninitialised: zeroing 128
@@ -97,8 +118,16 @@ pub(crate) fn parse_head<'b, 'h>(
     };
     let headers: &'h [httparse::Header<'b>] = std::mem::take::<&'h mut [httparse::Header<'b>]>(&mut request.headers);
 
-    let HeaderFacts { content_length, chunked, transfer_encoding, close, keep_alive_token, expect_continue } =
-        header_facts(headers)?;
+    let HeaderFacts {
+        content_length,
+        chunked,
+        transfer_encoding,
+        close,
+        keep_alive_token,
+        expect_continue,
+        expect_other,
+        hosts,
+    } = header_facts(headers)?;
     if transfer_encoding && !chunked {
         return Err(Rejection::BadRequest("empty Transfer-Encoding"));
     }
@@ -123,6 +152,8 @@ pub(crate) fn parse_head<'b, 'h>(
         keep_alive: if minor_version == 1 { !close } else { keep_alive_token && !close },
         // HTTP/1.0 clients do not know 100 Continue (RFC 9110 §10.1.1): ignore the expectation.
         expect_continue: expect_continue && framing != Framing::Empty && minor_version == 1,
+        hosts,
+        unmet_expectation: expect_other && minor_version == 1,
     };
     Ok(Some((head, headers)))
 }
@@ -136,9 +167,12 @@ struct HeaderFacts {
     close: bool,
     keep_alive_token: bool,
     expect_continue: bool,
+    /// An `Expect` member other than `100-continue`.
+    expect_other: bool,
+    hosts: u8,
 }
 
-/// Reads `Content-Length`, `Transfer-Encoding`, `Connection` and `Expect`, refusing the
+/// Reads `Content-Length`, `Transfer-Encoding`, `Connection`, `Expect` and `Host`, refusing the
 /// framings that could smuggle a request.
 #[inline]
 fn header_facts(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, Rejection> {
@@ -172,7 +206,15 @@ fn header_facts(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, Rejecti
                 facts.keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            facts.expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
+            for expectation in tokens(header.value) {
+                if expectation.eq_ignore_ascii_case(b"100-continue") {
+                    facts.expect_continue = true;
+                } else {
+                    facts.expect_other = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("host") {
+            facts.hosts = facts.hosts.saturating_add(1);
         }
     }
     Ok(facts)
@@ -248,6 +290,19 @@ mod tests {
         for (request, keep_alive) in cases {
             assert_eq!(head(request).keep_alive, *keep_alive, "{}", String::from_utf8_lossy(request));
         }
+    }
+
+    #[test]
+    fn host_and_expect_refusals() {
+        let refusal = |buf: &[u8]| head(buf).refusal();
+        assert_eq!(refusal(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+        assert_eq!(refusal(b"GET / HTTP/1.0\r\n\r\n"), None, "HTTP/1.0 needs no Host");
+        assert!(matches!(refusal(b"GET / HTTP/1.1\r\n\r\n"), Some(Rejection::BadRequest(_))));
+        assert!(matches!(refusal(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), Some(Rejection::BadRequest(_))));
+        let other = b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, x-later\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(refusal(other), Some(Rejection::ExpectationFailed));
+        assert_eq!(Rejection::ExpectationFailed.status(), 417);
+        assert_eq!(refusal(b"GET / HTTP/1.0\r\nExpect: x-later\r\n\r\n"), None, "HTTP/1.0 expectations are ignored");
     }
 
     #[test]

@@ -166,13 +166,15 @@ impl Response {
     /// Adds a header (an explicit `Content-Type` wins over the one `text`/`html`/`json` set).
     /// Framing headers are smoke's: `Content-Length` and `Transfer-Encoding` are ignored here,
     /// and `Connection` too (the connection's fate follows the request; close it with
-    /// `Connection: close` on the request side or by answering an error). A name that is not a token, or a value with CR, LF or NUL (which could
-    /// inject headers), is dropped with a logged warning. `Content-Length` is always computed by
-    /// smoke and ignored here.
+    /// `Connection: close` on the request side or by answering an error). A name that is not a
+    /// token, or a value with a control character other than a tab (CR and LF could inject
+    /// headers), is dropped with a logged warning.
     pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Response {
         let value = value.as_ref();
         let valid_name = smoke_rules::is_token(name);
-        let valid_value = !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
+        // RFC 9110 §5.5: visible characters, spaces, tabs and obs-text; any other control
+        // character (CR and LF above all) could split or corrupt the response.
+        let valid_value = value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
         if !valid_name || !valid_value {
             log::warn!("dropped response header {name:?}: invalid name or value");
             return self;
@@ -358,10 +360,12 @@ mod tests {
     fn header_injection_and_manual_lengths_are_dropped() {
         let mut res = Response::default();
         res.header("X-Evil", "a\r\nSet-Cookie: x=1").header("Bad Name", "v").header("Content-Length", "99");
+        res.header("X-Bell", "ring\x07").header("X-Del", "a\x7fb").header("X-Tab", "a\tb");
         res.header("Transfer-Encoding", "chunked").header("Connection", "keep-alive");
         res.header("Content-Type", "image/png").json("{}");
         let text = serialise(&res, false, false);
         assert!(!text.contains("Set-Cookie") && !text.contains("Bad Name") && !text.contains("99"), "{text}");
+        assert!(!text.contains("X-Bell") && !text.contains("X-Del") && text.contains("X-Tab: a\tb\r\n"), "{text}");
         assert!(!text.contains("Transfer-Encoding") && !text.contains("keep-alive"), "{text}");
         assert_eq!(text.matches("Content-Type").count(), 1, "{text}");
         assert!(text.contains("Content-Type: image/png\r\n"), "{text}");

@@ -33,6 +33,8 @@ pub(crate) enum Rejection {
     VersionNotSupported,
     /// 408: a request's header block did not complete within `header_timeout`.
     HeaderTimeout,
+    /// 417: an `Expect` other than `100-continue`.
+    ExpectationFailed,
 }
 
 impl Rejection {
@@ -44,6 +46,7 @@ impl Rejection {
             Rejection::PayloadTooLarge => 413,
             Rejection::VersionNotSupported => 505,
             Rejection::HeaderTimeout => 408,
+            Rejection::ExpectationFailed => 417,
         }
     }
 }
