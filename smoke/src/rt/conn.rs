@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::rt::buf::{BufPool, Output};
 use crate::rt::pubsub;
 use crate::rt::shared::WorkerSet;
-use crate::rt::time::{Timer, TimerRequest};
 use crate::rt::token::ConnId;
+use crate::rt::wheel::{Timer, TimerRequest};
 use crate::stats::{Counters, Stats};
 use crate::sys::Stream;
 

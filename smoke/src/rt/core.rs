@@ -8,8 +8,9 @@ use crate::rt::buf::BufPool;
 use crate::rt::config::Limits;
 use crate::rt::conn::{Conn, ConnState};
 use crate::rt::shared::{WorkerSet, WorkerShared};
-use crate::rt::time::{Clock, TimerQueue};
+use crate::rt::time::Clock;
 use crate::rt::token::{ConnId, GENERATION_MASK, Token};
+use crate::rt::wheel::TimerWheel;
 use crate::stats::Counters;
 use crate::sys::{Epoll, Stream};
 
@@ -31,7 +32,7 @@ pub(crate) struct Core {
     /// Sessions to run again without waiting for an event (read budget spent, reading resumed,
     /// accept batch spent).
     pub(crate) retry: Vec<Token>,
-    pub(crate) timers: TimerQueue,
+    pub(crate) timers: TimerWheel,
     pub(crate) clock: Clock,
     /// Sessions created on this worker: each one's id and generation.
     sequence: u64,
@@ -48,7 +49,7 @@ impl Core {
             workers,
             limits,
             retry: Vec::new(),
-            timers: TimerQueue::default(),
+            timers: TimerWheel::default(),
             clock: Clock::start(),
             sequence: 0,
         }

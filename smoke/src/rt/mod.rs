@@ -2,7 +2,7 @@
 //! bytes and datagrams between sockets and sessions and knows no protocol; a `Service` (the
 //! driver's) decides what a session is.
 //!
-//! - identities and time: `token.rs`, `time.rs`
+//! - identities and time: `token.rs`, `time.rs`, `wheel.rs` (the armed timers)
 //! - memory: `buf.rs` (pooled buffers, output queues), `table.rs` (the fd-indexed session table)
 //! - what handlers hold: `conn.rs` ([`Conn`]), `peer.rs` ([`Peer`])
 //! - across threads: `shared.rs` (the workers as other threads see them), `mailbox.rs` and
@@ -25,4 +25,5 @@ pub(crate) mod spawn;
 pub(crate) mod table;
 pub(crate) mod time;
 pub(crate) mod token;
+pub(crate) mod wheel;
 pub(crate) mod worker;

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::rt::shared::WorkerSet;
-use crate::rt::time::TimerRequest;
 use crate::rt::token::ConnId;
+use crate::rt::wheel::TimerRequest;
 use crate::stats::Stats;
 use crate::sys::SendQueue;
 

@@ -1,13 +1,8 @@
-//! Time in the event loop: the worker's clock, the compact activity stamps sessions keep, a
-//! session's timer and the queue of armed timers (one queue for connections and UDP peers),
-//! the periodic sweep of idle sessions, and the wall clock for protocols that print dates.
+//! Time in the event loop: the worker's clock, the compact activity stamps sessions keep, the
+//! periodic sweep of idle sessions, and the wall clock for protocols that print dates. Armed
+//! timers live in `wheel.rs`.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
-
-use crate::rt::token::Token;
 
 /// A worker's clock: milliseconds since the worker started, read once per loop turn (a 64-bit
 /// count that never wraps, so deadlines compare plainly).
@@ -71,85 +66,6 @@ impl Stamp {
     }
 }
 
-/// What a handler asked of its session's timer during one call; applied when the call returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum TimerRequest {
-    #[default]
-    Unchanged,
-    /// Milliseconds from now; a u32 (49 days) keeps every idle session's entry small.
-    Set(u32),
-    Cancel,
-}
-
-impl TimerRequest {
-    /// A timer `after` from now, in the milliseconds a request holds (at most 49 days).
-    pub(crate) fn after(after: Duration) -> TimerRequest {
-        TimerRequest::Set(after.as_millis().min(u128::from(u32::MAX)) as u32)
-    }
-}
-
-/// A session's timer: the deadline it is armed for, and what its handler asked last. 16 bytes
-/// (a deadline is never 0: it is at least 1 ms after the clock's start), because every session
-/// slot carries one.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Timer {
-    deadline: Option<NonZeroU64>,
-    pub(crate) request: TimerRequest,
-}
-
-impl Timer {
-    /// True when this timer is armed for `deadline`: an entry of the queue for another
-    /// deadline is stale.
-    pub(crate) fn is_due_at(&self, deadline: u64) -> bool {
-        self.deadline.map(NonZeroU64::get) == Some(deadline)
-    }
-
-    /// The timer fired: it is no longer armed.
-    pub(crate) fn disarm(&mut self) {
-        self.deadline = None;
-    }
-}
-
-/// Armed timers of a worker's sessions (connections and peers) as (deadline, token), earliest
-/// first. A timer set again or cancelled leaves its old entry behind; it is skipped when it
-/// surfaces, because the session's own deadline no longer matches (or its generation changed).
-#[derive(Debug, Default)]
-pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<(u64, Token)>>,
-}
-
-impl TimerQueue {
-    /// Applies what a handler asked of `timer` (the session of `token`) during its last call.
-    pub(crate) fn apply(&mut self, timer: &mut Timer, token: Token, clock: &Clock) {
-        match std::mem::take(&mut timer.request) {
-            TimerRequest::Unchanged => {}
-            TimerRequest::Cancel => timer.deadline = None,
-            TimerRequest::Set(after) => {
-                let at = clock.timer_deadline(Duration::from_millis(u64::from(after)));
-                timer.deadline = NonZeroU64::new(at);
-                self.heap.push(Reverse((at, token)));
-            }
-        }
-    }
-
-    /// The earliest deadline queued (possibly a stale one).
-    pub(crate) fn next_deadline(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
-    }
-
-    /// The next entry due at `now`, removed from the queue: (deadline, token). The caller
-    /// fires it only if the session's timer still has this deadline.
-    pub(crate) fn pop_due(&mut self, now: u64) -> Option<(u64, Token)> {
-        match self.heap.peek() {
-            Some(&Reverse((at, token))) if at <= now => {
-                self.heap.pop();
-                Some((at, token))
-            }
-            _ => None,
-        }
-    }
-}
-
 /// The periodic look for sessions idle past a timeout: due a few times per timeout, so a
 /// session closes at most a quarter late, without a timer per session.
 #[derive(Debug)]
@@ -190,30 +106,11 @@ pub(crate) fn wall_clock_seconds() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rt::token::Kind;
 
     #[test]
     fn stamps_measure_idleness_across_the_wrap() {
         assert_eq!(Stamp(u32::MAX - 5).idle_for(Stamp(4)), 10);
         assert_eq!(Stamp(100).idle_for(Stamp(150)), 50);
-    }
-
-    #[test]
-    fn timers_fire_in_deadline_order_and_reset_ones_are_recognisable() {
-        let clock = Clock::start();
-        let mut queue = TimerQueue::default();
-        let (a, b) = (Token::new(Kind::Connection, 1, 1), Token::new(Kind::Peer, 2, 1));
-        let mut timer_a = Timer { request: TimerRequest::after(Duration::from_millis(20)), ..Timer::default() };
-        let mut timer_b = Timer { request: TimerRequest::after(Duration::ZERO), ..Timer::default() };
-        queue.apply(&mut timer_a, a, &clock);
-        queue.apply(&mut timer_b, b, &clock);
-        assert!(timer_b.is_due_at(1), "at least 1 ms, even for zero");
-        assert_eq!(queue.pop_due(0), None);
-        assert_eq!(queue.pop_due(100), Some((1, b)));
-        timer_a.request = TimerRequest::Cancel;
-        queue.apply(&mut timer_a, a, &clock);
-        assert_eq!(queue.pop_due(100), Some((20, a)), "the stale entry surfaces");
-        assert!(!timer_a.is_due_at(20), "and its session's timer tells it is stale");
     }
 
     #[test]

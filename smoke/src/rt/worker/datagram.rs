@@ -10,8 +10,9 @@ use super::{EventLoop, Service, guarded};
 use crate::rt::conn::CloseReason;
 use crate::rt::core::Core;
 use crate::rt::peer::{Peer, PeerState};
-use crate::rt::time::{IdleSweep, Stamp, Timer};
+use crate::rt::time::{IdleSweep, Stamp};
 use crate::rt::token::{ConnId, Kind, Token};
+use crate::rt::wheel::{EntryId, Timer};
 use crate::stats::bump;
 use crate::sys::{PacketRing, RecvBatch, SendQueue, UdpSocket};
 
@@ -316,15 +317,18 @@ impl<S: Service> EventLoop<S> {
                 service.on_peer_close(s, p, reason)
             });
         }
+        self.core.timers.disarm(&mut entry.timer);
         let id = entry.id;
         guarded(self.core.counters(), id, "drop", move || drop(entry));
     }
 
-    /// The peer timer `token` was armed for `at` fell due.
-    pub(super) fn peer_timer(&mut self, token: Token, at: u64) {
+    /// The wheel fired `entry`, the timer of the peer `token` names.
+    pub(super) fn peer_timer(&mut self, token: Token, fired: EntryId) {
         let Datagrams { endpoints, peers, closing, .. } = &mut self.datagrams;
-        let Some(entry) = peers.get_mut(token).filter(|e| e.timer.is_due_at(at)) else { return };
-        entry.timer.disarm();
+        let Some(entry) = peers.get_mut(token) else { return };
+        if !entry.timer.fired(fired) {
+            return;
+        }
         let service = &*self.service;
         let handler = |session: &mut S::Peer, peer: &mut Peer<'_>| service.on_peer_timer(session, peer);
         match call_peer(&self.core, endpoints, entry, PeerState::default(), "on_timer", handler) {

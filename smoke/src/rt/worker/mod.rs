@@ -256,18 +256,17 @@ impl<S: Service> EventLoop<S> {
     /// Fires the timers that are due, resumes accepting after a back-off, and sweeps idle
     /// connections and peers.
     fn run_timers(&mut self) {
-        while let Some((at, token)) = self.core.timers.pop_due(self.core.clock.now()) {
+        while let Some((token, fired)) = self.core.timers.pop_due(self.core.clock.now()) {
             match token.kind() {
                 Kind::Connection => {
                     let current = self.connections.get_mut(token.index() as RawFd);
                     if let Some(connection) = current.filter(|c| c.generation == token.generation())
-                        && connection.state.timer.is_due_at(at)
+                        && connection.state.timer.fired(fired)
                     {
-                        connection.state.timer.disarm();
                         self.wake(token, Wake::Timer);
                     }
                 }
-                Kind::Peer => self.peer_timer(token, at),
+                Kind::Peer => self.peer_timer(token, fired),
                 _ => {}
             }
         }

@@ -131,6 +131,8 @@ impl<S: Service> EventLoop<S> {
             // Its subscriptions end with it, whatever its session did (or failed to do) on close.
             pubsub::unsubscribe_all(fd, *id);
         }
+        // Its timer goes with it (a request made in on_close is not applied).
+        self.core.timers.disarm(&mut state.timer);
         let counters = &self.core.own.counters;
         state.out.discard(&mut self.core.pool, counters);
         self.core.pool.give(input, counters);

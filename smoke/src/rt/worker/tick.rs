@@ -13,8 +13,8 @@ use crate::rt::core::Core;
 use crate::rt::peer::{Peer, PeerState};
 use crate::rt::shared::WorkerSet;
 use crate::rt::table::SessionTable;
-use crate::rt::time::TimerRequest;
 use crate::rt::token::{ConnId, Kind, Token};
+use crate::rt::wheel::TimerRequest;
 use crate::stats::bump;
 use crate::sys::TimerFd;
 
