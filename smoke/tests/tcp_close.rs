@@ -166,6 +166,33 @@ fn idle_connections_time_out_and_active_ones_do_not() {
 }
 
 #[test]
+fn only_input_keeps_a_connection_from_idling_out() {
+    /// Writes a heartbeat from its own timer every 50 ms and never hears from its peer.
+    struct Heartbeat;
+    impl Handler for Heartbeat {
+        fn on_connect(&mut self, conn: &mut Conn) {
+            conn.set_timer(Duration::from_millis(50));
+        }
+        fn on_data(&mut self, _: &mut Conn, input: &[u8]) -> usize {
+            input.len()
+        }
+        fn on_timer(&mut self, conn: &mut Conn) {
+            conn.write(b".");
+            conn.set_timer(Duration::from_millis(50));
+        }
+    }
+    let config = Config::new().threads(1).idle_timeout(Some(Duration::from_millis(600))).tcp("127.0.0.1:0");
+    let server = smoke::spawn(config, |_: &mut Conn| Heartbeat).unwrap();
+    let mut silent = connect(server.local_addr());
+    // The server's own timer and writes wake the connection every 50 ms; the client says
+    // nothing, so it idles out all the same.
+    let mut heard = Vec::new();
+    silent.read_to_end(&mut heard).unwrap();
+    assert!(heard.len() >= 5, "the heartbeat ran ({} beats) before the idle close", heard.len());
+    assert!(eventually(Duration::from_secs(5), || server.stats().closed == 1));
+}
+
+#[test]
 fn input_a_handler_never_consumes_is_bounded() {
     struct Hoarder;
     impl Handler for Hoarder {

@@ -25,7 +25,7 @@ pub(super) struct Connection<St> {
     pub(super) stream: Stream,
     pub(super) id: ConnId,
     pub(super) generation: u32,
-    /// The last wake-up that ran it.
+    /// When its peer last sent something (or it was accepted): `idle_timeout` counts from here.
     pub(super) last_active: Stamp,
     /// Unconsumed input; unallocated while there is none.
     input: Vec<u8>,
@@ -104,7 +104,6 @@ impl<S: Service> EventLoop<S> {
         if connection.generation != token.generation() {
             return;
         }
-        connection.last_active = self.core.clock.stamp();
         if let Some(reason) = connection.run(&mut self.core, &*self.service, token, why) {
             self.close(fd, reason);
         }
@@ -261,6 +260,8 @@ impl<St> Connection<St> {
                 Err(e) => return Some(CloseReason::from_io(&e)),
             };
             bump(&core.counters().bytes_in, n as u64);
+            // Idle means no input: timers, deliveries and retries do not count.
+            self.last_active = core.clock.stamp();
             budget -= n;
             if buffered {
                 self.feed_buffered(core, service);
