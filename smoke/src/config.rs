@@ -71,10 +71,25 @@ impl Config {
         self
     }
 
-    /// HTTP: how long a started request may take to complete its header block before it gets
-    /// 408 and a close (slowloris protection). Default 10 s.
+    /// HTTP: how long a request's head may take, from its first byte (from accept for a
+    /// connection's first request), before it gets 408 and a close: slowloris protection, and
+    /// what closes a socket that connects and says nothing (quietly). Default 10 s.
     pub fn header_timeout(mut self, timeout: Duration) -> Config {
         self.http.header_timeout = timeout;
+        self
+    }
+
+    /// HTTP: how long a kept-alive connection may wait for its next request's first byte
+    /// before it is closed, quietly. Default 30 s.
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Config {
+        self.http.keep_alive_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// HTTP: how long a request's body may go without progress before it gets 408 and a close.
+    /// Default 30 s.
+    pub fn body_timeout(mut self, timeout: Duration) -> Config {
+        self.http.body_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 

@@ -68,8 +68,8 @@ pub use ws::publish;
 /// HTTP/1.1: what an `#[on_request]` handler sees and fills, and the request limits.
 pub mod http {
     pub use crate::proto::http::{
-        DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits, Request,
-        Response,
+        DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_BODY,
+        DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits, Request, Response,
     };
 }
 

@@ -269,7 +269,7 @@ struct Patient;
 
 // Timeouts short enough for a test, long enough that a loaded machine's scheduling delays
 // between a client's writes stay well inside them.
-#[smoke::server(http = 8080, threads = 1, header_timeout_ms = 1000, idle_timeout_ms = 1500)]
+#[smoke::server(http = 8080, threads = 1, header_timeout_ms = 1000)]
 impl Patient {
     #[on_request]
     fn request(&mut self, _req: &Request, res: &mut Response) {
@@ -278,8 +278,8 @@ impl Patient {
 }
 
 fn start_patient() -> (smoke::ServerHandle, SocketAddr) {
-    let config = common::on_loopback(Patient::config(), "http");
-    let server = Patient::spawn(config).unwrap();
+    let config = Patient::config().keep_alive_timeout(Duration::from_millis(1500)).body_timeout(Duration::from_secs(1));
+    let server = Patient::spawn(common::on_loopback(config, "http")).unwrap();
     let addr = server.local_addr();
     (server, addr)
 }
@@ -309,9 +309,32 @@ fn idle_keep_alive_connections_close_and_completed_heads_cancel_the_header_timer
     std::thread::sleep(Duration::from_millis(20));
     stream.write_all(b"\r\n").unwrap();
     assert_eq!(read_reply(&mut reader, false).unwrap().body, b"ok");
-    // Then idle: the keep-alive connection is closed by idle_timeout, quietly (no 408).
+    // Then idle: the keep-alive connection is closed by keep_alive_timeout (no idle_timeout
+    // is set), quietly (no 408).
     assert!(closed(&mut reader));
     assert_eq!(server.stats().rejected, 0);
+}
+
+#[test]
+fn a_socket_that_connects_and_says_nothing_is_closed_after_header_timeout() {
+    let (server, addr) = start_patient();
+    let (_stream, mut reader) = raw(addr);
+    let started = std::time::Instant::now();
+    // `closed` reads until EOF: it sees no bytes at all, only the close.
+    assert!(closed(&mut reader));
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed after the timeout, not before");
+    assert_eq!(server.stats().rejected, 0, "no 408 to a socket that never spoke");
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_and_a_close() {
+    let (server, addr) = start_patient();
+    let (mut stream, mut reader) = raw(addr);
+    stream.write_all(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345").unwrap();
+    let reply = read_reply(&mut reader, false).expect("a 408 response");
+    assert_eq!((reply.status, reply.header("Connection")), (408, Some("close")));
+    assert!(closed(&mut reader));
+    assert_eq!(server.stats().rejected, 1);
 }
 
 #[derive(Default)]

@@ -5,7 +5,7 @@
 use super::{Machine, SessionService, Stream, Upgrades, ws};
 use crate::driver::session::Session;
 use crate::proto;
-use crate::proto::http::{Answer, Context};
+use crate::proto::http::{Answer, Context, Expired};
 use crate::proto::ws::{Upgrade, accept, write_switch};
 use crate::rt::conn::Conn;
 use crate::rt::time::wall_clock_seconds;
@@ -49,6 +49,8 @@ pub(super) fn requests<T: Session>(
         log::debug!("{}: refused with {}: {rejection:?}", conn.id(), rejection.status());
     }
     if served.upgraded {
+        // The HTTP machine's timer (its head's or its keep-alive's) is not the WebSocket's.
+        conn.cancel_timer();
         let mut websocket = proto::ws::Connection::default();
         ws::open(&mut websocket, conn, &mut stream.user, &service.ws);
         stream.machine = Machine::Ws(websocket);
@@ -56,9 +58,9 @@ pub(super) fn requests<T: Session>(
     served.consumed
 }
 
-/// The connection's timer fired: a head that did not complete in time gets 408.
+/// The connection's timer fired: a stalled head or body gets 408, an idle connection closes.
 pub(super) fn timer<T>(service: &SessionService<T>, machine: &mut proto::http::Connection, conn: &mut Conn<'_>) {
-    if machine.timer_fired(conn, &service.http, wall_clock_seconds()) {
+    if machine.timer_fired(conn, &service.http, wall_clock_seconds()) == Expired::Refused {
         bump(&conn.counters.rejected, 1);
     }
 }

@@ -85,6 +85,10 @@ impl<T: Session> Service for SessionService<T> {
     }
     #[inline]
     fn on_connect(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>) {
+        if let Machine::Http(machine, _) = &mut stream.machine {
+            // A connection that says nothing is closed after header_timeout.
+            machine.opened(conn, &self.http);
+        }
         stream.user.on_connect(conn);
     }
     #[inline]

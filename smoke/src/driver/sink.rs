@@ -23,9 +23,6 @@ impl Sink for Conn<'_> {
     fn set_timer(&mut self, after: Duration) {
         Conn::set_timer(self, after);
     }
-    fn cancel_timer(&mut self) {
-        Conn::cancel_timer(self);
-    }
     fn close(&mut self) {
         Conn::close(self);
     }
@@ -41,5 +38,9 @@ impl Sink for Conn<'_> {
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
         Conn::peer_addr(self).ok()
+    }
+    #[inline]
+    fn now(&self) -> u64 {
+        self.now
     }
 }

@@ -31,8 +31,6 @@ pub(crate) trait Sink {
     /// Arms the connection's timer, replacing any earlier deadline; the machine's own timer
     /// handler runs when it fires.
     fn set_timer(&mut self, after: Duration);
-    /// Disarms the timer.
-    fn cancel_timer(&mut self);
     /// Closes once the queue is flushed; no more input is delivered.
     fn close(&mut self);
     /// Resets the connection at once, dropping what is queued.
@@ -43,6 +41,9 @@ pub(crate) trait Sink {
     fn is_closing(&self) -> bool;
     /// The peer's address, when the transport knows it.
     fn peer_addr(&self) -> Option<SocketAddr>;
+    /// Milliseconds on the runtime's monotonic clock, as of this wake-up: for a machine that
+    /// keeps a deadline itself rather than re-arming its timer on every message.
+    fn now(&self) -> u64;
 }
 
 /// A server without counters, for requests built in unit tests.
@@ -68,6 +69,8 @@ pub(crate) struct TestSink {
     pub(crate) write_shut: bool,
     /// `is_backpressured` reports true once `out` holds this much.
     pub(crate) high_water: usize,
+    /// What `now` answers.
+    pub(crate) now: u64,
 }
 
 #[cfg(test)]
@@ -91,9 +94,6 @@ impl Sink for TestSink {
     fn set_timer(&mut self, after: Duration) {
         self.timer = Some(after);
     }
-    fn cancel_timer(&mut self) {
-        self.timer = None;
-    }
     fn close(&mut self) {
         self.closed = true;
     }
@@ -108,5 +108,8 @@ impl Sink for TestSink {
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
         None
+    }
+    fn now(&self) -> u64 {
+        self.now
     }
 }

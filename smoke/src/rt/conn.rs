@@ -151,6 +151,8 @@ pub struct Conn<'a> {
     pub(crate) counters: &'a Counters,
     pub(crate) workers: &'a WorkerSet,
     pub(crate) max_write_buffer: usize,
+    /// The worker's clock as of this wake-up (milliseconds since it started).
+    pub(crate) now: u64,
 }
 
 impl fmt::Debug for Conn<'_> {

@@ -79,6 +79,7 @@ impl Core {
             counters: &self.own.counters,
             workers: &self.workers,
             max_write_buffer: self.limits.max_write_buffer,
+            now: self.clock.now(),
         }
     }
 }

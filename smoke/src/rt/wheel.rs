@@ -84,6 +84,10 @@ pub(crate) struct TimerWheel {
     due: u32,
     /// The wheel's time: every slot before it has been emptied.
     elapsed: u64,
+    /// Nothing needs attention before this (a lower bound: an arm lowers it, a poll that finds
+    /// nothing due sets it exactly); `u64::MAX` when nothing is armed. It makes a loop turn's
+    /// poll and its next-deadline question one compare.
+    next_due: u64,
     armed: usize,
 }
 
@@ -96,6 +100,7 @@ impl Default for TimerWheel {
             occupied: [0; LEVELS],
             due: NIL,
             elapsed: 0,
+            next_due: u64::MAX,
             armed: 0,
         }
     }
@@ -143,7 +148,15 @@ impl TimerWheel {
 
     /// Applies what a handler asked of `timer` (the session of `token`) during its last call:
     /// arming re-uses the timer's entry if it has one.
+    #[inline]
     pub(crate) fn apply(&mut self, timer: &mut Timer, token: Token, clock: &Clock) {
+        // Checked here, inlined: most calls find nothing asked.
+        if !matches!(timer.request, TimerRequest::Unchanged) {
+            self.apply_request(timer, token, clock);
+        }
+    }
+
+    fn apply_request(&mut self, timer: &mut Timer, token: Token, clock: &Clock) {
         match std::mem::take(&mut timer.request) {
             TimerRequest::Unchanged => {}
             TimerRequest::Cancel => self.disarm(timer),
@@ -164,16 +177,22 @@ impl TimerWheel {
         }
     }
 
-    /// The earliest time a timer may be due (the start of its slot: at most its deadline).
+    /// The earliest time the wheel needs a poll (at most the earliest deadline: a timer moving
+    /// down a level needs one too).
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        if self.due != NIL {
-            return Some(self.elapsed);
-        }
-        (0..LEVELS).filter_map(|level| self.next_slot(level).map(|(_, start)| start)).min()
+        (self.next_due != u64::MAX).then_some(self.next_due)
     }
 
     /// The next timer due at `now`, disarmed: its token and the entry its session held.
+    #[inline]
     pub(crate) fn pop_due(&mut self, now: u64) -> Option<(Token, EntryId)> {
+        if now < self.next_due {
+            return None;
+        }
+        self.pop_due_scan(now)
+    }
+
+    fn pop_due_scan(&mut self, now: u64) -> Option<(Token, EntryId)> {
         loop {
             if self.due != NIL {
                 let index = self.due;
@@ -185,9 +204,10 @@ impl TimerWheel {
             let next = (0..LEVELS).filter_map(|level| self.next_slot(level).map(|(slot, start)| (start, level, slot)));
             match next.min() {
                 Some((start, level, slot)) if start <= now => self.expire_slot(level, slot, start),
-                _ => {
+                next => {
                     // Nothing is due before `now`: the time can move on without passing a timer.
                     self.elapsed = self.elapsed.max(now);
+                    self.next_due = next.map_or(u64::MAX, |(start, _, _)| start);
                     return None;
                 }
             }
@@ -230,6 +250,7 @@ impl TimerWheel {
     /// Links a (free-standing) node where its deadline puts it relative to the wheel's time.
     fn link(&mut self, index: u32) {
         let deadline = self.nodes[index as usize].deadline;
+        self.next_due = self.next_due.min(deadline.max(self.elapsed));
         let (level, slot, head) = if deadline <= self.elapsed {
             (DUE, 0, &mut self.due)
         } else {

@@ -41,8 +41,12 @@ pub fn read_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> Option<
     Some(Reply { status, headers, body })
 }
 
-/// True once the server has closed the connection (no more bytes).
+/// True once the server has closed the connection with no more bytes (an end of stream or a
+/// reset); false if bytes came, or nothing did before the read timeout.
 pub fn closed(reader: &mut BufReader<TcpStream>) -> bool {
     let mut rest = Vec::new();
-    matches!(reader.read_to_end(&mut rest), Ok(0)) || rest.is_empty()
+    match reader.read_to_end(&mut rest) {
+        Ok(_) => rest.is_empty(),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset && rest.is_empty(),
+    }
 }

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::chunked::{self, Decoded};
 use super::date::DateCache;
@@ -35,38 +36,67 @@ pub(crate) struct Connection {
     phase: Phase,
 }
 
-/// Where the request at the front of the input stands. A request whose body is still arriving
-/// is kept whole in the input and its head parsed again with each call (cheaper than keeping a
-/// parsed copy), so only what cannot be derived again lives here.
-#[derive(Debug, Default)]
+/// Where the request at the front of the input stands, and so what the connection's timer is
+/// running for. A request whose body is still arriving is kept whole in the input and its head
+/// parsed again with each call (cheaper than keeping a parsed copy), so only what cannot be
+/// derived again lives here.
+#[derive(Debug)]
 enum Phase {
-    /// Nothing of the next request has arrived.
-    #[default]
-    Idle,
-    /// Part of a head has arrived; the connection's timer runs `header_timeout` from then
-    /// (not reset by each trickled byte).
-    Head,
-    /// The head is complete and its body is still arriving.
+    /// Between requests on a kept-alive connection: `keep_alive_timeout` from `since` (the last
+    /// answer, on the runtime's clock) until the next request's first byte. Answering a request
+    /// moves `since` and leaves the timer alone: when it fires early, it is set again for the
+    /// rest, so back-to-back requests cost no timer operation.
+    Waiting { since: u64 },
+    /// A head is due: `header_timeout` to complete it, from its first byte, or from accept for
+    /// a connection's first request (`started`: bytes of it have arrived).
+    Head { started: bool },
+    /// The head is complete and its body is arriving: `body_timeout` without progress.
     Body {
         /// `100 Continue` was sent for it.
         continue_sent: bool,
+        /// The input this request had at the last call (its low 32 bits: a call reads far less
+        /// than 4 GiB, and the state stays small): a change means progress.
+        seen: u32,
         /// The chunked body decoded so far; boxed because most connections never send one and
         /// every connection carries this state.
         chunked: Option<Box<ChunkedBody>>,
     },
 }
 
+impl Default for Phase {
+    /// A new connection: its first head is due `header_timeout` after accept.
+    fn default() -> Phase {
+        Phase::Head { started: false }
+    }
+}
+
 impl Phase {
-    /// The decoding state of the chunked body now arriving (the phase becomes `Body`).
-    fn chunked_body(&mut self) -> &mut ChunkedBody {
+    /// The phase is `Body` (entered now, with nothing seen yet, if it was not).
+    fn body(&mut self) -> (&mut bool, &mut u32, &mut Option<Box<ChunkedBody>>) {
         if !matches!(self, Phase::Body { .. }) {
-            *self = Phase::Body { continue_sent: false, chunked: None };
+            *self = Phase::Body { continue_sent: false, seen: 0, chunked: None };
         }
         match self {
-            Phase::Body { chunked, .. } => chunked.get_or_insert_with(Box::default),
-            Phase::Idle | Phase::Head => unreachable!("the phase was just made Body"),
+            Phase::Body { continue_sent, seen, chunked } => (continue_sent, seen, chunked),
+            Phase::Waiting { .. } | Phase::Head { .. } => unreachable!("the phase was just made Body"),
         }
     }
+
+    /// The decoding state of the chunked body now arriving.
+    fn chunked_body(&mut self) -> &mut ChunkedBody {
+        self.body().2.get_or_insert_with(Box::default)
+    }
+}
+
+/// What the connection's timer meant when it fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// Our own output is still waiting for the peer: looked at again later.
+    NotYet,
+    /// Nothing of a request had come (idle keep-alive, or silent since accept): closed quietly.
+    Idle,
+    /// A request stalled in its head or body: 408, and the connection closes.
+    Refused,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +148,8 @@ impl Connection {
     ) -> Served {
         let limits = context.limits;
         let mut served = Served { consumed: 0, rejected: None, upgraded: false };
+        // The keep-alive timer is the one running (so answering needs no re-arm).
+        let mut keep_alive_armed = matches!(self.phase, Phase::Waiting { .. });
         // Stop at our own backlog: a read full of pipelined requests for large responses must not
         // queue them all; the runtime offers the rest again once the peer has caught up.
         while served.consumed < input.len() && !sink.is_closing() && !sink.is_backpressured() {
@@ -126,26 +158,27 @@ impl Connection {
             let (head, headers) = match head::parse_head(buf, &mut slots, limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
-                    // Part of a head: it has `header_timeout` to complete, from now.
-                    if let Phase::Idle = self.phase {
-                        sink.set_timer(limits.header_timeout);
-                        self.phase = Phase::Head;
+                    // Part of a head: `header_timeout` to complete it, from its first byte (a
+                    // first request's counts from accept).
+                    match self.phase {
+                        Phase::Waiting { .. } => {
+                            sink.set_timer(limits.header_timeout);
+                            self.phase = Phase::Head { started: true };
+                        }
+                        Phase::Head { started: false } => self.phase = Phase::Head { started: true },
+                        Phase::Head { started: true } | Phase::Body { .. } => {}
                     }
                     break;
                 }
                 Err(rejection) => return reject(sink, rejection, input.len(), context.now),
             };
-            if let Phase::Head = self.phase {
-                sink.cancel_timer();
-                self.phase = Phase::Idle;
-            }
             if let Some(rejection) = head.refusal() {
                 return reject(sink, rejection, input.len(), context.now);
             }
             let (body, used) = match body(&mut self.phase, buf, &head, limits) {
                 Body::Complete(body, used) => (body, used),
                 Body::Incomplete => {
-                    self.send_continue(sink, head.expect_continue);
+                    self.body_pending(sink, buf.len(), head.expect_continue, limits);
                     break;
                 }
                 Body::Refused(rejection) => return reject(sink, rejection, input.len(), context.now),
@@ -158,48 +191,78 @@ impl Connection {
             served.consumed += used;
             // The request is answered: the next one starts from nothing (and an idle
             // connection holds no buffer: a decoded body goes with its request).
-            self.phase = Phase::Idle;
+            if !matches!(self.phase, Phase::Waiting { .. }) {
+                keep_alive_armed = false;
+            }
+            self.phase = Phase::Waiting { since: sink.now() };
             if answer == Answer::Upgraded {
                 served.upgraded = true;
-                break;
+                return served;
             }
             if !head.keep_alive {
                 sink.close();
             }
         }
+        if !keep_alive_armed && matches!(self.phase, Phase::Waiting { .. }) && !sink.is_closing() {
+            sink.set_timer(limits.keep_alive_timeout);
+        }
         served
     }
 
-    /// The connection's timer fired: a header block that started `header_timeout` ago is still
-    /// not complete, so it gets 408 and the connection closes (true: refused).
-    pub(crate) fn timer_fired(&mut self, sink: &mut impl Sink, limits: &Limits, now: u64) -> bool {
-        if !matches!(self.phase, Phase::Head) {
-            return false;
+    /// A head's body has not all arrived: `body_timeout` runs again from each call that brought
+    /// more of it, and `Expect: 100-continue` gets its interim response, once.
+    fn body_pending(&mut self, sink: &mut impl Sink, have: usize, expected: bool, limits: &Limits) {
+        let was_body = matches!(self.phase, Phase::Body { .. });
+        let (continue_sent, seen, _) = self.phase.body();
+        if !was_body || have as u32 != *seen {
+            *seen = have as u32;
+            sink.set_timer(limits.body_timeout);
         }
-        if sink.buffered() > 0 {
-            // The rest of the head may be waiting unread while we wait for the client to take
-            // our responses: that is our backlog, not a slow client. Look again later.
-            sink.set_timer(limits.header_timeout);
-            return false;
-        }
-        self.phase = Phase::Idle;
-        reject(sink, Rejection::HeaderTimeout, 0, now);
-        true
-    }
-
-    /// The body has not all arrived: the phase is `Body`, and `Expect: 100-continue` gets its
-    /// interim response, once.
-    fn send_continue(&mut self, sink: &mut impl Sink, expected: bool) {
-        if !matches!(self.phase, Phase::Body { .. }) {
-            self.phase = Phase::Body { continue_sent: false, chunked: None };
-        }
-        if let Phase::Body { continue_sent, .. } = &mut self.phase
-            && expected
-            && !*continue_sent
-        {
+        if expected && !*continue_sent {
             sink.write(b"HTTP/1.1 100 Continue\r\n\r\n");
             *continue_sent = true;
         }
+    }
+
+    /// The connection's timer fired: a head or body that stalled past its timeout gets 408 and
+    /// the connection closes; an idle one closes quietly.
+    pub(crate) fn timer_fired(&mut self, sink: &mut impl Sink, limits: &Limits, now: u64) -> Expired {
+        let timeout = match self.phase {
+            Phase::Waiting { since } => {
+                let idle = Duration::from_millis(sink.now().saturating_sub(since));
+                if idle < limits.keep_alive_timeout {
+                    // Requests came since the timer was set: wait out the rest.
+                    sink.set_timer(limits.keep_alive_timeout - idle);
+                    return Expired::NotYet;
+                }
+                limits.keep_alive_timeout
+            }
+            Phase::Head { .. } => limits.header_timeout,
+            Phase::Body { .. } => limits.body_timeout,
+        };
+        if sink.buffered() > 0 {
+            // The rest of the request may be waiting unread while we wait for the client to take
+            // our responses: that is our backlog, not a slow client (the runtime's send timeout
+            // covers a client that reads nothing). Look again later.
+            sink.set_timer(timeout);
+            return Expired::NotYet;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Waiting { since: sink.now() }) {
+            Phase::Waiting { .. } | Phase::Head { started: false } => {
+                sink.close();
+                Expired::Idle
+            }
+            Phase::Head { started: true } | Phase::Body { .. } => {
+                reject(sink, Rejection::RequestTimeout, 0, now);
+                Expired::Refused
+            }
+        }
+    }
+
+    /// The connection was accepted: its first head is due `header_timeout` from now.
+    pub(crate) fn opened(&mut self, sink: &mut impl Sink, limits: &Limits) {
+        self.phase = Phase::Head { started: false };
+        sink.set_timer(limits.header_timeout);
     }
 }
 
@@ -305,7 +368,11 @@ mod tests {
         let text = String::from_utf8(sink.out.clone()).unwrap();
         assert!(text.find("\r\n\r\n/a").unwrap() < text.find("\r\n\r\n/b").unwrap(), "{text}");
         assert_eq!(sink.timer, Some(Limits::default().header_timeout), "the partial head started its timer");
-        assert!(!connection.timer_fired(&mut sink, &Limits::default(), 0), "our own backlog is not the client's delay");
+        assert_eq!(
+            connection.timer_fired(&mut sink, &Limits::default(), 0),
+            Expired::NotYet,
+            "our own backlog is not the client's delay"
+        );
         assert_eq!(sink.timer, Some(Limits::default().header_timeout), "looked at again later");
     }
 
@@ -320,7 +387,7 @@ mod tests {
         let mut slow = Connection::default();
         serve(&mut slow, &mut TestSink::new(), b"GET / HTTP/1.1\r\nHost");
         let mut timed_out = TestSink::new();
-        assert!(slow.timer_fired(&mut timed_out, &Limits::default(), 0));
+        assert_eq!(slow.timer_fired(&mut timed_out, &Limits::default(), 0), Expired::Refused);
         assert!(timed_out.out.starts_with(b"HTTP/1.1 408 ") && timed_out.closed);
     }
 
@@ -331,5 +398,70 @@ mod tests {
         let served =
             serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(served.consumed, 28, "one response fills the sink; the second request waits");
+    }
+
+    /// Each phase runs the connection's timer for its own timeout, and what expiring means.
+    #[test]
+    fn every_phase_has_its_timeout() {
+        let limits = Limits {
+            header_timeout: Duration::from_secs(1),
+            keep_alive_timeout: Duration::from_secs(2),
+            body_timeout: Duration::from_secs(3),
+            ..Limits::default()
+        };
+        let context = Context { limits: &limits, now: 0, server: &NoServer };
+        let serve = |connection: &mut Connection, sink: &mut TestSink, input: &[u8]| {
+            connection.serve(sink, input, &context, |_, res, _| {
+                res.text("ok");
+                Answer::Respond
+            })
+        };
+        // Accepted: the first head is due in header_timeout; silence closes quietly.
+        let (mut fresh, mut sink) = (Connection::default(), TestSink::new());
+        fresh.opened(&mut sink, &limits);
+        assert_eq!(sink.timer, Some(limits.header_timeout));
+        assert_eq!(fresh.timer_fired(&mut sink, &limits, 0), Expired::Idle);
+        assert!(sink.closed && sink.out.is_empty(), "no 408 to a socket that never spoke");
+        // A first byte does not restart the first head's clock; a stalled head gets 408.
+        let (mut slow, mut sink) = (Connection::default(), TestSink::new());
+        slow.opened(&mut sink, &limits);
+        sink.timer = None;
+        serve(&mut slow, &mut sink, b"GET / HT");
+        assert_eq!(sink.timer, None, "still counting from accept");
+        assert_eq!(slow.timer_fired(&mut sink, &limits, 0), Expired::Refused);
+        assert!(sink.out.starts_with(b"HTTP/1.1 408 "));
+        // Answered: keep_alive_timeout until the next request; answering again moves the
+        // deadline without touching the timer, which, firing early, waits out the rest.
+        let (mut kept, mut sink) = (Connection::default(), TestSink::new());
+        serve(&mut kept, &mut sink, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(sink.timer, Some(limits.keep_alive_timeout));
+        (sink.timer, sink.now) = (None, 1_500);
+        serve(&mut kept, &mut sink, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(sink.timer, None, "no timer operation between back-to-back requests");
+        sink.now = 2_000;
+        sink.out.clear();
+        assert_eq!(kept.timer_fired(&mut sink, &limits, 0), Expired::NotYet);
+        assert_eq!(sink.timer, Some(Duration::from_millis(1_500)), "the rest of the wait since the last answer");
+        sink.now = 3_500;
+        assert_eq!(kept.timer_fired(&mut sink, &limits, 0), Expired::Idle);
+        assert!(sink.closed && sink.out.is_empty(), "an idle keep-alive closes quietly");
+        let (mut kept, mut sink) = (Connection::default(), TestSink::new());
+        serve(&mut kept, &mut sink, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        serve(&mut kept, &mut sink, b"GET / HTTP/1.1\r\nHo");
+        assert_eq!(sink.timer, Some(limits.header_timeout), "the next head started");
+        // A body: body_timeout, again after each call that brought more of it.
+        let (mut upload, mut sink) = (Connection::default(), TestSink::new());
+        let head = b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
+        let mut input = head.to_vec();
+        serve(&mut upload, &mut sink, &input);
+        assert_eq!(sink.timer, Some(limits.body_timeout));
+        sink.timer = None;
+        serve(&mut upload, &mut sink, &input);
+        assert_eq!(sink.timer, None, "no progress: not re-armed");
+        input.extend_from_slice(b"12345");
+        serve(&mut upload, &mut sink, &input);
+        assert_eq!(sink.timer, Some(limits.body_timeout), "progress re-arms it");
+        assert_eq!(upload.timer_fired(&mut sink, &limits, 0), Expired::Refused);
+        assert!(sink.closed);
     }
 }

@@ -12,11 +12,19 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 << 10;
 pub const DEFAULT_MAX_HEADERS: usize = 64;
 /// Body size above which a request gets 413.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
-/// How long a started request may take to send its complete header block before it gets 408
-/// (slowloris protection). Ten seconds is generous for any real client on any real network.
+/// How long a request's head may take, from its first byte (or from accept, for a
+/// connection's first request), before it gets 408 and a close: slowloris protection, and what
+/// closes a socket that connects and says nothing. Ten seconds is generous for any real client
+/// on any real network (nginx's `client_header_timeout` is 60 s; uWebSockets closes silent
+/// sockets after 10 s).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a kept-alive connection may wait for its next request's first byte before it is
+/// closed, quietly (browsers keep idle connections open for about this long, and retry).
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request's body may go without progress before it gets 408 and a close.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Request size limits.
+/// Request size limits and timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// See [`DEFAULT_MAX_HEADER_BYTES`].
@@ -27,6 +35,10 @@ pub struct Limits {
     pub max_body: usize,
     /// See [`DEFAULT_HEADER_TIMEOUT`].
     pub header_timeout: Duration,
+    /// See [`DEFAULT_KEEP_ALIVE_TIMEOUT`].
+    pub keep_alive_timeout: Duration,
+    /// See [`DEFAULT_BODY_TIMEOUT`].
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +48,8 @@ impl Default for Limits {
             max_headers: DEFAULT_MAX_HEADERS,
             max_body: DEFAULT_MAX_BODY,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -179,7 +193,13 @@ fn header_facts(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, Rejecti
     let mut facts = HeaderFacts::default();
     for header in headers {
         let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        // Most headers are none of these: one length compare sends them on.
+        if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("host") {
+            facts.hosts = facts.hosts.saturating_add(1);
+        } else if name.eq_ignore_ascii_case("content-length") {
             if tokens(header.value).next().is_none() {
                 return Err(Rejection::BadRequest("invalid Content-Length"));
             }
@@ -213,8 +233,6 @@ fn header_facts(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, Rejecti
                     facts.expect_other = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("host") {
-            facts.hosts = facts.hosts.saturating_add(1);
         }
     }
     Ok(facts)

@@ -10,8 +10,11 @@ mod head;
 mod message;
 mod route;
 
-pub(crate) use connection::{Answer, Connection, Context};
-pub use head::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits};
+pub(crate) use connection::{Answer, Connection, Context, Expired};
+pub use head::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits,
+};
 pub use message::{Request, Response};
 pub use route::{Dispatch, Route, Segment, dispatch, with_params};
 
@@ -31,8 +34,9 @@ pub(crate) enum Rejection {
     PayloadTooLarge,
     /// 505: an HTTP version other than 1.0 or 1.1.
     VersionNotSupported,
-    /// 408: a request's header block did not complete within `header_timeout`.
-    HeaderTimeout,
+    /// 408: a request's head did not complete within `header_timeout`, or its body stalled for
+    /// `body_timeout`.
+    RequestTimeout,
     /// 417: an `Expect` other than `100-continue`.
     ExpectationFailed,
 }
@@ -45,7 +49,7 @@ impl Rejection {
             Rejection::HeaderTooLarge => 431,
             Rejection::PayloadTooLarge => 413,
             Rejection::VersionNotSupported => 505,
-            Rejection::HeaderTimeout => 408,
+            Rejection::RequestTimeout => 408,
             Rejection::ExpectationFailed => 417,
         }
     }
