@@ -10,8 +10,9 @@ pub use smoke_rules::{Listen, Protocol};
 use crate::proto::http::{self, Limits};
 use crate::proto::ws::WsConfig;
 pub use crate::rt::config::{
-    DEFAULT_FD_CACHE, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_MAILBOX, DEFAULT_MAX_READ_BUFFER, DEFAULT_MAX_WRITE_BUFFER,
-    DEFAULT_READ_BUDGET, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, RuntimeConfig,
+    DEFAULT_FD_CACHE, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_MAILBOX, DEFAULT_MAX_PEERS, DEFAULT_MAX_READ_BUFFER,
+    DEFAULT_MAX_WRITE_BUFFER, DEFAULT_READ_BUDGET, DEFAULT_SEND_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_NEW_PEER_TIMEOUT, FD_RESERVE, RuntimeConfig,
 };
 use crate::rt::error::Error;
 use crate::rt::spawn::ListenerSpec;
@@ -165,6 +166,23 @@ impl Config {
         self
     }
 
+    /// UDP: peer sessions across all workers. A datagram from a new address while this many
+    /// exist is dropped and counted ([`Stats::peers_refused`](crate::Stats::peers_refused)).
+    /// Default [`DEFAULT_MAX_PEERS`].
+    pub fn max_peers(mut self, max: usize) -> Config {
+        self.runtime.max_peers = max.max(1);
+        self
+    }
+
+    /// UDP: a peer that has sent a single datagram is closed after this long
+    /// ([`CloseReason::Timeout`](crate::CloseReason::Timeout)), unless a second one comes: a
+    /// spoofed source costs its session seconds, not `udp_idle_timeout`. Never longer than
+    /// `udp_idle_timeout`, and off with it. Default [`DEFAULT_UDP_NEW_PEER_TIMEOUT`].
+    pub fn udp_new_peer_timeout(mut self, timeout: Duration) -> Config {
+        self.runtime.udp_new_peer_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// UDP: the largest datagram received; a longer one is dropped and counted
     /// ([`Stats::datagrams_truncated`](crate::Stats::datagrams_truncated)), never delivered cut
     /// short. Default [`DEFAULT_MAX_DATAGRAM`], at most 65,507.
@@ -219,18 +237,33 @@ impl Config {
         self
     }
 
-    /// Open connections across all workers; each worker takes its share (rounded up). At the
-    /// limit a worker stops accepting (connections wait in the kernel's backlog) until one of its
-    /// connections closes. Default: unlimited.
+    /// Open connections across all workers (lingering ones included: they hold an fd). Any
+    /// worker accepts while the server has room; at the limit, accepting pauses (connections
+    /// wait in the kernel's backlog) until one closes. Default: what `RLIMIT_NOFILE` leaves
+    /// after the server's own fds and [`FD_RESERVE`] more, so accept reaches the cap before
+    /// the process runs out of fds.
     pub fn max_connections(mut self, max: usize) -> Config {
-        self.runtime.max_connections = max.max(1);
+        self.runtime.max_connections = Some(max.max(1));
         self
     }
 
-    /// Closes connections with no I/O for this long ([`CloseReason::Timeout`](crate::CloseReason)).
-    /// `None` (or zero) keeps them. Default: none.
+    /// Closes connections that send nothing for this long ([`CloseReason::Timeout`]): only
+    /// input counts, not timers, topic deliveries or output. `None` (or zero) keeps them (the
+    /// protocols have their own: HTTP's `keep_alive_timeout`, WebSocket's ping). Default: none.
+    ///
+    /// [`CloseReason::Timeout`]: crate::CloseReason::Timeout
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Config {
         self.runtime.idle_timeout = timeout.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Closes a connection whose output has waited this long without the peer taking any of it
+    /// ([`CloseReason::SendTimeout`]): a client that stops reading cannot pin its output
+    /// forever. `None` (or zero) waits. Default [`DEFAULT_SEND_TIMEOUT`].
+    ///
+    /// [`CloseReason::SendTimeout`]: crate::CloseReason::SendTimeout
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> Config {
+        self.runtime.send_timeout = timeout.filter(|t| !t.is_zero());
         self
     }
 

@@ -10,9 +10,9 @@ macro_rules! counters {
     ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
         /// A snapshot of a server's counters (one worker's, or all workers' summed).
         ///
-        /// Counters only grow, except `buffers_held`, which is the number of input/output buffers lent
-        /// to connections right now: it drops to zero when every connection is idle, because an idle
-        /// connection holds no heap buffer.
+        /// Counters only grow, except the gauges `buffers_held` (the input/output buffers lent to
+        /// connections right now: zero when every connection is idle, because an idle connection
+        /// holds no heap buffer), `lingering` and `subscriptions`, which say what is held now.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct Stats {
             $($(#[doc = $doc])+ pub $name: u64,)+
@@ -59,6 +59,9 @@ counters! {
     panics,
     /// `accept` failures other than "nothing pending", such as EMFILE.
     accept_errors,
+    /// Connections closed by the runtime's timeouts: no input for `idle_timeout`, or output
+    /// not taken for `send_timeout`.
+    timeouts,
     /// HTTP requests refused by the protocol layer (400, 413, 431, 505), each closing its
     /// connection.
     rejected,
@@ -68,6 +71,11 @@ counters! {
     bytes_out,
     /// Buffers lent to connections right now (see above).
     buffers_held,
+    /// Sockets lingering right now: their session closed while the peer may still have been
+    /// sending, so they read and drop its input for a while rather than reset it.
+    lingering,
+    /// Topic subscriptions held right now, on all workers.
+    subscriptions,
     /// WebSocket messages (sends and topic deliveries) dropped at `max_backpressure`.
     dropped,
     /// Topic publications a worker's mailbox refused at `max_mailbox` (each one for all of that
@@ -75,10 +83,17 @@ counters! {
     mail_dropped,
     /// UDP datagrams received and delivered.
     datagrams_in,
+    /// UDP datagrams dropped because they came from a new address while `max_peers` sessions
+    /// were open.
+    peers_refused,
     /// UDP datagrams sent.
     datagrams_out,
     /// UDP datagrams dropped on arrival for being longer than `max_datagram`.
     datagrams_truncated,
+    /// Frames the packet ring captured but did not deliver: not addressed to this host and a
+    /// udp listener's address and port, damaged (a checksum that does not add up), or
+    /// malformed. (Datagrams above `max_datagram` count in `datagrams_truncated`.)
+    ring_dropped,
     /// UDP datagrams that could not be sent (socket buffer full, or refused by the kernel).
     datagrams_dropped,
     /// Ticks run (on all workers).
@@ -113,4 +128,10 @@ pub(crate) trait StatsSource: Sync + std::fmt::Debug {
 #[inline]
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+/// Takes from a gauge (a counter that also falls) owned by the calling worker.
+#[inline]
+pub(crate) fn lower(gauge: &AtomicU64, by: u64) {
+    gauge.store(gauge.load(Relaxed).wrapping_sub(by), Relaxed);
 }

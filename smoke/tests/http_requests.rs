@@ -221,6 +221,29 @@ fn limits_get_their_status_and_a_close() {
 }
 
 #[test]
+fn a_client_uploading_a_refused_body_reads_its_413_not_a_reset() {
+    // http.client sends the whole body before it reads anything: 16 MiB against a 4 KiB
+    // max_body. The server answers 413 at the head; without the lingering close its socket
+    // would close on the unread body, and the client's send would fail with a reset.
+    let (server, addr) = start();
+    let script = format!(
+        r#"
+import http.client
+c = http.client.HTTPConnection("{ip}", {port}, timeout=20)
+c.request("POST", "/echo", body=b"x" * (16 << 20))
+r = c.getresponse()
+print(r.status, r.getheader("Connection"))
+"#,
+        ip = addr.ip(),
+        port = addr.port()
+    );
+    let output = Command::new("python3").args(["-c", &script]).output().expect("python3 runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "413 close");
+    assert_eq!(server.stats().rejected, 1);
+}
+
+#[test]
 fn request_smuggling_vectors_are_refused_with_400_and_a_close() {
     let (_server, addr) = start();
     let cases: &[&[u8]] = &[

@@ -270,3 +270,121 @@ fn connection_timers_fire_once_and_can_be_reset_or_cancelled() {
     assert!(cancelled.read(&mut buf).is_err(), "no tick after cancel");
     assert_eq!(server.stats().closed, 2);
 }
+
+/// Writes without reading until the socket has stayed full for a while: by then the kernel's
+/// buffers on both sides are full and the server's output waits for us (EPOLLOUT armed).
+fn fill_until_blocked(client: &mut std::net::TcpStream) {
+    client.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    let mut blocked_rounds = 0;
+    while blocked_rounds < 200 {
+        match client.write(&chunk) {
+            Ok(_) => blocked_rounds = 0,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                blocked_rounds += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    client.set_nonblocking(false).unwrap();
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_after_send_timeout() {
+    let config = Config::new().threads(1).max_write_buffer(64 << 10).send_timeout(Some(Duration::from_millis(300)));
+    let (server, observed) = echo_server(config);
+    let mut stalled = connect(server.local_addr());
+    fill_until_blocked(&mut stalled);
+    assert!(server.stats().buffers_held > 0, "the server has output waiting: {:?}", server.stats());
+
+    assert!(eventually(Duration::from_secs(10), || observed.closes().len() == 1), "{:?}", server.stats());
+    assert_eq!(observed.closes(), [CloseReason::SendTimeout]);
+    assert_eq!(server.stats().timeouts, 1);
+    assert!(eventually(Duration::from_secs(5), || server.stats().buffers_held == 0), "its output is freed");
+    let mut other = connect(server.local_addr());
+    assert_eq!(round_trip(&mut other, b"still serving"), b"still serving");
+}
+
+#[test]
+fn a_slow_reader_that_keeps_reading_outlives_many_send_timeouts() {
+    // Every read lets the server send a little: progress, so the 300 ms never runs out, though
+    // the echo takes many times that.
+    let config = Config::new().threads(1).max_write_buffer(64 << 10).send_timeout(Some(Duration::from_millis(300)));
+    let (server, observed) = echo_server(config);
+    let mut client = connect(server.local_addr());
+    let payload = Rng::new(7).bytes(4 << 20);
+    let mut writer = client.try_clone().unwrap();
+    let sent = payload.clone();
+    let writing = std::thread::spawn(move || writer.write_all(&sent));
+    let mut back = Vec::with_capacity(payload.len());
+    let mut chunk = [0u8; 16 << 10];
+    let mut reads = 0;
+    while back.len() < payload.len() {
+        let n = client.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {} bytes: {:?}", back.len(), observed.closes());
+        back.extend_from_slice(&chunk[..n]);
+        reads += 1;
+        if reads % 4 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    writing.join().unwrap().unwrap();
+    assert!(back == payload, "every byte back, in order");
+    assert_eq!((observed.closes(), server.stats().timeouts), (vec![], 0));
+}
+
+/// Closes (after "bye") as soon as input starts with "close", whatever else came with it;
+/// "linger" closes with `close_lingering`.
+struct CloseOnCommand;
+
+impl Handler for CloseOnCommand {
+    fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+        if input.starts_with(b"close") {
+            conn.write(b"bye");
+            conn.close();
+        } else if input.starts_with(b"linger") {
+            conn.write(b"bye");
+            conn.close_lingering();
+        }
+        input.len()
+    }
+}
+
+#[test]
+fn a_close_while_the_peer_is_still_sending_lingers_so_the_peer_reads_the_answer() {
+    let server = smoke::spawn(Config::new().threads(1).tcp("127.0.0.1:0"), |_: &mut Conn| CloseOnCommand).unwrap();
+    let mut client = connect(server.local_addr());
+    // "linger" and then 16 MiB the server will never read: without the lingering close, the
+    // server's socket closes on unread input, the kernel resets, and this write fails.
+    let mut writer = client.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        writer.write_all(b"linger")?;
+        writer.write_all(&vec![1u8; 16 << 20])?;
+        writer.shutdown(Shutdown::Write)
+    });
+    writing.join().unwrap().expect("every byte was taken (read and dropped), none reset");
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).expect("the answer and the end of stream, not a reset");
+    assert_eq!(answer, b"bye");
+    assert!(eventually(Duration::from_secs(5), || server.stats().lingering == 0), "{:?}", server.stats());
+    assert_eq!((server.stats().closed, server.stats().errors), (1, 0));
+}
+
+#[test]
+fn a_lingering_socket_closes_once_the_peer_falls_quiet() {
+    let server = smoke::spawn(Config::new().threads(1).tcp("127.0.0.1:0"), |_: &mut Conn| CloseOnCommand).unwrap();
+    let mut client = connect(server.local_addr());
+    // A plain close, with input the server has not read yet: it lingers by itself.
+    let mut request = b"close".to_vec();
+    request.extend_from_slice(&vec![1u8; 1 << 20]);
+    client.write_all(&request).unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"bye");
+    // The client keeps its socket open and says nothing more: the server's side lingers for
+    // its quiet limit (5 s), then lets go.
+    assert!(eventually(Duration::from_secs(2), || server.stats().lingering == 1), "{:?}", server.stats());
+    assert!(eventually(Duration::from_secs(15), || server.stats().lingering == 0), "{:?}", server.stats());
+    drop(client);
+}

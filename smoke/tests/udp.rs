@@ -189,6 +189,55 @@ fn sessions_are_per_address_and_end_by_close_or_silence() {
 }
 
 #[test]
+fn a_peer_that_sent_one_datagram_expires_long_before_one_that_sent_two() {
+    let config =
+        Game::config().udp_idle_timeout(Some(Duration::from_secs(30))).udp_new_peer_timeout(Duration::from_millis(200));
+    let server = Game::spawn(common::on_loopback(common::on_loopback(config, "udp"), "tcp")).unwrap();
+    let udp = server.local_addrs().iter().find(|(p, _)| *p == smoke::Protocol::Udp).unwrap().1;
+    let (once, twice) = (client(udp), client(udp));
+    once.send(b"count").unwrap();
+    assert_eq!(recv_reply(&once), b"1");
+    for expected in ["1", "2"] {
+        twice.send(b"count").unwrap();
+        assert_eq!(recv_reply(&twice), expected.as_bytes());
+    }
+    let once_addr = once.local_addr().unwrap();
+    let expired = || PEER_CLOSES.lock().unwrap().contains(&(once_addr, CloseReason::Timeout));
+    assert!(eventually(Duration::from_secs(5), expired), "a one-datagram peer expires after 200 ms");
+    std::thread::sleep(Duration::from_millis(300));
+    twice.send(b"count").unwrap();
+    assert_eq!(recv_reply(&twice), b"3", "a peer that sent twice keeps its session for udp_idle_timeout");
+    assert_eq!(server.stats().timeouts, 0, "peers expiring are not connection timeouts");
+}
+
+#[test]
+fn new_addresses_beyond_max_peers_are_dropped_and_counted() {
+    let config = Game::config().max_peers(16).udp_idle_timeout(Some(Duration::from_secs(30)));
+    let server = Game::spawn(common::on_loopback(common::on_loopback(config, "udp"), "tcp")).unwrap();
+    let udp = server.local_addrs().iter().find(|(p, _)| *p == smoke::Protocol::Udp).unwrap().1;
+    let clients: Vec<UdpSocket> = (0..40).map(|_| client(udp)).collect();
+    for socket in &clients {
+        socket.send(b"count").unwrap();
+        socket.set_nonblocking(true).unwrap();
+    }
+    let mut served = Vec::new();
+    let all_answered = || {
+        let mut buf = [0u8; 16];
+        served.extend(clients.iter().filter(|c| c.recv(&mut buf).is_ok()));
+        served.len() == 16 && server.stats().peers_refused == 24
+    };
+    assert!(eventually(Duration::from_secs(5), all_answered), "{:?}", server.stats());
+    let stats = server.stats();
+    assert_eq!((stats.accepted, stats.datagrams_in, stats.peers_refused), (16, 16, 24), "{stats:?}");
+    // A place freed is a place taken.
+    served[0].send(b"close").unwrap();
+    assert!(eventually(Duration::from_secs(5), || server.stats().closed == 1));
+    let newcomer = client(udp);
+    newcomer.send(b"count").unwrap();
+    assert_eq!(recv_reply(&newcomer), b"1");
+}
+
+#[test]
 fn per_session_timers_fire_for_peers_and_connections() {
     let (server, udp, tcp) = start();
     let socket = client(udp);

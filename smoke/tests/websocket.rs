@@ -24,7 +24,7 @@ static FLOODS: Mutex<Vec<(u64, Vec<SendStatus>)>> = Mutex::new(Vec::new());
 static DRAINED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 /// Echoes, and speaks a tiny command language: `pub TEXT` publishes to the room given as the
-/// upgrade's `?room=`, `unsub` leaves it, `close` starts the close handshake with 4000, `flood N`
+/// upgrade's `?room=` (whose close handler panics in room `explode`), `unsub` leaves it, `close` starts the close handshake with 4000, `flood N`
 /// sends N binary messages of 64 KiB at once.
 #[derive(Default)]
 struct Room {
@@ -99,6 +99,9 @@ impl smoke::Session for Room {
     fn on_ws_close(&mut self, ws: &mut WsConn<'_, '_>, code: u16, reason: &str) {
         let port = ws.peer_addr().map_or(0, |a| a.port());
         WS_CLOSES.lock().unwrap().push((ws.id().as_u64(), port, code, reason.to_owned()));
+        if self.room.as_deref() == Some("explode") {
+            panic!("the test's on_close panics in room `explode`");
+        }
     }
 }
 
@@ -354,6 +357,32 @@ fn a_publish_reaches_every_subscriber_on_every_worker_once_in_order() {
     smoke::publish("r2", "from any thread");
     assert_eq!(read_text(&mut outsider), "from any thread");
     server.shutdown().unwrap();
+}
+
+#[test]
+fn a_panicking_on_close_still_ends_the_subscriptions() {
+    let (server, ws_addr, _) = start(Room::config());
+    // Two ways in: a close frame (on_close runs inside the frame's handling) and a dropped
+    // socket (on_close runs as the connection ends, with 1006).
+    let mut by_frame = client(ws_addr, "/?room=explode");
+    let by_drop = client(ws_addr, "/?room=explode");
+    let mut listener = client(ws_addr, "/?room=explode-watch");
+    assert!(eventually(Duration::from_secs(5), || server.stats().subscriptions == 3), "{:?}", server.stats());
+    by_frame.close(None).unwrap();
+    drop(by_drop);
+    assert!(eventually(Duration::from_secs(5), || server.stats().panics == 2), "{:?}", server.stats());
+    assert!(eventually(Duration::from_secs(5), || server.stats().subscriptions == 1), "{:?}", server.stats());
+
+    // The topic's registry holds no dead subscriber: a newcomer hears each publication once.
+    let mut newcomer = client(ws_addr, "/?room=explode");
+    assert!(eventually(Duration::from_secs(5), || server.stats().subscriptions == 2));
+    server.publish("explode", "once");
+    server.publish("explode-watch", "still here");
+    assert_eq!(read_text(&mut newcomer), "once");
+    assert_eq!(read_text(&mut listener), "still here");
+    newcomer.close(None).unwrap();
+    listener.close(None).unwrap();
+    assert!(eventually(Duration::from_secs(5), || server.stats().subscriptions == 0), "{:?}", server.stats());
 }
 
 #[test]

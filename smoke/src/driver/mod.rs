@@ -148,8 +148,8 @@ impl<T: Session> Service for SessionService<T> {
         (self.on_tick)(tick, self);
     }
 
-    fn ring_datagram<'f>(&self, frame: &'f [u8]) -> Option<RingDatagram<'f>> {
-        let captured = proto::ring::parse_udp(frame)?;
-        Some(RingDatagram { from: captured.from, to_port: captured.to_port, payload: captured.payload })
+    fn ring_datagram<'f>(&self, frame: &'f [u8], verify: bool) -> Option<RingDatagram<'f>> {
+        let captured = proto::ring::parse_udp(frame, verify).ok()?;
+        Some(RingDatagram { from: captured.from, to: captured.to, payload: captured.payload })
     }
 }

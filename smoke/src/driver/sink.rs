@@ -26,6 +26,9 @@ impl Sink for Conn<'_> {
     fn close(&mut self) {
         Conn::close(self);
     }
+    fn close_lingering(&mut self) {
+        Conn::close_lingering(self);
+    }
     fn abort(&mut self) {
         Conn::abort(self);
     }

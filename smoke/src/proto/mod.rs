@@ -33,6 +33,10 @@ pub(crate) trait Sink {
     fn set_timer(&mut self, after: Duration);
     /// Closes once the queue is flushed; no more input is delivered.
     fn close(&mut self);
+    /// Closes as [`close`](Sink::close), for an answer sent before the peer finished sending
+    /// (a refused request whose body is still coming): the transport keeps reading and dropping
+    /// input for a while after its last byte, so the peer reads the answer, not a reset.
+    fn close_lingering(&mut self);
     /// Resets the connection at once, dropping what is queued.
     fn abort(&mut self);
     /// Sends FIN once the queue is flushed; input keeps arriving until the peer closes.
@@ -65,6 +69,8 @@ pub(crate) struct TestSink {
     pub(crate) out: Vec<u8>,
     pub(crate) timer: Option<Duration>,
     pub(crate) closed: bool,
+    /// The close asked to linger.
+    pub(crate) lingering: bool,
     pub(crate) aborted: bool,
     pub(crate) write_shut: bool,
     /// `is_backpressured` reports true once `out` holds this much.
@@ -96,6 +102,10 @@ impl Sink for TestSink {
     }
     fn close(&mut self) {
         self.closed = true;
+    }
+    fn close_lingering(&mut self) {
+        self.closed = true;
+        self.lingering = true;
     }
     fn abort(&mut self) {
         self.aborted = true;

@@ -1,7 +1,6 @@
 //! Per-worker buffer recycling and the per-connection output queue.
 
-use crate::stats::{Counters, bump};
-use std::sync::atomic::Ordering::Relaxed;
+use crate::stats::{Counters, bump, lower};
 
 /// Capacity of a fresh pooled buffer: a typical request or response fits, and a TCP segment
 /// train of ~11 full-size segments drains in one send.
@@ -32,7 +31,7 @@ impl BufPool {
             return;
         }
         let mut buf = std::mem::take(buf);
-        counters.buffers_held.store(counters.buffers_held.load(Relaxed) - 1, Relaxed);
+        lower(&counters.buffers_held, 1);
         if buf.capacity() <= MAX_POOLED_CAPACITY && self.free.len() < MAX_POOLED_BUFFERS {
             buf.clear();
             self.free.push(buf);

@@ -13,7 +13,7 @@ use crate::rt::pubsub;
 use crate::rt::shared::WorkerSet;
 use crate::rt::token::ConnId;
 use crate::rt::wheel::{Timer, TimerRequest};
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Stats, lower};
 use crate::sys::Stream;
 
 /// Why a connection ended; passed to [`Handler::on_close`](crate::Handler::on_close).
@@ -26,8 +26,10 @@ pub enum CloseReason {
     Reset,
     /// Another I/O error on the socket.
     Error(io::ErrorKind),
-    /// No I/O for `idle_timeout`.
+    /// No input from the peer for `idle_timeout`.
     Timeout,
+    /// Output waited `send_timeout` without the peer taking any of it (it stopped reading).
+    SendTimeout,
     /// The server is shutting down.
     Shutdown,
     /// The handler called [`Conn::close`] and pending output was flushed.
@@ -66,6 +68,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Reset => f.write_str("reset by peer"),
             CloseReason::Error(kind) => write!(f, "I/O error: {kind}"),
             CloseReason::Timeout => f.write_str("idle timeout"),
+            CloseReason::SendTimeout => f.write_str("send timeout: the peer stopped reading"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
             CloseReason::Closed => f.write_str("closed by handler"),
             CloseReason::Aborted => f.write_str("aborted by handler"),
@@ -77,54 +80,60 @@ impl fmt::Display for CloseReason {
 
 /// Per-connection state bits, kept in one small word next to the connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Flags(pub(crate) u16);
+pub(crate) struct Flags(pub(crate) u32);
 
 impl Flags {
     /// The handler asked to close once output is flushed.
-    pub(crate) const CLOSE: u16 = 1 << 0;
+    pub(crate) const CLOSE: u32 = 1 << 0;
     /// The handler asked for a reset.
-    pub(crate) const ABORT: u16 = 1 << 1;
+    pub(crate) const ABORT: u32 = 1 << 1;
     /// The handler asked to shut down the write side once output is flushed.
-    pub(crate) const SHUTDOWN_WRITE: u16 = 1 << 2;
+    pub(crate) const SHUTDOWN_WRITE: u32 = 1 << 2;
     /// The write side has been shut down.
-    pub(crate) const WRITE_SHUT: u16 = 1 << 3;
+    pub(crate) const WRITE_SHUT: u32 = 1 << 3;
     /// The peer ended its stream.
-    pub(crate) const READ_CLOSED: u16 = 1 << 4;
+    pub(crate) const READ_CLOSED: u32 = 1 << 4;
     /// The socket may hold unread bytes (edge seen, EAGAIN not yet).
-    pub(crate) const READ_READY: u16 = 1 << 5;
+    pub(crate) const READ_READY: u32 = 1 << 5;
     /// EPOLLOUT is registered because output is waiting for room in the socket.
-    pub(crate) const WRITE_ARMED: u16 = 1 << 6;
+    pub(crate) const WRITE_ARMED: u32 = 1 << 6;
     /// The connection sits in the worker's retry queue.
-    pub(crate) const QUEUED: u16 = 1 << 7;
+    pub(crate) const QUEUED: u32 = 1 << 7;
     /// The close comes from server shutdown (reported as [`CloseReason::Shutdown`]).
-    pub(crate) const SHUTTING_DOWN: u16 = 1 << 8;
+    pub(crate) const SHUTTING_DOWN: u32 = 1 << 8;
     /// A handler call panicked: the session is not called again (not even on_close).
-    pub(crate) const PANICKED: u16 = 1 << 9;
+    pub(crate) const PANICKED: u32 = 1 << 9;
     /// The handler asked for on_write once the output queue is empty.
-    pub(crate) const WANT_WRITE: u16 = 1 << 10;
+    pub(crate) const WANT_WRITE: u32 = 1 << 10;
     /// epoll reported a FIN, an error or urgent data: read until EAGAIN or the end, short reads
     /// notwithstanding.
-    pub(crate) const READ_TO_EAGAIN: u16 = 1 << 11;
+    pub(crate) const READ_TO_EAGAIN: u32 = 1 << 11;
     /// on_data left input while output was above the high-water mark: deliver it again once
     /// the backlog drains.
-    pub(crate) const REDELIVER: u16 = 1 << 12;
+    pub(crate) const REDELIVER: u32 = 1 << 12;
     /// Topic deliveries wrote to this connection; it is in the worker's list to send.
-    pub(crate) const DELIVERED: u16 = 1 << 13;
+    pub(crate) const DELIVERED: u32 = 1 << 13;
     /// Subscribed to a topic at some point: its subscriptions end with it, however it ends.
-    pub(crate) const SUBSCRIBED: u16 = 1 << 14;
+    pub(crate) const SUBSCRIBED: u32 = 1 << 14;
+    /// The close should linger: the peer may still be sending what nobody will read (a request
+    /// refused before its body arrived), so the socket's write side closes first and its input
+    /// is read and dropped for a while, and the peer reads the answer instead of a reset.
+    pub(crate) const LINGER: u32 = 1 << 15;
+    /// The session has ended and the socket is lingering (see `worker/linger.rs`).
+    pub(crate) const LINGERING: u32 = 1 << 16;
     /// Any of these means no more input goes to the handler (and none is kept for it).
-    pub(crate) const INPUT_ENDED: u16 = Self::CLOSE | Self::ABORT | Self::PANICKED;
+    pub(crate) const INPUT_ENDED: u32 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 
     #[inline]
-    pub(crate) fn has(self, bits: u16) -> bool {
+    pub(crate) fn has(self, bits: u32) -> bool {
         self.0 & bits != 0
     }
     #[inline]
-    pub(crate) fn set(&mut self, bits: u16) {
+    pub(crate) fn set(&mut self, bits: u32) {
         self.0 |= bits;
     }
     #[inline]
-    pub(crate) fn clear(&mut self, bits: u16) {
+    pub(crate) fn clear(&mut self, bits: u32) {
         self.0 &= !bits;
     }
 }
@@ -188,19 +197,25 @@ impl Conn<'_> {
         let added = pubsub::subscribe(self.stream.as_raw_fd(), self.id, topic);
         if added {
             self.state.flags.set(Flags::SUBSCRIBED);
+            crate::stats::bump(&self.counters.subscriptions, 1);
         }
         added
     }
 
     /// Ends one subscription; false when there was none.
     pub(crate) fn unsubscribe(&mut self, topic: &str) -> bool {
-        pubsub::unsubscribe(self.stream.as_raw_fd(), self.id, topic)
+        let removed = pubsub::unsubscribe(self.stream.as_raw_fd(), self.id, topic);
+        if removed {
+            lower(&self.counters.subscriptions, 1);
+        }
+        removed
     }
 
     /// Ends every subscription of this connection.
     pub(crate) fn unsubscribe_all(&mut self) {
         if self.state.flags.has(Flags::SUBSCRIBED) {
-            pubsub::unsubscribe_all(self.stream.as_raw_fd(), self.id);
+            let ended = pubsub::unsubscribe_all(self.stream.as_raw_fd(), self.id);
+            lower(&self.counters.subscriptions, ended as u64);
             self.state.flags.clear(Flags::SUBSCRIBED);
         }
     }
@@ -229,6 +244,18 @@ impl Conn<'_> {
     /// Closes the connection once pending output is flushed; no more input is delivered.
     pub fn close(&mut self) {
         self.state.flags.set(Flags::CLOSE);
+    }
+
+    /// Closes once pending output is flushed, as [`close`](Conn::close), for an answer sent
+    /// before the peer finished sending (a refusal in the middle of an upload): closing a socket
+    /// with input still arriving makes the kernel reset the connection, and the peer often
+    /// reads the reset instead of the answer. So the write side closes first (the peer reads
+    /// the answer and then the end of stream), and what still arrives is read and dropped until
+    /// the peer closes too, is quiet for 5 s, or 30 s have passed (nginx's `lingering_close`).
+    /// [`Stats::lingering`] counts such sockets. `close` lingers by itself when it knows of
+    /// unread input.
+    pub fn close_lingering(&mut self) {
+        self.state.flags.set(Flags::CLOSE | Flags::LINGER);
     }
 
     /// Resets the connection (RST) at once, dropping pending output.

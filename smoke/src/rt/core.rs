@@ -94,8 +94,9 @@ mod tests {
     /// for it is taken for a stale one: across the generation's wrap too.
     #[test]
     fn a_sessions_generation_survives_its_token_across_the_wrap() {
-        let workers = Arc::new(WorkerSet::new(1, 1 << 20).unwrap());
-        let limits = Limits::resolve(&RuntimeConfig::default(), 1, 0);
+        let config = RuntimeConfig::default();
+        let workers = Arc::new(WorkerSet::new(1, &config.caps(1)).unwrap());
+        let limits = Limits::resolve(&config, 0);
         let mut core = Core::new(0, Epoll::new().unwrap(), workers, limits);
         core.sequence = u64::from(GENERATION_MASK) - 2;
         for _ in 0..6 {

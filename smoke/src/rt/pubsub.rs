@@ -63,12 +63,15 @@ pub(crate) fn unsubscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
     })
 }
 
-pub(crate) fn unsubscribe_all(fd: RawFd, id: ConnId) {
+/// Ends every subscription of a connection; returns how many there were.
+pub(crate) fn unsubscribe_all(fd: RawFd, id: ConnId) -> usize {
     REGISTRY.with_borrow_mut(|registry| {
-        for topic in registry.by_connection.remove(&id).unwrap_or_default() {
-            registry.remove_subscriber(&topic, (fd, id));
+        let topics = registry.by_connection.remove(&id).unwrap_or_default();
+        for topic in &topics {
+            registry.remove_subscriber(topic, (fd, id));
         }
-    });
+        topics.len()
+    })
 }
 
 impl Registry {

@@ -2,7 +2,8 @@
 //! written on the hot path except each worker's own counters.
 
 use std::io;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use crate::rt::mailbox::Mailbox;
@@ -19,6 +20,45 @@ pub(crate) struct WorkerSet {
     pub(crate) exited: EventFd,
     /// Bytes a worker's mailbox may hold; publications beyond it are dropped for that worker.
     pub(crate) max_mailbox: usize,
+    /// Open connections (sockets, lingering ones too) across the workers, at most
+    /// `max_connections`.
+    pub(crate) connections: Admission,
+    /// UDP peer sessions across the workers, at most `max_peers`.
+    pub(crate) peers: Admission,
+}
+
+/// A server-wide cap on sessions of one kind. Each worker admits while the server as a whole
+/// has room, so a worker the kernel happens to hash more clients to is not full while the
+/// others sit half empty (a per-worker share would be). One atomic update per session opened
+/// or closed, never per message.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl Admission {
+    pub(crate) fn new(max: usize) -> Admission {
+        Admission { open: AtomicUsize::new(0), max }
+    }
+
+    /// Takes a place for a new session; false at the cap.
+    pub(crate) fn admit(&self) -> bool {
+        self.open.fetch_update(Relaxed, Relaxed, |open| (open < self.max).then_some(open + 1)).is_ok()
+    }
+
+    /// Gives back a place [`admit`](Admission::admit) took.
+    pub(crate) fn release(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The limits the workers share, resolved when the server starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caps {
+    pub(crate) max_connections: usize,
+    pub(crate) max_peers: usize,
+    pub(crate) max_mailbox: usize,
 }
 
 /// One worker, as other threads see it: its counters, its wake-up, its topic mailbox.
@@ -33,7 +73,8 @@ pub(crate) struct WorkerShared {
 }
 
 impl WorkerSet {
-    pub(crate) fn new(threads: usize, max_mailbox: usize) -> io::Result<WorkerSet> {
+    /// `threads` workers' shared state, with the server-wide caps.
+    pub(crate) fn new(threads: usize, caps: &Caps) -> io::Result<WorkerSet> {
         let workers = (0..threads)
             .map(|_| {
                 Ok(Arc::new(WorkerShared {
@@ -44,7 +85,14 @@ impl WorkerSet {
                 }))
             })
             .collect::<io::Result<_>>()?;
-        Ok(WorkerSet { stopping: AtomicBool::new(false), workers, exited: EventFd::new()?, max_mailbox })
+        Ok(WorkerSet {
+            stopping: AtomicBool::new(false),
+            workers,
+            exited: EventFd::new()?,
+            max_mailbox: caps.max_mailbox,
+            connections: Admission::new(caps.max_connections),
+            peers: Admission::new(caps.max_peers),
+        })
     }
 
     /// All workers' counters, summed (a few relaxed atomic loads per worker).

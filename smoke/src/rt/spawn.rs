@@ -64,11 +64,10 @@ pub(crate) fn spawn<S: Service>(
     for _ in 0..threads {
         sockets.push(worker_sockets(config, listeners, &addrs, fanout_group)?);
     }
-    let workers = Arc::new(
-        WorkerSet::new(threads, config.max_mailbox).map_err(|e| Error::io("create the workers' eventfds", e))?,
-    );
+    let caps = config.caps(threads);
+    let workers = Arc::new(WorkerSet::new(threads, &caps).map_err(|e| Error::io("create the workers' eventfds", e))?);
     pubsub::register(&workers);
-    let limits = Limits::resolve(config, threads, min_read_buffer);
+    let limits = Limits::resolve(config, min_read_buffer);
     let service = Arc::new(service);
     let mut running = Running { workers: workers.clone(), threads: Vec::with_capacity(threads), addrs };
     for (index, sockets) in sockets.into_iter().enumerate() {
@@ -199,11 +198,18 @@ fn worker_sockets(
     if let Some(interface) = &config.pfring {
         let ports: Vec<u16> =
             listeners.iter().zip(addrs).filter(|(spec, _)| spec.datagram).map(|(_, a)| a.port()).collect();
-        let filter = crate::sys::bpf::udp_port_filter(&ports);
+        let snap = (config.max_datagram + RING_HEADROOM) as u32;
+        let filter = crate::sys::bpf::udp_port_filter(&ports, snap).map_err(Error::config)?;
         sockets.ring = Some(PacketRing::open(interface, &filter, fanout_group).map_err(Error::os)?);
     }
     Ok(sockets)
 }
+
+/// The most header bytes before a UDP payload in a frame the packet ring keeps: Ethernet (14),
+/// two VLAN tags (8), an IPv4 header with every option (60, more than IPv6's 40) and UDP (8).
+/// The ring keeps `max_datagram` more; a longer frame arrives cut and is counted as a datagram
+/// above `max_datagram`, as a socket's would be, and the kernel copies no more than that.
+const RING_HEADROOM: usize = 14 + 8 + 60 + 8;
 
 /// A packet-ring fanout group id no other server of this process uses (the kernel's groups are
 /// per network namespace; the process id keeps two processes apart in practice).

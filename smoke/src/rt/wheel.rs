@@ -162,19 +162,29 @@ impl TimerWheel {
             TimerRequest::Cancel => self.disarm(timer),
             TimerRequest::Set(after) => {
                 let deadline = clock.timer_deadline(Duration::from_millis(u64::from(after)));
-                match timer.entry {
-                    Some(entry) => self.reschedule(entry, deadline),
-                    None => timer.entry = Some(self.insert(token, deadline)),
-                }
+                self.arm(&mut timer.entry, token, deadline);
             }
+        }
+    }
+
+    /// Arms `entry` (a timer of `token`'s session) for `deadline`, in place if it is armed.
+    pub(crate) fn arm(&mut self, entry: &mut Option<EntryId>, token: Token, deadline: u64) {
+        match *entry {
+            Some(id) => self.reschedule(id, deadline),
+            None => *entry = Some(self.insert(token, deadline)),
+        }
+    }
+
+    /// Disarms `entry` if it is armed.
+    pub(crate) fn disarm_entry(&mut self, entry: &mut Option<EntryId>) {
+        if let Some(id) = entry.take() {
+            self.remove(id);
         }
     }
 
     /// Disarms `timer` if it is armed (its session is closing, or asked).
     pub(crate) fn disarm(&mut self, timer: &mut Timer) {
-        if let Some(entry) = timer.entry.take() {
-            self.remove(entry);
-        }
+        self.disarm_entry(&mut timer.entry);
     }
 
     /// The earliest time the wheel needs a poll (at most the earliest deadline: a timer moving

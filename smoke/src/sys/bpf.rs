@@ -22,9 +22,15 @@ const LD_H_ABS: u16 = 0x28; // A = u16 at k
 const LD_B_ABS: u16 = 0x30; // A = u8 at k
 const LD_H_IND: u16 = 0x48; // A = u16 at X + k
 const LDX_B_MSH: u16 = 0xb1; // X = 4 * (u8 at k & 0xf)
+const JA: u16 = 0x05; // pc += k (32 bits)
 const JEQ_K: u16 = 0x15;
 const JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
+
+/// The most instructions the kernel takes in a classic-BPF program (`BPF_MAXINSNS`).
+const MAX_INSTRUCTIONS: usize = 4096;
+/// The most ports one filter can check: two instructions each, after a fixed head.
+pub(crate) const MAX_FILTER_PORTS: usize = (MAX_INSTRUCTIONS - 64) / 2;
 
 /// Where a jump goes: the next instruction, or a label resolved when the program is done.
 #[derive(Clone, Copy)]
@@ -53,25 +59,49 @@ impl Assembler {
     fn jump(&mut self, code: u16, k: u32, yes: Target, no: Target) {
         self.code.push((code, yes, no, k));
     }
-    fn finish(self) -> Vec<BpfInstruction> {
-        let offset = |at: usize, target: Target| match target {
+    /// An unconditional jump: its distance is 32 bits, where a conditional one's is 8.
+    fn jump_always(&mut self, to: usize) {
+        self.code.push((JA, Target::Label(to), Target::Next, 0));
+    }
+
+    /// The program, its labels resolved. A conditional jump reaches at most 255 instructions
+    /// ahead; one that would reach further is an error here (it would silently wrap in the
+    /// kernel's 8 bits and land on the wrong instruction).
+    fn finish(self) -> Result<Vec<BpfInstruction>, String> {
+        let distance = |at: usize, target: Target| match target {
             Target::Next => 0,
-            // Programs here are a few dozen instructions: offsets fit a u8.
-            Target::Label(label) => (self.labels[label].unwrap_or(at + 1) - (at + 1)) as u8,
+            Target::Label(label) => self.labels[label].unwrap_or(at + 1) - (at + 1),
         };
-        self.code
-            .iter()
-            .enumerate()
-            .map(|(at, &(code, jt, jf, k))| BpfInstruction { code, jt: offset(at, jt), jf: offset(at, jf), k })
-            .collect()
+        let mut program = Vec::with_capacity(self.code.len());
+        for (at, &(code, yes, no, k)) in self.code.iter().enumerate() {
+            let instruction = if code == JA {
+                BpfInstruction { code, jt: 0, jf: 0, k: distance(at, yes) as u32 }
+            } else {
+                let (jt, jf) = (distance(at, yes), distance(at, no));
+                let short = |d: usize| u8::try_from(d).map_err(|_| format!("a jump of {d} at {at}"));
+                BpfInstruction { code, jt: short(jt)?, jf: short(jf)?, k }
+            };
+            program.push(instruction);
+        }
+        Ok(program)
     }
 }
 
 /// The socket filter: accept UDP over IPv4 (unfragmented) or IPv6 to one of `ports`, directly
-/// on Ethernet or behind one VLAN tag; drop everything else in the kernel.
-pub(crate) fn udp_port_filter(ports: &[u16]) -> Vec<BpfInstruction> {
+/// on Ethernet or behind one VLAN tag, keeping the first `snap` bytes of each frame (a longer
+/// one arrives cut, and is counted as a datagram above `max_datagram`); drop everything else in
+/// the kernel. At most [`MAX_FILTER_PORTS`] ports.
+///
+/// The head (link and network headers) jumps only a few dozen instructions; each address
+/// family's path loads the destination port and jumps to the one list of ports with `JA`,
+/// whose reach is 32 bits; each port in the list is a compare that skips its own `RET`, so no
+/// conditional jump grows with the number of ports.
+pub(crate) fn udp_port_filter(ports: &[u16], snap: u32) -> Result<Vec<BpfInstruction>, String> {
+    if ports.len() > MAX_FILTER_PORTS {
+        return Err(format!("{} udp ports; the packet ring's filter checks at most {MAX_FILTER_PORTS}", ports.len()));
+    }
     let mut a = Assembler::default();
-    let (accept, drop, vlan) = (a.label(), a.label(), a.label());
+    let (drop, vlan, port_list) = (a.label(), a.label(), a.label());
     let v4 = [a.label(), a.label()];
     let v6 = [a.label(), a.label()];
     a.op(LD_H_ABS, 12);
@@ -91,28 +121,25 @@ pub(crate) fn udp_port_filter(ports: &[u16]) -> Vec<BpfInstruction> {
         a.jump(JSET_K, 0x3fff, Target::Label(drop), Target::Next);
         a.op(LDX_B_MSH, l3);
         a.op(LD_H_IND, l3 + 2);
-        port_checks(&mut a, ports, accept, drop);
+        a.jump_always(port_list);
         a.place(v6[index]);
         a.op(LD_B_ABS, l3 + 6);
         a.jump(JEQ_K, u32::from(IPPROTO_UDP), Target::Next, Target::Label(drop));
         a.op(LD_H_ABS, l3 + 42);
-        port_checks(&mut a, ports, accept, drop);
+        a.jump_always(port_list);
     }
-    a.place(accept);
-    a.op(RET_K, u32::from(u16::MAX));
     a.place(drop);
     a.op(RET_K, 0);
+    a.place(port_list);
+    for port in ports {
+        // Equal: on to the RET that accepts; otherwise past it, to the next port.
+        let next = a.label();
+        a.jump(JEQ_K, u32::from(*port), Target::Next, Target::Label(next));
+        a.op(RET_K, snap);
+        a.place(next);
+    }
+    a.op(RET_K, 0);
     a.finish()
-}
-
-fn port_checks(a: &mut Assembler, ports: &[u16], accept: usize, drop: usize) {
-    for (i, port) in ports.iter().enumerate() {
-        let otherwise = if i + 1 == ports.len() { Target::Label(drop) } else { Target::Next };
-        a.jump(JEQ_K, u32::from(*port), Target::Label(accept), otherwise);
-    }
-    if ports.is_empty() {
-        a.jump(JEQ_K, 0, Target::Label(drop), Target::Label(drop));
-    }
 }
 
 #[cfg(test)]
@@ -156,6 +183,7 @@ mod tests {
                 LD_B_ABS => a = load(i.k as usize, 1).unwrap_or_else(out_of_bounds),
                 LD_H_IND => a = load((x + i.k) as usize, 2).unwrap_or_else(out_of_bounds),
                 LDX_B_MSH => x = 4 * (load(i.k as usize, 1).unwrap_or(0) & 0xf),
+                JA => pc += i.k as usize,
                 JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
                 JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
                 RET_K => return i.k,
@@ -170,7 +198,7 @@ mod tests {
 
     #[test]
     fn the_filter_accepts_udp_to_our_ports_only() {
-        let program = udp_port_filter(&[9092, 9093]);
+        let program = udp_port_filter(&[9092, 9093], 2048).unwrap();
         assert!(program.len() < 64);
         for vlan in 0..=1 {
             for v6 in [false, true] {
@@ -183,5 +211,25 @@ mod tests {
         let mut arp = frame(false, false, IPPROTO_UDP, 9092);
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
         assert_eq!(run(&program, &arp), 0);
+    }
+
+    /// A conditional jump's distance is 8 bits: with many ports, a jump from the head past the
+    /// port list to a shared drop would wrap and land inside the list (59 ports were enough).
+    #[test]
+    fn hundreds_of_ports_are_all_routed_right() {
+        let ports: Vec<u16> = (0..600).map(|i| 10_000 + 3 * i).collect();
+        let program = udp_port_filter(&ports, 2048).unwrap();
+        for vlan in [false, true] {
+            for v6 in [false, true] {
+                for port in 9_990..11_900u16 {
+                    let accepted = run(&program, &frame(vlan, v6, IPPROTO_UDP, port));
+                    let ours = ports.contains(&port);
+                    assert_eq!(accepted, if ours { 2048 } else { 0 }, "port {port} vlan {vlan} v6 {v6}");
+                }
+                assert_eq!(run(&program, &frame(vlan, v6, 6, ports[500])), 0, "TCP to one of our ports");
+            }
+        }
+        let too_many: Vec<u16> = (0..=MAX_FILTER_PORTS as u16).collect();
+        assert!(udp_port_filter(&too_many, 2048).unwrap_err().contains("at most"));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{Ordering, fence};
 
@@ -23,6 +24,28 @@ pub(crate) struct PacketRing {
     fd: OwnedFd,
     map: *mut u8,
     next_block: usize,
+    /// The interface's addresses when the ring was opened: where a datagram for a listener
+    /// bound to the unspecified address may be going.
+    pub(crate) addresses: Vec<IpAddr>,
+}
+
+/// `sll_pkttype` of a frame sent to this host's own link-layer address (linux/if_packet.h).
+const PACKET_HOST: u8 = 0;
+
+/// A frame the ring captured, and what the kernel said of it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RingFrame<'a> {
+    /// From the link-layer header on, at most the filter's snap length.
+    pub(crate) bytes: &'a [u8],
+    /// The frame was longer than what was kept.
+    pub(crate) cut: bool,
+    /// The kernel vouches for its transport checksum: the NIC verified it, or the packet was
+    /// made on this host and its checksum is not computed yet (a veth from a local namespace).
+    /// Otherwise it must be verified before the datagram is believed, as the UDP stack would.
+    pub(crate) checksum_trusted: bool,
+    /// Sent to this host's link-layer address: not a broadcast, a multicast, or another host's
+    /// frame seen on a shared link.
+    pub(crate) to_this_host: bool,
 }
 
 // SAFETY: the mapping is owned by this value alone (nothing else holds its address), so moving
@@ -80,7 +103,7 @@ fn map_ring(fd: OwnedFd) -> io::Result<PacketRing> {
     if map == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    Ok(PacketRing { fd, map: map.cast(), next_block: 0 })
+    Ok(PacketRing { fd, map: map.cast(), next_block: 0, addresses: Vec::new() })
 }
 
 impl PacketRing {
@@ -107,7 +130,8 @@ impl PacketRing {
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))?;
         // Our own replies leave through this interface too; they are not input.
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &(1 as libc::c_int))?;
-        let ring = map_ring(fd)?;
+        let mut ring = map_ring(fd)?;
+        ring.addresses = interface_addresses(interface)?;
 
         // SAFETY: sockaddr_ll is plain old data for which all-zero bytes are valid.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -127,9 +151,9 @@ impl PacketRing {
         Ok(ring)
     }
 
-    /// Hands every packet of the blocks the kernel has filled to `each` (as the bytes from its
-    /// link-layer header on), returning each block to the kernel after it. Returns the count.
-    pub(crate) fn drain(&mut self, mut each: impl FnMut(&[u8])) -> usize {
+    /// Hands every packet of the blocks the kernel has filled to `each`, returning each block
+    /// to the kernel after it. Returns the count.
+    pub(crate) fn drain(&mut self, mut each: impl FnMut(RingFrame<'_>)) -> usize {
         let mut packets = 0;
         for _ in 0..BLOCK_COUNT {
             // SAFETY: the block lies inside the mapping (next_block < BLOCK_COUNT), which starts
@@ -148,24 +172,20 @@ impl PacketRing {
             let (count, first) = unsafe { ((*desc).hdr.bh1.num_pkts, (*desc).hdr.bh1.offset_to_first_pkt) };
             let mut offset = first as usize;
             for _ in 0..count {
-                if offset + std::mem::size_of::<libc::tpacket3_hdr>() > BLOCK_SIZE {
+                if offset + libc::TPACKET3_HDRLEN > BLOCK_SIZE {
                     break;
                 }
-                // SAFETY: the kernel placed a tpacket3_hdr at `offset` within the block (checked
-                // to fit above).
-                let header = unsafe { &*block.add(offset).cast::<libc::tpacket3_hdr>() };
-                let start = offset + usize::from(header.tp_mac);
-                let len = header.tp_snaplen as usize;
-                if start + len <= BLOCK_SIZE {
-                    // SAFETY: the packet's bytes lie inside the block (checked above) and stay
-                    // untouched by the kernel until the block is handed back.
-                    each(unsafe { std::slice::from_raw_parts(block.add(start), len) });
+                // SAFETY: the block is ours and the kernel placed a packet's headers at `offset`
+                // (checked to fit above).
+                let (frame, next) = unsafe { frame_at(block, offset) };
+                if let Some(frame) = frame {
+                    each(frame);
                     packets += 1;
                 }
-                if header.tp_next_offset == 0 {
+                if next == 0 {
                     break;
                 }
-                offset += header.tp_next_offset as usize;
+                offset += next;
             }
             fence(Ordering::Release);
             // SAFETY: as above; handing the block back is a volatile store of its status.
@@ -174,6 +194,77 @@ impl PacketRing {
         }
         packets
     }
+}
+
+/// The frame at `offset` in a block, and the distance to the next one (0: none).
+///
+/// # Safety
+/// `block` is a block of the ring that user space owns (TP_STATUS_USER), and a packet's
+/// headers (a `tpacket3_hdr`, then at its aligned end a `sockaddr_ll`) lie at `offset`, within
+/// the block.
+unsafe fn frame_at<'a>(block: *const u8, offset: usize) -> (Option<RingFrame<'a>>, usize) {
+    // SAFETY: the caller's promise: a tpacket3_hdr the kernel wrote lies at `offset`.
+    let header = unsafe { &*block.add(offset).cast::<libc::tpacket3_hdr>() };
+    // SAFETY: and behind it, at TPACKET_ALIGN(sizeof(tpacket3_hdr)), the sockaddr_ll, within
+    // the TPACKET3_HDRLEN bytes the caller checked.
+    let link = unsafe {
+        &*block
+            .add(offset + libc::TPACKET3_HDRLEN - std::mem::size_of::<libc::sockaddr_ll>())
+            .cast::<libc::sockaddr_ll>()
+    };
+    let next = header.tp_next_offset as usize;
+    let start = offset + usize::from(header.tp_mac);
+    let len = header.tp_snaplen as usize;
+    if start + len > BLOCK_SIZE {
+        return (None, next);
+    }
+    // SAFETY: the packet's bytes lie inside the block (checked above) and stay untouched by
+    // the kernel until the block is handed back, after every frame of it has been handled.
+    let bytes = unsafe { std::slice::from_raw_parts(block.add(start), len) };
+    let status = header.tp_status;
+    let frame = RingFrame {
+        bytes,
+        cut: header.tp_len > header.tp_snaplen,
+        checksum_trusted: status & (libc::TP_STATUS_CSUM_VALID | libc::TP_STATUS_CSUMNOTREADY) != 0,
+        to_this_host: link.sll_pkttype == PACKET_HOST,
+    };
+    (Some(frame), next)
+}
+
+/// The IPv4 and IPv6 addresses of `interface`, as `getifaddrs` lists them now.
+fn interface_addresses(interface: &str) -> io::Result<Vec<IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes the head of a list it allocated into our live pointer.
+    unsafe { syscall!(getifaddrs(&mut list))? };
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned, not yet freed.
+        let node = unsafe { &*entry };
+        entry = node.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(node.ifa_name) };
+        if node.ifa_addr.is_null() || name.to_bytes() != interface.as_bytes() {
+            continue;
+        }
+        // SAFETY: a non-null ifa_addr points at a sockaddr whose family says its real type.
+        match i32::from(unsafe { (*node.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let v4 = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in>() };
+                addresses.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let v6 = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in6>() };
+                addresses.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: frees the list getifaddrs allocated, once; no reference into it outlives the loop.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(addresses)
 }
 
 impl AsRawFd for PacketRing {

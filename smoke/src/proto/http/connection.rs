@@ -340,7 +340,9 @@ fn reject(sink: &mut impl Sink, rejection: Rejection, input_len: usize, now: u64
         response.write_to(wire, date.get(now), false, ConnectionHeader::Close);
         sink.write(wire);
     });
-    sink.close();
+    // The rest of the request may still be on its way (a body refused by its Content-Length):
+    // closing at once would reset the connection, and the client would read that, not this.
+    sink.close_lingering();
     Served { consumed: input_len, rejected: Some(rejection), upgraded: false }
 }
 

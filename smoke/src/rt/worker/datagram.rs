@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use super::{EventLoop, Service, guarded};
 use crate::rt::conn::CloseReason;
 use crate::rt::core::Core;
 use crate::rt::peer::{Peer, PeerState};
-use crate::rt::time::{IdleSweep, Stamp};
+use crate::rt::time::Stamp;
 use crate::rt::token::{ConnId, Kind, Token};
 use crate::rt::wheel::{EntryId, Timer};
 use crate::stats::bump;
@@ -27,18 +28,29 @@ pub(super) struct Datagrams<P> {
     /// Taken while a batch is handled (its datagrams borrow it).
     batch: Option<RecvBatch>,
     pub(super) peers: Peers<P>,
-    pub(super) sweep: Option<IdleSweep>,
     /// Peers to close after the calls that asked for it (or panicked).
     pub(super) closing: Vec<(Token, CloseReason)>,
     /// The packet ring feeding these sessions instead of the sockets (`pfring`).
     pub(super) ring: Option<PacketRing>,
+    /// The ring's interface's addresses: where a datagram for a socket bound to the
+    /// unspecified address may be going.
+    ring_addresses: Vec<IpAddr>,
 }
 
 pub(super) struct Endpoint {
     pub(super) socket: UdpSocket,
     pub(super) queue: SendQueue,
-    /// The local port: where a datagram from the packet ring was going.
-    port: u16,
+    /// The socket's address: where a datagram from the packet ring must be going to be its.
+    local: SocketAddr,
+}
+
+impl Endpoint {
+    /// True when a datagram to `to` would have reached this socket (bound to `local`), given
+    /// the addresses of the ring's interface.
+    fn receives(&self, to: SocketAddr, interface: &[IpAddr]) -> bool {
+        to.port() == self.local.port()
+            && if self.local.ip().is_unspecified() { interface.contains(&to.ip()) } else { self.local.ip() == to.ip() }
+    }
 }
 
 /// A worker's peers, in slots: a peer's token is its slot and generation, and its address finds
@@ -56,7 +68,12 @@ pub(super) struct PeerEntry<P> {
     generation: u32,
     pub(super) endpoint: usize,
     last_active: Stamp,
+    /// It has sent more than its first datagram (see `udp_new_peer_timeout`).
+    seen_twice: bool,
     timer: Timer,
+    /// The runtime's own timer: when to look at whether the peer has been silent too long.
+    /// It is not moved by every datagram; when it fires early it is set again for the rest.
+    expiry: Option<EntryId>,
 }
 
 impl<P> Peers<P> {
@@ -109,7 +126,7 @@ impl<P> PeerEntry<P> {
 }
 
 impl<P> Datagrams<P> {
-    pub(super) fn new(sockets: Vec<UdpSocket>, ring: Option<PacketRing>, core: &Core) -> Datagrams<P> {
+    pub(super) fn new(sockets: Vec<UdpSocket>, mut ring: Option<PacketRing>, core: &Core) -> Datagrams<P> {
         let max_datagram = core.limits.max_datagram;
         let batch = (!sockets.is_empty()).then(|| {
             let slots = ((1 << 20) / max_datagram).clamp(1, UDP_SLOTS);
@@ -118,19 +135,27 @@ impl<P> Datagrams<P> {
         let endpoints = sockets
             .into_iter()
             .map(|socket| {
-                let port = socket.local_addr().map_or(0, |a| a.port());
-                Endpoint { socket, queue: SendQueue::default(), port }
+                let local = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                Endpoint { socket, queue: SendQueue::default(), local }
             })
             .collect();
+        let ring_addresses = ring.as_mut().map(|ring| std::mem::take(&mut ring.addresses)).unwrap_or_default();
         Datagrams {
             endpoints,
             batch,
             peers: Peers { slots: Vec::new(), free: Vec::new(), by_addr: HashMap::new() },
-            sweep: IdleSweep::new(core.limits.udp_idle_timeout),
             closing: Vec::new(),
             ring,
+            ring_addresses,
         }
     }
+}
+
+/// How long a peer may stay silent: `udp_idle_timeout`, or `udp_new_peer_timeout` (when
+/// shorter) before it has sent a second datagram; `None` when peers never expire.
+fn peer_timeout(core: &Core, seen_twice: bool) -> Option<Duration> {
+    let idle = core.limits.udp_idle_timeout?;
+    Some(if seen_twice { idle } else { idle.min(core.limits.udp_new_peer_timeout) })
 }
 
 /// Applies what a peer's handler asked for: a close (after the call), a timer.
@@ -208,23 +233,39 @@ impl<S: Service> EventLoop<S> {
     }
 
     /// Hands the packet ring's filled blocks to the sessions, as datagrams to the UDP endpoint
-    /// of their destination port.
+    /// they were going to. What a socket would not have received is dropped and counted: a
+    /// frame for another host, another address or port, or with a bad checksum.
     pub(super) fn read_ring(&mut self) {
         let Some(mut ring) = self.datagrams.ring.take() else { return };
+        let addresses = std::mem::take(&mut self.datagrams.ring_addresses);
         let mut captured = 0;
         let service = &*self.service.clone();
         ring.drain(|frame| {
-            let Some(datagram) = service.ring_datagram(frame) else { return };
+            let counters = self.core.counters();
+            if frame.cut {
+                // Longer than the filter's snap length: a datagram above max_datagram.
+                bump(&counters.datagrams_truncated, 1);
+                return;
+            }
+            let datagram = match frame.to_this_host {
+                true => service.ring_datagram(frame.bytes, !frame.checksum_trusted),
+                false => None,
+            };
             let endpoints = &self.datagrams.endpoints;
-            let Some(endpoint) = endpoints.iter().position(|e| e.port == datagram.to_port) else { return };
+            let endpoint = datagram.and_then(|d| endpoints.iter().position(|e| e.receives(d.to, &addresses)));
+            let (Some(datagram), Some(endpoint)) = (datagram, endpoint) else {
+                bump(&counters.ring_dropped, 1);
+                return;
+            };
             if datagram.payload.len() > self.core.limits.max_datagram {
-                bump(&self.core.counters().datagrams_truncated, 1);
+                bump(&counters.datagrams_truncated, 1);
                 return;
             }
             captured += 1;
             self.datagram(endpoint, datagram.from, datagram.payload);
         });
         self.datagrams.ring = Some(ring);
+        self.datagrams.ring_addresses = addresses;
         if captured > 0 {
             self.flush_udp();
             self.settle_peers();
@@ -233,18 +274,19 @@ impl<S: Service> EventLoop<S> {
 
     /// One datagram to its peer's session, created on the first.
     fn datagram(&mut self, endpoint: usize, addr: SocketAddr, packet: &[u8]) {
-        bump(&self.core.counters().datagrams_in, 1);
-        let slot = match self.datagrams.peers.by_addr.get(&addr) {
-            Some(&slot) => slot,
+        let (slot, known) = match self.datagrams.peers.by_addr.get(&addr) {
+            Some(&slot) => (slot, true),
             None => match self.new_peer(endpoint, addr) {
-                Some(slot) => slot,
+                Some(slot) => (slot, false),
                 None => return,
             },
         };
+        bump(&self.core.counters().datagrams_in, 1);
         let Datagrams { endpoints, peers, closing, .. } = &mut self.datagrams;
         let Some(entry) = peers.slots[slot].as_mut() else { return };
         let token = entry.token(slot);
         entry.last_active = self.core.clock.stamp();
+        entry.seen_twice |= known;
         let service = &*self.service;
         let handler = |session: &mut S::Peer, peer: &mut Peer<'_>| service.on_datagram(session, peer, packet);
         match call_peer(&self.core, endpoints, entry, PeerState::default(), "on_datagram", handler) {
@@ -261,6 +303,11 @@ impl<S: Service> EventLoop<S> {
     /// The session of a new address; `None` when the service builds none (or its constructor
     /// panicked or closed it), and the datagram is dropped.
     fn new_peer(&mut self, endpoint: usize, addr: SocketAddr) -> Option<usize> {
+        if !self.core.workers.peers.admit() {
+            // Spoofed sources cost nothing beyond this count once the table is full.
+            bump(&self.core.counters().peers_refused, 1);
+            return None;
+        }
         let (id, generation) = self.core.next_session();
         let mut state = PeerState::default();
         let queue = &mut self.datagrams.endpoints[endpoint].queue;
@@ -270,6 +317,7 @@ impl<S: Service> EventLoop<S> {
             guarded(self.core.counters(), id, "new peer session", || service.open_peer(&mut peer))
         else {
             log::debug!("worker {}: no session for {addr}; datagram dropped", self.core.index);
+            self.core.workers.peers.release();
             return None;
         };
         bump(&self.core.counters().accepted, 1);
@@ -280,11 +328,16 @@ impl<S: Service> EventLoop<S> {
             generation,
             endpoint,
             last_active: self.core.clock.stamp(),
+            seen_twice: false,
             timer: Timer::default(),
+            expiry: None,
         };
         let closed_at_once = state.close;
         let (slot, entry) = self.datagrams.peers.insert(entry);
         let token = entry.token(slot);
+        if let Some(timeout) = peer_timeout(&self.core, false) {
+            self.core.timers.arm(&mut entry.expiry, token, self.core.clock.deadline(timeout));
+        }
         apply_peer_requests(&mut self.core, &mut self.datagrams.closing, entry, token, state);
         if closed_at_once {
             // Closed by its constructor: the datagram is not delivered.
@@ -318,14 +371,29 @@ impl<S: Service> EventLoop<S> {
             });
         }
         self.core.timers.disarm(&mut entry.timer);
+        self.core.timers.disarm_entry(&mut entry.expiry);
+        self.core.workers.peers.release();
         let id = entry.id;
         guarded(self.core.counters(), id, "drop", move || drop(entry));
     }
 
-    /// The wheel fired `entry`, the timer of the peer `token` names.
+    /// The wheel fired `entry`: the timer of the peer `token` names, or its expiry.
     pub(super) fn peer_timer(&mut self, token: Token, fired: EntryId) {
         let Datagrams { endpoints, peers, closing, .. } = &mut self.datagrams;
         let Some(entry) = peers.get_mut(token) else { return };
+        if entry.expiry == Some(fired) {
+            entry.expiry = None;
+            let timeout = peer_timeout(&self.core, entry.seen_twice)
+                .map_or(u32::MAX, |t| t.as_millis().min(u128::from(u32::MAX)) as u32);
+            let silent = entry.last_active.idle_for(self.core.clock.stamp());
+            if silent >= timeout {
+                closing.push((token, CloseReason::Timeout));
+            } else {
+                let rest = Duration::from_millis(u64::from(timeout - silent));
+                self.core.timers.arm(&mut entry.expiry, token, self.core.clock.deadline(rest));
+            }
+            return;
+        }
         if !entry.timer.fired(fired) {
             return;
         }
@@ -335,15 +403,6 @@ impl<S: Service> EventLoop<S> {
             Some(state) => apply_peer_requests(&mut self.core, closing, entry, token, state),
             None => closing.push((token, CloseReason::HandlerPanicked)),
         }
-    }
-
-    /// Closes the peers silent for `udp_idle_timeout`, when the sweep is due.
-    pub(super) fn sweep_peers(&mut self) {
-        let Some(idle) = self.datagrams.sweep.as_mut().and_then(|s| s.due(&self.core.clock)) else { return };
-        let Datagrams { peers, closing, .. } = &mut self.datagrams;
-        closing.extend(
-            peers.iter_mut().filter(|(_, e)| idle(e.last_active)).map(|(token, _)| (token, CloseReason::Timeout)),
-        );
     }
 
     /// Sends what handlers queued for UDP peers, one `sendmmsg` per batch of datagrams.

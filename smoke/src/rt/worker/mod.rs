@@ -10,6 +10,7 @@
 
 mod accept;
 mod datagram;
+mod linger;
 mod stream;
 mod tick;
 
@@ -91,20 +92,20 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
     fn on_tick(&self, tick: &mut Tick<'_, Self::Stream, Self::Peer>);
 
     /// The UDP datagram in a frame the packet ring captured (`pfring`), as a socket would have
-    /// delivered it; `None` skips the frame. Link-layer framing is a protocol's business, so the
-    /// runtime asks rather than parses.
-    fn ring_datagram<'f>(&self, frame: &'f [u8]) -> Option<RingDatagram<'f>> {
-        let _ = frame;
+    /// delivered it; `verify`: the kernel did not vouch for its checksum, so check it. `None`
+    /// drops the frame (counted). Link-layer framing is a protocol's business, so the runtime
+    /// asks rather than parses.
+    fn ring_datagram<'f>(&self, frame: &'f [u8], verify: bool) -> Option<RingDatagram<'f>> {
+        let _ = (frame, verify);
         None
     }
 }
 
-/// A datagram found in a captured frame: its sender, the local port it was sent to, and its
-/// payload.
+/// A datagram found in a captured frame: its sender, where it was going, and its payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RingDatagram<'f> {
     pub(crate) from: std::net::SocketAddr,
-    pub(crate) to_port: u16,
+    pub(crate) to: std::net::SocketAddr,
     pub(crate) payload: &'f [u8],
 }
 
@@ -232,7 +233,6 @@ impl<S: Service> EventLoop<S> {
             self.core.timers.next_deadline(),
             self.listeners.paused_until,
             self.idle_sweep.as_ref().map(IdleSweep::next_deadline),
-            self.datagrams.sweep.as_ref().map(IdleSweep::next_deadline),
             self.drain_deadline,
         ];
         // Runs every loop turn: a fold the compiler unrolls, one conversion at the end.
@@ -259,10 +259,14 @@ impl<S: Service> EventLoop<S> {
             match token.kind() {
                 Kind::Connection => {
                     let current = self.connections.get_mut(token.index() as RawFd);
-                    if let Some(connection) = current.filter(|c| c.generation == token.generation())
-                        && connection.state.timer.fired(fired)
-                    {
+                    let Some(connection) = current.filter(|c| c.generation == token.generation()) else {
+                        continue;
+                    };
+                    if connection.state.timer.fired(fired) {
                         self.wake(token, Wake::Timer);
+                    } else if connection.watch == Some(fired) {
+                        connection.watch = None;
+                        self.wake(token, Wake::Watch);
                     }
                 }
                 Kind::Peer => self.peer_timer(token, fired),
@@ -278,8 +282,6 @@ impl<S: Service> EventLoop<S> {
                 self.close(fd, CloseReason::Timeout);
             }
         }
-        self.sweep_peers();
-        self.settle_peers();
     }
 
     fn begin_shutdown(&mut self) {

@@ -13,7 +13,8 @@ use crate::rt::core::{Core, SCRATCH_SIZE};
 use crate::rt::pubsub;
 use crate::rt::time::Stamp;
 use crate::rt::token::{ConnId, Kind, Token};
-use crate::stats::bump;
+use crate::rt::wheel::{EntryId, TimerRequest};
+use crate::stats::{bump, lower};
 use crate::sys::{Interest, Stream};
 
 /// Kept input grows once less than this is free behind it, so a recv is never tiny.
@@ -27,8 +28,11 @@ pub(super) struct Connection<St> {
     pub(super) generation: u32,
     /// When its peer last sent something (or it was accepted): `idle_timeout` counts from here.
     pub(super) last_active: Stamp,
+    /// The runtime's own timer (the session's is in `state`): `send_timeout` while output
+    /// waits for the peer, the quiet limit while lingering.
+    pub(super) watch: Option<EntryId>,
     /// Unconsumed input; unallocated while there is none.
-    input: Vec<u8>,
+    pub(super) input: Vec<u8>,
     pub(super) state: ConnState,
 }
 
@@ -46,11 +50,13 @@ pub(super) enum Wake {
     Delivered,
     /// The server is stopping: the connection closes once its output is flushed.
     Shutdown,
+    /// The runtime's own timer fired (`watch`).
+    Watch,
 }
 
 impl<S: Service> EventLoop<S> {
-    /// Takes an accepted connection on listener `listener`: registers it, builds its session
-    /// and runs `on_connect`.
+    /// Takes an accepted connection on listener `listener` (its place under `max_connections`
+    /// already taken): registers it, builds its session and runs `on_connect`.
     pub(super) fn open(&mut self, stream: Stream, listener: usize, client_speaks_first: bool) {
         let fd = stream.as_raw_fd();
         if let Err(e) = stream.set_nodelay() {
@@ -60,6 +66,7 @@ impl<S: Service> EventLoop<S> {
         let token = Token::new(Kind::Connection, fd as usize, generation);
         if let Err(e) = self.core.epoll.add(fd, token.to_epoll(), Interest::READABLE) {
             log::warn!("worker {}: cannot register accepted connection: {e}", self.core.index);
+            self.core.workers.connections.release();
             return;
         }
         let mut state = ConnState::default();
@@ -80,6 +87,7 @@ impl<S: Service> EventLoop<S> {
             let _ = stream.set_reset_on_close();
             bump(&self.core.own.counters.closed, 1);
             bump(&self.core.own.counters.errors, 1);
+            self.core.workers.connections.release();
             return;
         };
         let connection = Connection {
@@ -88,11 +96,13 @@ impl<S: Service> EventLoop<S> {
             id,
             generation,
             last_active: self.core.clock.stamp(),
+            watch: None,
             input: Vec::new(),
             state,
         };
         if self.connections.insert(fd, connection).is_some() {
             log::error!("worker {}: fd {fd} was still in the session table; dropped the stale entry", self.core.index);
+            self.core.workers.connections.release();
         }
         self.wake(token, Wake::Connected);
     }
@@ -109,10 +119,25 @@ impl<S: Service> EventLoop<S> {
         }
     }
 
-    /// Ends a connection: its session's `on_close` (unless it panicked), its subscriptions,
-    /// its buffers, and the socket.
+    /// Ends a connection: its session (see [`end_session`](Self::end_session)), then the
+    /// socket, at once or after lingering (see `linger.rs`) when the peer may still be sending.
     pub(super) fn close(&mut self, fd: RawFd, reason: CloseReason) {
-        let Some(mut connection) = self.connections.remove(fd) else { return };
+        let Some(connection) = self.connections.get_mut(fd) else { return };
+        if !connection.state.flags.has(Flags::LINGERING) {
+            let linger = reason == CloseReason::Closed && connection.may_reset_peer();
+            self.end_session(fd, reason);
+            let Some(connection) = self.connections.get_mut(fd) else { return };
+            if linger && connection.begin_linger(&mut self.core) {
+                return;
+            }
+        }
+        self.release_socket(fd);
+    }
+
+    /// A connection's session ends: its `on_close` (unless it panicked), its subscriptions, its
+    /// timer and buffers, its place in the counters. The socket stays open for the caller.
+    fn end_session(&mut self, fd: RawFd, reason: CloseReason) {
+        let Some(connection) = self.connections.get_mut(fd) else { return };
         // Input may still be queued (we stopped reading at close()): see discard_unread_input.
         let unread = connection.state.flags.has(Flags::READ_READY | Flags::READ_TO_EAGAIN);
         if matches!(reason, CloseReason::Aborted | CloseReason::HandlerPanicked)
@@ -120,7 +145,7 @@ impl<S: Service> EventLoop<S> {
         {
             log::debug!("SO_LINGER on fd {fd}: {e}");
         }
-        let Connection { session, stream, id, state, input, .. } = &mut connection;
+        let Connection { session, stream, id, state, input, .. } = connection;
         if !state.flags.has(Flags::PANICKED) {
             let service = &*self.service;
             let mut conn = self.core.conn(stream, state, *id);
@@ -128,15 +153,18 @@ impl<S: Service> EventLoop<S> {
         }
         if state.flags.has(Flags::SUBSCRIBED) {
             // Its subscriptions end with it, whatever its session did (or failed to do) on close.
-            pubsub::unsubscribe_all(fd, *id);
+            let ended = pubsub::unsubscribe_all(fd, *id);
+            lower(&self.core.own.counters.subscriptions, ended as u64);
+            state.flags.clear(Flags::SUBSCRIBED);
         }
         // Its timer goes with it (a request made in on_close is not applied).
         self.core.timers.disarm(&mut state.timer);
+        state.timer.request = TimerRequest::Unchanged;
         let counters = &self.core.own.counters;
         state.out.discard(&mut self.core.pool, counters);
         self.core.pool.give(input, counters);
-        if unread && matches!(reason, CloseReason::Closed | CloseReason::Shutdown | CloseReason::Timeout) {
-            discard_unread_input(&connection.stream, &mut self.core.scratch);
+        if unread && matches!(reason, CloseReason::Shutdown | CloseReason::Timeout) {
+            discard_unread_input(stream, &mut self.core.scratch);
         }
         // Count before the socket closes, so a peer that sees the close and asks again (the
         // stats page) finds it counted.
@@ -144,9 +172,22 @@ impl<S: Service> EventLoop<S> {
         if reason.is_error() {
             bump(&counters.errors, 1);
         }
+        if matches!(reason, CloseReason::Timeout | CloseReason::SendTimeout) {
+            bump(&counters.timeouts, 1);
+        }
+    }
+
+    /// Closes a connection's socket, its session already ended, and frees its place.
+    fn release_socket(&mut self, fd: RawFd) {
+        let Some(mut connection) = self.connections.remove(fd) else { return };
+        if connection.state.flags.has(Flags::LINGERING) {
+            lower(&self.core.counters().lingering, 1);
+        }
+        self.core.timers.disarm(&mut connection.state.timer);
+        self.core.timers.disarm_entry(&mut connection.watch);
         let Connection { session, stream, id, .. } = connection;
         // The session's own Drop is user code too: a panic there must not take the worker down.
-        guarded(counters, id, "drop", move || drop(session));
+        guarded(self.core.counters(), id, "drop", move || drop(session));
         drop(stream);
         self.connection_closed();
     }
@@ -195,6 +236,9 @@ impl<St> Connection<St> {
         token: Token,
         why: Wake,
     ) -> Option<CloseReason> {
+        if self.state.flags.has(Flags::LINGERING) {
+            return self.linger(core, token, why);
+        }
         let flags = &mut self.state.flags;
         match why {
             Wake::Connected => self.call(core, service, "on_connect", S::on_connect),
@@ -209,6 +253,12 @@ impl<St> Connection<St> {
             Wake::Timer => self.call(core, service, "on_timer", S::on_timer),
             Wake::Delivered => flags.clear(Flags::DELIVERED),
             Wake::Shutdown => self.call(core, service, "on_shutdown", S::on_shutdown),
+            Wake::Watch if self.state.flags.has(Flags::WRITE_ARMED) => {
+                // Armed when output began to wait, moved on by every send that made progress:
+                // the peer has taken nothing for `send_timeout`.
+                return Some(CloseReason::SendTimeout);
+            }
+            Wake::Watch => {}
         }
         if self.state.flags.has(Flags::REDELIVER) && self.can_read(&core.limits) {
             // The session stopped at our own backlog with input in hand; the backlog has
@@ -335,21 +385,10 @@ impl<St> Connection<St> {
         if self.state.flags.has(Flags::ABORT) {
             return Some(CloseReason::Aborted);
         }
-        let fd = self.stream.as_raw_fd();
-        let mut drained = false;
-        if self.state.out.pending() > 0 {
-            if let Err(reason) = self.send(core) {
-                return Some(reason);
-            }
-            if self.state.out.pending() == 0 && self.state.flags.has(Flags::WRITE_ARMED) {
-                // The backlog is gone: stop EPOLLOUT and let the session stream more.
-                if let Err(e) = core.epoll.modify(fd, token.to_epoll(), Interest::READABLE) {
-                    return Some(CloseReason::from_io(&e));
-                }
-                self.state.flags.clear(Flags::WRITE_ARMED);
-                drained = true;
-            }
-        }
+        let drained = match self.flush(core, token) {
+            Ok(drained) => drained,
+            Err(reason) => return Some(reason),
+        };
         let asked = self.state.out.pending() == 0 && self.state.flags.has(Flags::WANT_WRITE);
         if (drained || asked) && !self.state.flags.has(Flags::CLOSE) {
             self.state.flags.clear(Flags::WANT_WRITE);
@@ -369,10 +408,11 @@ impl<St> Connection<St> {
             }
         }
         if self.state.out.pending() > 0 && !self.state.flags.has(Flags::WRITE_ARMED) {
-            if let Err(e) = core.epoll.modify(fd, token.to_epoll(), Interest::READ_WRITE) {
+            if let Err(e) = core.epoll.modify(self.stream.as_raw_fd(), token.to_epoll(), Interest::READ_WRITE) {
                 return Some(CloseReason::from_io(&e));
             }
             self.state.flags.set(Flags::WRITE_ARMED);
+            self.watch_output(core, token);
         }
         if self.state.out.pending() == 0 {
             if self.state.flags.has(Flags::CLOSE) {
@@ -402,6 +442,37 @@ impl<St> Connection<St> {
             core.retry.push(token);
         }
         None
+    }
+
+    /// Sends what is pending; true when that ended a wait for the peer (EPOLLOUT is disarmed,
+    /// and the session may stream more).
+    #[inline]
+    fn flush(&mut self, core: &mut Core, token: Token) -> Result<bool, CloseReason> {
+        let before = self.state.out.pending();
+        if before == 0 {
+            return Ok(false);
+        }
+        self.send(core)?;
+        if !self.state.flags.has(Flags::WRITE_ARMED) || self.state.out.pending() == before {
+            return Ok(false);
+        }
+        if self.state.out.pending() > 0 {
+            // The peer is reading: its send timeout starts again.
+            self.watch_output(core, token);
+            return Ok(false);
+        }
+        let fd = self.stream.as_raw_fd();
+        core.epoll.modify(fd, token.to_epoll(), Interest::READABLE).map_err(|e| CloseReason::from_io(&e))?;
+        self.state.flags.clear(Flags::WRITE_ARMED);
+        Ok(true)
+    }
+
+    /// Output waits for the peer: it has `send_timeout` to take some (the timer is left armed
+    /// when the wait ends, and a stale firing finds nothing waiting).
+    fn watch_output(&mut self, core: &mut Core, token: Token) {
+        if let Some(timeout) = core.limits.send_timeout {
+            core.timers.arm(&mut self.watch, token, core.clock.deadline(timeout));
+        }
     }
 
     /// One send of the pending output.
