@@ -1,6 +1,6 @@
 //! The face's [`Config`]: what a server listens on and the limits it runs with, built with
 //! chained setters and composed of the runtime's, HTTP's and WebSocket's own settings, with the
-//! `SMOKE_*` environment overrides. One setter per knob; the parts are readable, not writable.
+//! environment overrides in `env.rs`. One setter per knob; the parts are readable, not writable.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,7 +14,6 @@ pub use crate::rt::config::{
     DEFAULT_MAX_WRITE_BUFFER, DEFAULT_READ_BUDGET, DEFAULT_SEND_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_UDP_IDLE_TIMEOUT, DEFAULT_UDP_NEW_PEER_TIMEOUT, FD_RESERVE, RuntimeConfig,
 };
-use crate::rt::error::Error;
 use crate::rt::spawn::ListenerSpec;
 
 /// A server's configuration: listeners, worker threads and limits. Built with chained setters;
@@ -38,10 +37,10 @@ use crate::rt::spawn::ListenerSpec;
 /// [`ws_config`]: Config::ws_config
 #[derive(Clone, Debug, Default)]
 pub struct Config {
-    listeners: Vec<(Protocol, Listen)>,
-    runtime: RuntimeConfig,
-    http: Limits,
-    ws: WsConfig,
+    pub(crate) listeners: Vec<(Protocol, Listen)>,
+    pub(crate) runtime: RuntimeConfig,
+    pub(crate) http: Limits,
+    pub(crate) ws: WsConfig,
 }
 
 impl Config {
@@ -293,74 +292,6 @@ impl Config {
         self
     }
 
-    /// Applies the documented environment overrides, so a deployment (or a test) can move a
-    /// compiled server without rebuilding it:
-    ///
-    /// | variable | value | effect |
-    /// |---|---|---|
-    /// | `SMOKE_TCP` | port or host:port, comma-separated | replaces every TCP listener |
-    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
-    /// | `SMOKE_PFRING` | a network interface name | takes UDP input from the packet ring on it ([`Config::pfring`]; needs a udp listener) |
-    /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
-    /// | `SMOKE_BIND` | an IP address | address for bare ports |
-    ///
-    /// A malformed value is a configuration [`Error`] naming the variable and the value.
-    pub fn apply_env(self) -> Result<Config, Error> {
-        self.apply_overrides(|name| std::env::var(name).ok())
-    }
-
-    /// [`apply_env`](Config::apply_env) over any lookup (used by tests without touching the
-    /// process environment).
-    pub fn apply_overrides(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
-        let bad = |name: &str, value: &str, why: String| Error::config(format!("{name}={value:?}: {why}"));
-        if let Some(value) = lookup("SMOKE_BIND") {
-            self.runtime.bind =
-                value.trim().parse().map_err(|_| bad("SMOKE_BIND", &value, "expected an IP address".into()))?;
-        }
-        if let Some(value) = lookup("SMOKE_THREADS") {
-            self.runtime.threads = match value.trim() {
-                "auto" => 0,
-                n => match n.parse::<usize>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => {
-                        return Err(bad("SMOKE_THREADS", &value, "expected `auto` or a number >= 1".into()));
-                    }
-                },
-            };
-        }
-        if let Some(value) = lookup("SMOKE_PFRING") {
-            // Sets or moves the ring: the same binary can take its UDP input from a ring in
-            // one deployment and from its sockets in another.
-            if !self.listeners.iter().any(|(p, _)| *p == Protocol::Udp) {
-                return Err(bad(
-                    "SMOKE_PFRING",
-                    &value,
-                    "the packet ring feeds udp listeners; this server has none".into(),
-                ));
-            }
-            let interface = value.trim();
-            if let Err(why) = smoke_rules::check_interface_name(interface) {
-                return Err(bad("SMOKE_PFRING", &value, format!("expected a network interface name ({why})")));
-            }
-            self.runtime.pfring = Some(interface.to_owned());
-        }
-        for protocol in Protocol::ALL {
-            let name = protocol.name();
-            let variable = format!("SMOKE_{}", name.to_ascii_uppercase());
-            let Some(value) = lookup(&variable) else { continue };
-            if !self.listeners.iter().any(|(declared, _)| *declared == protocol) {
-                return Err(bad(&variable, &value, format!("this server has no {name} listener to move")));
-            }
-            let mut parsed = Vec::new();
-            for part in value.split(',') {
-                parsed.push(Listen::parse(part).map_err(|why| bad(&variable, &value, why.to_string()))?);
-            }
-            self.listeners.retain(|(p, _)| *p != protocol);
-            self.listeners.extend(parsed.into_iter().map(|listen| (protocol, listen)));
-        }
-        Ok(self)
-    }
-
     /// The listeners, in the order they were added.
     pub fn listeners(&self) -> &[(Protocol, Listen)] {
         &self.listeners
@@ -419,46 +350,5 @@ impl Config {
     pub(crate) fn into_parts(self) -> (RuntimeConfig, Limits, WsConfig, Vec<Protocol>) {
         let protocols = self.listeners.iter().map(|(p, _)| *p).collect();
         (self.runtime, self.http, self.ws, protocols)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn environment_overrides_replace_listeners_and_threads() {
-        let env = |name: &str| match name {
-            "SMOKE_TCP" => Some("127.0.0.1:0,7000".to_string()),
-            "SMOKE_THREADS" => Some("3".to_string()),
-            "SMOKE_BIND" => Some("::1".to_string()),
-            _ => None,
-        };
-        let config = Config::new().tcp(9090).threads(1).apply_overrides(env).unwrap();
-        assert_eq!(
-            config.listeners(),
-            [(Protocol::Tcp, Listen::Addr("127.0.0.1:0".into())), (Protocol::Tcp, Listen::Port(7000))]
-        );
-        assert_eq!(config.worker_threads(), 3);
-        assert_eq!(config.runtime().bind, "::1".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn malformed_overrides_name_the_variable_and_value() {
-        let only = |key: &'static str, value: &'static str| move |name: &str| (name == key).then(|| value.to_string());
-        let err = Config::new().apply_overrides(only("SMOKE_THREADS", "zero")).unwrap_err();
-        assert_eq!(err.to_string(), "SMOKE_THREADS=\"zero\": expected `auto` or a number >= 1");
-        let err = Config::new().tcp(1).apply_overrides(only("SMOKE_TCP", "99999")).unwrap_err();
-        assert_eq!(err.to_string(), "SMOKE_TCP=\"99999\": port 99999 is out of range (0..=65535)");
-        let err = Config::new().tcp(1).apply_overrides(only("SMOKE_HTTP", "8080")).unwrap_err();
-        assert_eq!(err.to_string(), "SMOKE_HTTP=\"8080\": this server has no http listener to move");
-        let err = Config::new().apply_overrides(only("SMOKE_TCP", "8080")).unwrap_err();
-        assert_eq!(err.to_string(), "SMOKE_TCP=\"8080\": this server has no tcp listener to move");
-        let err = Config::new().apply_overrides(only("SMOKE_BIND", "nowhere")).unwrap_err();
-        assert_eq!(err.to_string(), "SMOKE_BIND=\"nowhere\": expected an IP address");
-        assert_eq!(
-            Config::new().threads(4).apply_overrides(only("SMOKE_THREADS", "auto")).unwrap().runtime().threads,
-            0
-        );
     }
 }

@@ -39,6 +39,7 @@
 
 pub mod config;
 mod driver;
+mod env;
 mod handle;
 mod proto;
 mod rt;

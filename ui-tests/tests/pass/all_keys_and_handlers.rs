@@ -14,7 +14,10 @@ struct Everything {
     fd_cache = 1024,
     max_connections = 5000,
     idle_timeout_ms = 30000,
+    send_timeout_ms = 20000,
     max_write_buffer = 65536,
+    max_read_buffer = 131072,
+    shutdown_timeout_ms = 2000,
 )]
 impl Everything {
     #[on_connect]
@@ -47,9 +50,12 @@ fn main() {
     assert_eq!(config.runtime().bind, "::".parse::<std::net::IpAddr>().unwrap());
     assert_eq!(config.runtime().threads, 3);
     assert_eq!(config.runtime().fd_cache, 1024);
-    assert_eq!(config.runtime().max_connections, 5000);
+    assert_eq!(config.runtime().max_connections, Some(5000));
     assert_eq!(config.runtime().idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(config.runtime().send_timeout, Some(Duration::from_secs(20)));
     assert_eq!(config.runtime().max_write_buffer, 65536);
+    assert_eq!(config.runtime().max_read_buffer, 131072);
+    assert_eq!(config.runtime().shutdown_timeout, Duration::from_secs(2));
     assert_eq!(Everything::default().reads(), 0);
     // The entry points exist with the documented types.
     let _: fn() -> Result<(), smoke::Error> = Everything::serve;

@@ -12,6 +12,8 @@ struct Api;
     max_headers = 32,
     max_body = 65536,
     header_timeout_ms = 2500,
+    keep_alive_timeout_ms = 75000,
+    body_timeout_ms = 20000,
     idle_timeout_ms = 5000,
 )]
 impl Api {
@@ -58,5 +60,7 @@ fn main() {
     assert_eq!(config.http_limits().max_headers, 32);
     assert_eq!(config.http_limits().max_body, 65536);
     assert_eq!(config.http_limits().header_timeout, std::time::Duration::from_millis(2500));
+    assert_eq!(config.http_limits().keep_alive_timeout, std::time::Duration::from_secs(75));
+    assert_eq!(config.http_limits().body_timeout, std::time::Duration::from_secs(20));
     assert_eq!(config.runtime().idle_timeout, Some(std::time::Duration::from_secs(5)));
 }

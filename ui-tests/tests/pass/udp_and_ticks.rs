@@ -6,7 +6,15 @@ struct Player {
     x: i32,
 }
 
-#[smoke::server(udp = 9092, tcp = 9093, udp_idle_timeout_ms = 5000, max_datagram = 1200, pfring = "eth0")]
+#[smoke::server(
+    udp = 9092,
+    tcp = 9093,
+    udp_idle_timeout_ms = 5000,
+    udp_new_peer_timeout_ms = 1000,
+    max_peers = 4096,
+    max_datagram = 1200,
+    pfring = "eth0"
+)]
 impl Player {
     #[on_datagram]
     fn input(&mut self, peer: &mut Peer, packet: &[u8]) {
@@ -49,4 +57,6 @@ fn main() {
     assert_eq!(config.runtime().max_datagram, 1200);
     assert_eq!(config.runtime().pfring.as_deref(), Some("eth0"));
     assert_eq!(config.runtime().udp_idle_timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(config.runtime().udp_new_peer_timeout, std::time::Duration::from_secs(1));
+    assert_eq!(config.runtime().max_peers, 4096);
 }

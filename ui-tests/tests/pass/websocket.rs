@@ -14,7 +14,8 @@ struct Chat {
     max_message = 65536,
     max_backpressure = 131072,
     close_on_backpressure_limit = true,
-    ws_idle_timeout_ms = 30000
+    ws_idle_timeout_ms = 30000,
+    max_mailbox = 1048576
 )]
 impl Chat {
     #[on_request]
@@ -62,5 +63,6 @@ fn main() {
     assert_eq!((config.ws_config().max_message, config.ws_config().max_backpressure), (65536, 131072));
     assert!(config.ws_config().close_on_backpressure_limit);
     assert_eq!(config.ws_config().idle_timeout, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(config.runtime().max_mailbox, 1 << 20);
     assert_eq!(config.listeners().len(), 2);
 }
