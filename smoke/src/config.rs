@@ -256,9 +256,13 @@ impl Config {
         self
     }
 
-    /// Closes a connection whose output has waited this long without the peer taking any of it
+    /// Closes a connection whose output waits while the peer takes none of it
     /// ([`CloseReason::SendTimeout`]): a client that stops reading cannot pin its output
-    /// forever. `None` (or zero) waits. Default [`DEFAULT_SEND_TIMEOUT`].
+    /// forever. Progress is what the peer acknowledges (TCP's count), not what our socket
+    /// buffer takes; it is looked at every half timeout, and two looks in a row without any
+    /// close the connection: between one and one and a half timeouts after the peer stopped.
+    /// A peer that takes a byte per half timeout stays. `None` (or zero) waits. Default
+    /// [`DEFAULT_SEND_TIMEOUT`].
     ///
     /// [`CloseReason::SendTimeout`]: crate::CloseReason::SendTimeout
     pub fn send_timeout(mut self, timeout: Option<Duration>) -> Config {

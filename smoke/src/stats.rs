@@ -12,7 +12,7 @@ macro_rules! counters {
         ///
         /// Counters only grow, except the gauges `buffers_held` (the input/output buffers lent to
         /// connections right now: zero when every connection is idle, because an idle connection
-        /// holds no heap buffer), `lingering` and `subscriptions`, which say what is held now.
+        /// holds no heap buffer), `lingering`, `peers`, `subscriptions` and `timers`, which say what is held now.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct Stats {
             $($(#[doc = $doc])+ pub $name: u64,)+
@@ -74,8 +74,13 @@ counters! {
     /// Sockets lingering right now: their session closed while the peer may still have been
     /// sending, so they read and drop its input for a while rather than reset it.
     lingering,
+    /// UDP peer sessions open right now (`current()` counts them too, with the connections).
+    peers,
     /// Topic subscriptions held right now, on all workers.
     subscriptions,
+    /// Timers armed right now, on all workers: the sessions' own and the runtime's (send
+    /// timeouts, lingering, UDP peer expiry). Re-arming one reuses its entry.
+    timers,
     /// WebSocket messages (sends and topic deliveries) dropped at `max_backpressure`.
     dropped,
     /// Topic publications a worker's mailbox refused at `max_mailbox` (each one for all of that

@@ -121,6 +121,9 @@ impl Flags {
     pub(crate) const LINGER: u32 = 1 << 15;
     /// The session has ended and the socket is lingering (see `worker/linger.rs`).
     pub(crate) const LINGERING: u32 = 1 << 16;
+    /// Output has waited through one look at the peer's progress with nothing taken (see
+    /// `Connection::check_send_progress`): nothing again at the next look, and it closes.
+    pub(crate) const SEND_STALLED: u32 = 1 << 17;
     /// Any of these means no more input goes to the handler (and none is kept for it).
     pub(crate) const INPUT_ENDED: u32 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 

@@ -100,7 +100,8 @@ mod tests {
         let mut core = Core::new(0, Epoll::new().unwrap(), workers, limits);
         core.sequence = u64::from(GENERATION_MASK) - 2;
         for _ in 0..6 {
-            let (_, generation) = core.next_session();
+            let (id, generation) = core.next_session();
+            assert_eq!(id.generation(), generation, "the id carries its generation");
             assert_eq!(Token::new(Kind::Connection, 9, generation).generation(), generation);
             assert_eq!(Token::new(Kind::Peer, 9, generation).generation(), generation);
         }

@@ -106,6 +106,13 @@ impl ConnId {
     pub fn as_u64(self) -> u64 {
         self.0
     }
+
+    /// The generation its session's tokens carry: its sequence within the worker, wrapped as
+    /// a token's generation is.
+    #[inline]
+    pub(crate) fn generation(self) -> u32 {
+        self.0 as u32 & GENERATION_MASK
+    }
 }
 
 impl fmt::Display for ConnId {

@@ -141,7 +141,6 @@ impl TimerWheel {
     }
 
     /// Timers armed now.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.armed
     }

@@ -14,7 +14,7 @@ use crate::rt::peer::{Peer, PeerState};
 use crate::rt::time::Stamp;
 use crate::rt::token::{ConnId, Kind, Token};
 use crate::rt::wheel::{EntryId, Timer};
-use crate::stats::bump;
+use crate::stats::{bump, lower};
 use crate::sys::{PacketRing, RecvBatch, SendQueue, UdpSocket};
 
 /// `recvmmsg` calls per UDP socket per wake-up before the rest of the worker gets a turn.
@@ -321,6 +321,7 @@ impl<S: Service> EventLoop<S> {
             return None;
         };
         bump(&self.core.counters().accepted, 1);
+        bump(&self.core.counters().peers, 1);
         let entry = PeerEntry {
             session,
             addr,
@@ -358,6 +359,7 @@ impl<S: Service> EventLoop<S> {
         let Some(mut entry) = self.datagrams.peers.remove(token) else { return };
         let counters = self.core.counters();
         bump(&counters.closed, 1);
+        lower(&counters.peers, 1);
         if reason.is_error() {
             bump(&counters.errors, 1);
         }

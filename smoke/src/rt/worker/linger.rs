@@ -40,7 +40,7 @@ impl<St> Connection<St> {
         }
         self.state.flags.set(Flags::LINGERING | Flags::WRITE_SHUT | Flags::READ_READY);
         bump(&core.counters().lingering, 1);
-        let token = Token::new(Kind::Connection, self.stream.as_raw_fd() as usize, self.generation);
+        let token = Token::new(Kind::Connection, self.stream.as_raw_fd() as usize, self.id.generation());
         self.state.timer.request = TimerRequest::after(LINGER_TIME);
         core.timers.apply(&mut self.state.timer, token, &core.clock);
         core.timers.arm(&mut self.watch, token, core.clock.deadline(LINGER_QUIET));

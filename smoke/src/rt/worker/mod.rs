@@ -207,6 +207,8 @@ impl<S: Service> EventLoop<S> {
                 }
             }
             self.run_timers();
+            // A gauge, published once a turn rather than on every arm and disarm.
+            self.core.own.counters.timers.store(self.core.timers.len() as u64, Ordering::Relaxed);
             self.deliver_mail();
             self.flush_udp();
             if self.drain_deadline.is_none() && self.core.workers.stopping.load(Ordering::Relaxed) {
@@ -259,7 +261,7 @@ impl<S: Service> EventLoop<S> {
             match token.kind() {
                 Kind::Connection => {
                     let current = self.connections.get_mut(token.index() as RawFd);
-                    let Some(connection) = current.filter(|c| c.generation == token.generation()) else {
+                    let Some(connection) = current.filter(|c| c.id.generation() == token.generation()) else {
                         continue;
                     };
                     if connection.state.timer.fired(fired) {
@@ -295,7 +297,7 @@ impl<S: Service> EventLoop<S> {
         }));
         for fd in std::mem::take(&mut self.closing) {
             if let Some(c) = self.connections.get_mut(fd) {
-                let token = Token::new(Kind::Connection, fd as usize, c.generation);
+                let token = Token::new(Kind::Connection, fd as usize, c.id.generation());
                 self.wake(token, Wake::Shutdown);
             }
         }
@@ -327,7 +329,7 @@ impl<S: Service> EventLoop<S> {
                 service.on_delivery(&mut c.session, &mut conn, frame);
                 if !c.state.flags.has(Flags::DELIVERED) {
                     c.state.flags.set(Flags::DELIVERED);
-                    self.delivered.push(Token::new(Kind::Connection, fd as usize, c.generation));
+                    self.delivered.push(Token::new(Kind::Connection, fd as usize, c.id.generation()));
                 }
             });
         }

@@ -25,11 +25,13 @@ pub(super) struct Connection<St> {
     pub(super) session: St,
     pub(super) stream: Stream,
     pub(super) id: ConnId,
-    pub(super) generation: u32,
+    /// The low 32 bits of the bytes the peer had acknowledged at the last look, while output
+    /// waits for it (see `check_send_progress`).
+    acked_mark: u32,
     /// When its peer last sent something (or it was accepted): `idle_timeout` counts from here.
     pub(super) last_active: Stamp,
-    /// The runtime's own timer (the session's is in `state`): `send_timeout` while output
-    /// waits for the peer, the quiet limit while lingering.
+    /// The runtime's own timer (the session's is in `state`): the looks at the peer's progress
+    /// while output waits for it, the quiet limit while lingering.
     pub(super) watch: Option<EntryId>,
     /// Unconsumed input; unallocated while there is none.
     pub(super) input: Vec<u8>,
@@ -94,7 +96,7 @@ impl<S: Service> EventLoop<S> {
             session,
             stream,
             id,
-            generation,
+            acked_mark: 0,
             last_active: self.core.clock.stamp(),
             watch: None,
             input: Vec::new(),
@@ -111,7 +113,7 @@ impl<S: Service> EventLoop<S> {
     pub(super) fn wake(&mut self, token: Token, why: Wake) {
         let fd = token.index() as RawFd;
         let Some(connection) = self.connections.get_mut(fd) else { return };
-        if connection.generation != token.generation() {
+        if connection.id.generation() != token.generation() {
             return;
         }
         if let Some(reason) = connection.run(&mut self.core, &*self.service, token, why) {
@@ -254,10 +256,11 @@ impl<St> Connection<St> {
             Wake::Delivered => flags.clear(Flags::DELIVERED),
             Wake::Shutdown => self.call(core, service, "on_shutdown", S::on_shutdown),
             Wake::Watch if self.state.flags.has(Flags::WRITE_ARMED) => {
-                // Armed when output began to wait, moved on by every send that made progress:
-                // the peer has taken nothing for `send_timeout`.
-                return Some(CloseReason::SendTimeout);
+                if let Some(reason) = self.check_send_progress(core, token) {
+                    return Some(reason);
+                }
             }
+            // Output stopped waiting since the look was set: nothing to look at.
             Wake::Watch => {}
         }
         if self.state.flags.has(Flags::REDELIVER) && self.can_read(&core.limits) {
@@ -448,17 +451,11 @@ impl<St> Connection<St> {
     /// and the session may stream more).
     #[inline]
     fn flush(&mut self, core: &mut Core, token: Token) -> Result<bool, CloseReason> {
-        let before = self.state.out.pending();
-        if before == 0 {
+        if self.state.out.pending() == 0 {
             return Ok(false);
         }
         self.send(core)?;
-        if !self.state.flags.has(Flags::WRITE_ARMED) || self.state.out.pending() == before {
-            return Ok(false);
-        }
-        if self.state.out.pending() > 0 {
-            // The peer is reading: its send timeout starts again.
-            self.watch_output(core, token);
+        if self.state.out.pending() > 0 || !self.state.flags.has(Flags::WRITE_ARMED) {
             return Ok(false);
         }
         let fd = self.stream.as_raw_fd();
@@ -467,12 +464,37 @@ impl<St> Connection<St> {
         Ok(true)
     }
 
-    /// Output waits for the peer: it has `send_timeout` to take some (the timer is left armed
-    /// when the wait ends, and a stale firing finds nothing waiting).
+    /// Output has started to wait for the peer: unless a look at its progress is already due,
+    /// one is set for half of `send_timeout` from now, against what it has acknowledged so far.
     fn watch_output(&mut self, core: &mut Core, token: Token) {
-        if let Some(timeout) = core.limits.send_timeout {
-            core.timers.arm(&mut self.watch, token, core.clock.deadline(timeout));
+        if let Some(timeout) = core.limits.send_timeout
+            && self.watch.is_none()
+        {
+            self.acked_mark = self.stream.bytes_acked().unwrap_or(0) as u32;
+            self.state.flags.clear(Flags::SEND_STALLED);
+            core.timers.arm(&mut self.watch, token, core.clock.deadline(timeout / 2));
         }
+    }
+
+    /// A look at the progress of a peer that output waits for, every half `send_timeout`:
+    /// progress is what the peer acknowledged, not what our socket buffer took (which grows
+    /// when other sockets free memory, while the peer reads nothing). Two looks in a row with
+    /// nothing taken, and the connection closes: between one and one and a half
+    /// `send_timeout` after the peer stopped.
+    fn check_send_progress(&mut self, core: &mut Core, token: Token) -> Option<CloseReason> {
+        let timeout = core.limits.send_timeout?;
+        // Without the count (a kernel before 4.1), no look ever sees progress.
+        let acked = self.stream.bytes_acked().map_or(self.acked_mark, |acked| acked as u32);
+        if acked != self.acked_mark {
+            self.acked_mark = acked;
+            self.state.flags.clear(Flags::SEND_STALLED);
+        } else if self.state.flags.has(Flags::SEND_STALLED) {
+            return Some(CloseReason::SendTimeout);
+        } else {
+            self.state.flags.set(Flags::SEND_STALLED);
+        }
+        core.timers.arm(&mut self.watch, token, core.clock.deadline(timeout / 2));
+        None
     }
 
     /// One send of the pending output.

@@ -107,7 +107,7 @@ impl<St, P> Tick<'_, St, P> {
                 || c.state.timer.request != TimerRequest::Unchanged;
             if wants_settling && !flags.has(Flags::DELIVERED) {
                 c.state.flags.set(Flags::DELIVERED);
-                self.touched.push(Token::new(Kind::Connection, fd as usize, c.generation));
+                self.touched.push(Token::new(Kind::Connection, fd as usize, c.id.generation()));
             }
         }
     }
