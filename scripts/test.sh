@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this): formatting, lints, then
-# every crate's unit, integration and doc tests. Installs what the tests need when missing.
+# every crate's unit, integration and doc tests, then each fuzz target for a bounded time.
+# Installs what the tests need when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,5 +54,10 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p smoke --features fuzzing -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+# Every fuzz target, bounded (scripts/fuzz.sh SECONDS runs them longer): the nightly toolchain
+# the machine image ships, cargo-fuzz installed on first use.
+echo "== fuzzing, ${SMOKE_FUZZ_SECONDS:-20} s per target"
+bash scripts/fuzz.sh "${SMOKE_FUZZ_SECONDS:-20}"

@@ -40,6 +40,9 @@
 pub mod config;
 mod driver;
 mod env;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod proto;
 mod rt;

@@ -50,20 +50,20 @@ pub(crate) trait Sink {
     fn now(&self) -> u64;
 }
 
-/// A server without counters, for requests built in unit tests.
-#[cfg(test)]
+/// A server without counters, for requests built in unit tests and fuzz targets.
+#[cfg(any(test, feature = "fuzzing"))]
 #[derive(Debug)]
 pub(crate) struct NoServer;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 impl crate::stats::StatsSource for NoServer {
     fn stats(&self) -> crate::stats::Stats {
         crate::stats::Stats::default()
     }
 }
 
-/// A sink over a `Vec`, for the machines' unit tests.
-#[cfg(test)]
+/// A sink over a `Vec`, for the machines' unit tests and fuzz targets.
+#[cfg(any(test, feature = "fuzzing"))]
 #[derive(Debug, Default)]
 pub(crate) struct TestSink {
     pub(crate) out: Vec<u8>,
@@ -79,14 +79,14 @@ pub(crate) struct TestSink {
     pub(crate) now: u64,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 impl TestSink {
     pub(crate) fn new() -> TestSink {
         TestSink { high_water: usize::MAX, ..TestSink::default() }
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 impl Sink for TestSink {
     fn write(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);

@@ -360,6 +360,42 @@ mod tests {
         })
     }
 
+    /// Feeds `input` cut at `cuts`, keeping what is not consumed as the runtime does; returns
+    /// what was written and whether the connection is closing.
+    fn serve_cut(input: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
+        let (mut connection, mut sink, mut kept) = (Connection::default(), TestSink::new(), Vec::new());
+        let ends = cuts.iter().copied().chain([input.len()]);
+        let mut start = 0;
+        for end in ends {
+            kept.extend_from_slice(&input[start..end]);
+            start = end;
+            let consumed = serve(&mut connection, &mut sink, &kept).consumed;
+            kept.drain(..consumed);
+            if sink.closed {
+                break;
+            }
+        }
+        (sink.out, sink.closed)
+    }
+
+    /// Inputs the fuzzer (fuzz/fuzz_targets/http_framing.rs) found answered differently
+    /// depending on where the reads ended: each must get the same answer cut or whole.
+    #[test]
+    fn answers_do_not_depend_on_where_reads_end() {
+        let cases: &[(&[u8], &[usize])] = &[
+            // 505 whole (the line ended in "HTTP/1.0"), 400 when cut inside the request line.
+            (
+                b"POST /echo HTT gggggggggggggggggggggggggggggg/ HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                &[24],
+            ),
+            // An unsupported version seen before its line ended.
+            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", &[12]),
+        ];
+        for (input, cuts) in cases {
+            assert_eq!(serve_cut(input, cuts), serve_cut(input, &[]), "{}", String::from_utf8_lossy(input));
+        }
+    }
+
     #[test]
     fn pipelined_requests_are_answered_in_order_and_a_partial_one_waits_with_a_timer() {
         let mut connection = Connection::default();

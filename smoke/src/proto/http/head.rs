@@ -109,24 +109,29 @@ pub(crate) fn parse_head<'b, 'h>(
     limits: &Limits,
 ) -> Result<Option<(Head<'b>, &'h [httparse::Header<'b>])>, Rejection> {
     let usable = slots.len().min(limits.max_headers);
+    // Only the first max_header_bytes are looked at, so the answer to a head never depends on
+    // how its bytes were split across reads: an error past the limit is the limit's 431 whether
+    // the rest has arrived or not.
+    let too_long = buf.len() > limits.max_header_bytes;
+    let window = &buf[..buf.len().min(limits.max_header_bytes)];
     let mut request = httparse::Request::new(&mut []);
-    let len = match request.parse_with_uninit_headers(buf, &mut slots[..usable]) {
+    let len = match request.parse_with_uninit_headers(window, &mut slots[..usable]) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => {
-            return Err(Rejection::HeaderTooLarge);
-        }
+        Ok(httparse::Status::Partial) if too_long => return Err(Rejection::HeaderTooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Rejection::HeaderTooLarge),
-        Err(httparse::Error::Version) if names_another_version(buf) => return Err(Rejection::VersionNotSupported),
-        Err(httparse::Error::Version) => return Err(Rejection::BadRequest("malformed HTTP version")),
+        // Which version a request line names is known once the line is: judged then.
+        Err(httparse::Error::Version) => match memchr::memchr(b'\n', window) {
+            None if too_long => return Err(Rejection::HeaderTooLarge),
+            None => return Ok(None),
+            Some(end) if names_another_version(&window[..end]) => return Err(Rejection::VersionNotSupported),
+            Some(_) => return Err(Rejection::BadRequest("malformed HTTP version")),
+        },
         Err(httparse::Error::HeaderValue | httparse::Error::NewLine) => {
             return Err(Rejection::BadRequest("malformed header line (obsolete line folding is not accepted)"));
         }
         Err(_) => return Err(Rejection::BadRequest("malformed request line or header name")),
     };
-    if len > limits.max_header_bytes {
-        return Err(Rejection::HeaderTooLarge);
-    }
     let (Some(method), Some(target), Some(minor_version)) = (request.method, request.path, request.version) else {
         return Err(Rejection::BadRequest("incomplete request line"));
     };
@@ -252,10 +257,18 @@ fn parse_length(value: &[u8]) -> Result<u64, Rejection> {
 
 /// True when the request line ends in `HTTP/<digit>.<digit>` (a version we do not speak) rather
 /// than in garbage.
-fn names_another_version(buf: &[u8]) -> bool {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf).trim_ascii_end();
-    matches!(line, [.., b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-        if major.is_ascii_digit() && minor.is_ascii_digit())
+fn names_another_version(line: &[u8]) -> bool {
+    // A well-formed request line, `METHOD SP TARGET SP HTTP/d.d`, whose version is not ours;
+    // anything else that httparse refused for its version is malformed.
+    let mut parts = line.trim_ascii_end().split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    !method.is_empty()
+        && !target.is_empty()
+        && matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() && !matches!((major, minor), (b'1', b'0' | b'1')))
 }
 
 #[cfg(test)]
@@ -397,5 +410,11 @@ mod tests {
         assert_eq!(parse(b"GET / HTTP/2.0\r\n\r\n"), Err(Rejection::VersionNotSupported));
         assert_eq!(parse(b"GET / HTTP/1.2\r\n\r\n"), Err(Rejection::VersionNotSupported));
         assert!(matches!(parse(b"GET / HTTX/1.1\r\n\r\n"), Err(Rejection::BadRequest(_))));
+        // Found by the fuzzer: a line ending in a version we speak is not "another version".
+        let odd = b"POST /echo HTT gggg/ HTTP/1.0\r\n\r\n";
+        assert!(matches!(parse(odd), Err(Rejection::BadRequest(_))));
+        // A version is judged on its whole line, so a cut before the line's end waits.
+        assert_eq!(parse(b"GET / HTTP/2"), Ok(None));
+        assert_eq!(parse(&odd[..20]), Ok(None));
     }
 }

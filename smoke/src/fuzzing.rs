@@ -1,0 +1,111 @@
+//! Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature; not part of the API):
+//! each runs one sans-IO machine the way the runtime does, over input split into pieces, and
+//! returns what a peer would see, so a target can check it never panics and that the pieces'
+//! boundaries change nothing.
+
+use crate::proto::http::{self, Answer, Context};
+use crate::proto::ws::{self, Message, State};
+use crate::proto::{NoServer, Sink, TestSink};
+
+/// What a peer saw of one connection: every byte written to it, whether it was closed (or
+/// reset), and what the protocol handed its user.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub output: Vec<u8>,
+    pub closed: bool,
+    pub events: Vec<String>,
+}
+
+/// Feeds `pieces` to `serve` as the runtime feeds a connection: each piece is appended to what
+/// is left unconsumed, and `serve` is called until it consumes nothing more or the connection
+/// is closing.
+fn drive(pieces: &[&[u8]], mut serve: impl FnMut(&mut TestSink, &[u8], &mut Vec<String>) -> usize) -> Seen {
+    let mut sink = TestSink::new();
+    let (mut kept, mut events) = (Vec::new(), Vec::new());
+    for piece in pieces {
+        if sink.is_closing() {
+            break;
+        }
+        kept.extend_from_slice(piece);
+        while !kept.is_empty() && !sink.is_closing() {
+            let consumed = serve(&mut sink, &kept, &mut events);
+            assert!(consumed <= kept.len(), "consumed {consumed} of {} bytes", kept.len());
+            if consumed == 0 {
+                break;
+            }
+            kept.drain(..consumed);
+        }
+    }
+    Seen { output: sink.out, closed: sink.closed || sink.aborted, events }
+}
+
+/// HTTP/1.1 requests in `pieces`, against small limits (1 KiB of head, 16 headers, 4 KiB of
+/// body), each answered with its method, path and body. `Expect: 100-continue`'s interim
+/// response depends on where the pieces end, so it is left out of the output.
+pub fn http(pieces: &[&[u8]]) -> Seen {
+    let limits = http::Limits { max_header_bytes: 1024, max_headers: 16, max_body: 4096, ..http::Limits::default() };
+    let context = Context { limits: &limits, now: 0, server: &NoServer };
+    let mut connection = http::Connection::default();
+    let mut seen = drive(pieces, |sink, input, events| {
+        let served = connection.serve(sink, input, &context, |req, res, _| {
+            events.push(format!("{} {} {}", req.method(), req.path(), req.body().len()));
+            res.body(req.body());
+            Answer::Respond
+        });
+        served.consumed
+    });
+    const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+    while let Some(at) = seen.output.windows(CONTINUE.len()).position(|w| w == CONTINUE) {
+        seen.output.drain(at..at + CONTINUE.len());
+    }
+    seen
+}
+
+/// A chunked body fed a growing prefix at a time, each prefix ending where `pieces` do, as an
+/// HTTP connection keeps its input: `Some(body)` once complete, `None` while more is needed or
+/// when refused (the refusal's status in the error).
+pub fn chunked(pieces: &[&[u8]], max_body: usize) -> Result<Option<Vec<u8>>, u16> {
+    let (mut input, mut resume, mut body) = (Vec::new(), 0, Vec::new());
+    for piece in pieces {
+        input.extend_from_slice(piece);
+        match http::chunked::decode(&input, &mut resume, &mut body, max_body, 1024) {
+            Ok(http::chunked::Decoded::Complete { consumed }) => {
+                assert!(consumed <= input.len());
+                return Ok(Some(body));
+            }
+            Ok(http::chunked::Decoded::Partial) => {}
+            Err(rejection) => return Err(rejection.status()),
+        }
+    }
+    Ok(None)
+}
+
+/// An upgraded WebSocket connection's input in `pieces` (client frames), with a 1 KiB message
+/// limit; its messages are echoed, and the events are what its user saw.
+pub fn websocket(pieces: &[&[u8]]) -> Seen {
+    struct Echo<'e>(&'e mut Vec<String>);
+    impl ws::Events<TestSink> for Echo<'_> {
+        fn on_message(&mut self, _state: &mut State, sink: &mut TestSink, message: Message<'_>) {
+            self.0.push(format!("{:?} {:?}", message.opcode(), message.payload()));
+            ws::write_frame(sink, message.opcode(), message.payload());
+        }
+        fn on_close(&mut self, _state: &mut State, _sink: &mut TestSink, code: u16, reason: &str) {
+            self.0.push(format!("close {code} {reason:?}"));
+        }
+    }
+    let mut connection = ws::Connection::default();
+    drive(pieces, |sink, input, events| connection.serve(sink, input, 1024, &mut Echo(events)))
+}
+
+/// What the packet ring's parser makes of a frame: the sender, the destination and the payload,
+/// or why it refused it.
+pub fn ring_frame(frame: &[u8], verify: bool) -> Result<(std::net::SocketAddr, std::net::SocketAddr, &[u8]), String> {
+    crate::proto::ring::parse_udp(frame, verify).map(|c| (c.from, c.to, c.payload)).map_err(|e| format!("{e:?}"))
+}
+
+/// The packet ring's kernel filter for `ports`, run over `frame` as the kernel would: the bytes
+/// of it kept (0: dropped), or an error when no filter can be built for those ports.
+pub fn ring_filter(ports: &[u16], snap: u32, frame: &[u8]) -> Result<u32, String> {
+    let program = crate::sys::bpf::udp_port_filter(ports, snap)?;
+    Ok(crate::sys::bpf::run(&program, frame))
+}
