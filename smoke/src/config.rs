@@ -261,8 +261,10 @@ impl Config {
     /// forever. Progress is what the peer acknowledges (TCP's count), not what our socket
     /// buffer takes; it is looked at every half timeout, and two looks in a row without any
     /// close the connection: between one and one and a half timeouts after the peer stopped.
-    /// A peer that takes a byte per half timeout stays. `None` (or zero) waits. Default
-    /// [`DEFAULT_SEND_TIMEOUT`].
+    /// A peer that takes a byte per half timeout stays; one that is cut is reset, so the kernel
+    /// does not go on holding its output. Needs Linux 4.1 or later (`tcpi_bytes_acked`); on an
+    /// older kernel there is no telling, and the timeout is off. `None` (or zero) waits.
+    /// Default [`DEFAULT_SEND_TIMEOUT`].
     ///
     /// [`CloseReason::SendTimeout`]: crate::CloseReason::SendTimeout
     pub fn send_timeout(mut self, timeout: Option<Duration>) -> Config {

@@ -388,3 +388,44 @@ fn a_lingering_socket_closes_once_the_peer_falls_quiet() {
     assert!(eventually(Duration::from_secs(15), || server.stats().lingering == 0), "{:?}", server.stats());
     drop(client);
 }
+
+/// Writes a byte to every connection on each tick, and closes lingering on "linger".
+#[derive(Default)]
+struct Ticking;
+
+#[smoke::server(tcp = 9000, threads = 1)]
+impl Ticking {
+    #[on_data]
+    fn data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+        if input.starts_with(b"linger") {
+            conn.write(b"bye");
+            conn.close_lingering();
+        }
+        input.len()
+    }
+
+    #[on_tick(ms = 5)]
+    fn tick(worker: &mut smoke::Worker<Self>) {
+        worker.for_each_tcp(|_, conn| conn.write(b"t"));
+    }
+}
+
+#[test]
+fn a_lingering_socket_is_not_a_session_any_more_for_the_tick() {
+    let server = Ticking::spawn(common::on_loopback(Ticking::config(), "tcp")).unwrap();
+    let mut client = connect(server.local_addr());
+    client.write_all(b"linger").unwrap();
+    let mut seen = Vec::new();
+    client.read_to_end(&mut seen).unwrap();
+    assert!(seen.ends_with(b"bye"), "{seen:?}");
+    assert!(eventually(Duration::from_secs(2), || server.stats().lingering == 1));
+    // Ticks go on while it lingers; none of them writes to it (its output would be held, and
+    // never sent).
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(10));
+        let stats = server.stats();
+        assert_eq!((stats.buffers_held, stats.lingering), (0, 1), "{stats:?}");
+    }
+    drop(client);
+    assert!(eventually(Duration::from_secs(5), || server.stats().lingering == 0));
+}

@@ -28,7 +28,8 @@ pub enum CloseReason {
     Error(io::ErrorKind),
     /// No input from the peer for `idle_timeout`.
     Timeout,
-    /// Output waited `send_timeout` without the peer taking any of it (it stopped reading).
+    /// Output waited `send_timeout` without the peer taking any of it (it stopped reading); the
+    /// connection is reset.
     SendTimeout,
     /// The server is shutting down.
     Shutdown,

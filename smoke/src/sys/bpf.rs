@@ -88,7 +88,7 @@ impl Assembler {
 }
 
 /// The socket filter: accept UDP over IPv4 (unfragmented) or IPv6 to one of `ports`, directly
-/// on Ethernet or behind one VLAN tag, keeping the first `snap` bytes of each frame (a longer
+/// on Ethernet or behind one or two VLAN tags (as the frame parser does), keeping the first `snap` bytes of each frame (a longer
 /// one arrives cut, and is counted as a datagram above `max_datagram`); drop everything else in
 /// the kernel. At most [`MAX_FILTER_PORTS`] ports.
 ///
@@ -101,19 +101,25 @@ pub(crate) fn udp_port_filter(ports: &[u16], snap: u32) -> Result<Vec<BpfInstruc
         return Err(format!("{} udp ports; the packet ring's filter checks at most {MAX_FILTER_PORTS}", ports.len()));
     }
     let mut a = Assembler::default();
-    let (drop, vlan, port_list) = (a.label(), a.label(), a.label());
-    let v4 = [a.label(), a.label()];
-    let v6 = [a.label(), a.label()];
-    a.op(LD_H_ABS, 12);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_VLAN), Target::Label(vlan), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_QINQ), Target::Label(vlan), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV4), Target::Label(v4[0]), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV6), Target::Label(v6[0]), Target::Label(drop));
-    a.place(vlan);
-    a.op(LD_H_ABS, 16);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV4), Target::Label(v4[1]), Target::Next);
-    a.jump(JEQ_K, u32::from(ETHERTYPE_IPV6), Target::Label(v6[1]), Target::Label(drop));
-    for (index, l3) in [14u32, 18].into_iter().enumerate() {
+    let (drop, port_list) = (a.label(), a.label());
+    // Where the link header may end: untagged, behind one VLAN tag, behind two (QinQ).
+    const LINK_ENDS: [u32; 3] = [14, 18, 22];
+    let v4 = LINK_ENDS.map(|_| a.label());
+    let v6 = LINK_ENDS.map(|_| a.label());
+    let tagged = [a.label(), a.label()];
+    for (index, l3) in LINK_ENDS.into_iter().enumerate() {
+        if index > 0 {
+            a.place(tagged[index - 1]);
+        }
+        a.op(LD_H_ABS, l3 - 2);
+        if let Some(&next) = tagged.get(index) {
+            a.jump(JEQ_K, u32::from(ETHERTYPE_VLAN), Target::Label(next), Target::Next);
+            a.jump(JEQ_K, u32::from(ETHERTYPE_QINQ), Target::Label(next), Target::Next);
+        }
+        a.jump(JEQ_K, u32::from(ETHERTYPE_IPV4), Target::Label(v4[index]), Target::Next);
+        a.jump(JEQ_K, u32::from(ETHERTYPE_IPV6), Target::Label(v6[index]), Target::Label(drop));
+    }
+    for (index, l3) in LINK_ENDS.into_iter().enumerate() {
         a.place(v4[index]);
         a.op(LD_B_ABS, l3 + 9);
         a.jump(JEQ_K, u32::from(IPPROTO_UDP), Target::Next, Target::Label(drop));
@@ -182,14 +188,14 @@ pub(crate) fn run(program: &[BpfInstruction], packet: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    /// The fields of a frame the filter reads, at their offsets (the rest stays zero): 0 or 1
-    /// VLAN tag, IPv4 (20-byte header) or IPv6, then the UDP ports.
-    fn frame(vlan: bool, v6: bool, protocol: u8, to_port: u16) -> Vec<u8> {
+    /// The fields of a frame the filter reads, at their offsets (the rest stays zero): 0 to 2
+    /// VLAN tags, IPv4 (20-byte header) or IPv6, then the UDP ports.
+    fn frame(tags: usize, v6: bool, protocol: u8, to_port: u16) -> Vec<u8> {
         let mut f = vec![0u8; 128];
         let mut l3 = 14;
-        if vlan {
-            f[12..14].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
-            l3 = 18;
+        for tag in [ETHERTYPE_QINQ, ETHERTYPE_VLAN].into_iter().skip(2 - tags) {
+            f[l3 - 2..l3].copy_from_slice(&tag.to_be_bytes());
+            l3 += 4;
         }
         let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
         f[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
@@ -209,15 +215,15 @@ mod tests {
     fn the_filter_accepts_udp_to_our_ports_only() {
         let program = udp_port_filter(&[9092, 9093], 2048).unwrap();
         assert!(program.len() < 64);
-        for vlan in 0..=1 {
+        for tags in 0..=2 {
             for v6 in [false, true] {
-                assert_ne!(run(&program, &frame(vlan == 1, v6, IPPROTO_UDP, 9092)), 0, "vlan {vlan} v6 {v6}");
-                assert_ne!(run(&program, &frame(vlan == 1, v6, IPPROTO_UDP, 9093)), 0);
-                assert_eq!(run(&program, &frame(vlan == 1, v6, IPPROTO_UDP, 9094)), 0);
+                assert_ne!(run(&program, &frame(tags, v6, IPPROTO_UDP, 9092)), 0, "tags {tags} v6 {v6}");
+                assert_ne!(run(&program, &frame(tags, v6, IPPROTO_UDP, 9093)), 0);
+                assert_eq!(run(&program, &frame(tags, v6, IPPROTO_UDP, 9094)), 0);
             }
         }
-        assert_eq!(run(&program, &frame(false, false, 6, 9092)), 0, "TCP to our port");
-        let mut arp = frame(false, false, IPPROTO_UDP, 9092);
+        assert_eq!(run(&program, &frame(0, false, 6, 9092)), 0, "TCP to our port");
+        let mut arp = frame(0, false, IPPROTO_UDP, 9092);
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
         assert_eq!(run(&program, &arp), 0);
     }
@@ -228,16 +234,18 @@ mod tests {
     fn hundreds_of_ports_are_all_routed_right() {
         let ports: Vec<u16> = (0..600).map(|i| 10_000 + 3 * i).collect();
         let program = udp_port_filter(&ports, 2048).unwrap();
-        for vlan in [false, true] {
+        for tags in 0..=2 {
             for v6 in [false, true] {
                 for port in 9_990..11_900u16 {
-                    let accepted = run(&program, &frame(vlan, v6, IPPROTO_UDP, port));
+                    let accepted = run(&program, &frame(tags, v6, IPPROTO_UDP, port));
                     let ours = ports.contains(&port);
-                    assert_eq!(accepted, if ours { 2048 } else { 0 }, "port {port} vlan {vlan} v6 {v6}");
+                    assert_eq!(accepted, if ours { 2048 } else { 0 }, "port {port} tags {tags} v6 {v6}");
                 }
-                assert_eq!(run(&program, &frame(vlan, v6, 6, ports[500])), 0, "TCP to one of our ports");
+                assert_eq!(run(&program, &frame(tags, v6, 6, ports[500])), 0, "TCP to one of our ports");
             }
         }
+        let most: Vec<u16> = (0..MAX_FILTER_PORTS as u16).collect();
+        assert!(udp_port_filter(&most, 2048).unwrap().len() <= MAX_INSTRUCTIONS);
         let too_many: Vec<u16> = (0..=MAX_FILTER_PORTS as u16).collect();
         assert!(udp_port_filter(&too_many, 2048).unwrap_err().contains("at most"));
     }

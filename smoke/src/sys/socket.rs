@@ -5,7 +5,7 @@
 use std::io;
 use std::mem::{self, MaybeUninit};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use super::syscall;
 
@@ -104,6 +104,12 @@ impl Stream {
 
     pub(crate) fn set_nodelay(&self) -> io::Result<()> {
         set_flag(&self.fd, libc::IPPROTO_TCP, libc::TCP_NODELAY)
+    }
+
+    /// Gives up the fd without closing it: for a stale entry whose fd number the kernel has
+    /// already handed to a new connection.
+    pub(crate) fn forget(self) {
+        let _ = self.fd.into_raw_fd();
     }
 
     /// Makes the coming close send RST instead of FIN and drop unsent data (linger 0).

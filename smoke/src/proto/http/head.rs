@@ -121,12 +121,18 @@ pub(crate) fn parse_head<'b, 'h>(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Rejection::HeaderTooLarge),
         // Which version a request line names is known once the line is: judged then.
-        Err(httparse::Error::Version) => match memchr::memchr(b'\n', window) {
-            None if too_long => return Err(Rejection::HeaderTooLarge),
-            None => return Ok(None),
-            Some(end) if names_another_version(&window[..end]) => return Err(Rejection::VersionNotSupported),
-            Some(_) => return Err(Rejection::BadRequest("malformed HTTP version")),
-        },
+        Err(httparse::Error::Version) => {
+            // The request line, after the empty lines httparse skips before it.
+            let start = window.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(window.len());
+            match memchr::memchr(b'\n', &window[start..]) {
+                None if too_long => return Err(Rejection::HeaderTooLarge),
+                None => return Ok(None),
+                Some(end) if names_another_version(&window[start..start + end]) => {
+                    return Err(Rejection::VersionNotSupported);
+                }
+                Some(_) => return Err(Rejection::BadRequest("malformed HTTP version")),
+            }
+        }
         Err(httparse::Error::HeaderValue | httparse::Error::NewLine) => {
             return Err(Rejection::BadRequest("malformed header line (obsolete line folding is not accepted)"));
         }
@@ -416,5 +422,7 @@ mod tests {
         // A version is judged on its whole line, so a cut before the line's end waits.
         assert_eq!(parse(b"GET / HTTP/2"), Ok(None));
         assert_eq!(parse(&odd[..20]), Ok(None));
+        // Empty lines before the request line are skipped, as httparse skips them.
+        assert_eq!(parse(b"\r\n\r\nGET / HTTP/2.0\r\n\r\n"), Err(Rejection::VersionNotSupported));
     }
 }

@@ -40,16 +40,23 @@ pub(super) struct Datagrams<P> {
 pub(super) struct Endpoint {
     pub(super) socket: UdpSocket,
     pub(super) queue: SendQueue,
-    /// The socket's address: where a datagram from the packet ring must be going to be its.
-    local: SocketAddr,
+    /// The socket's address: where a datagram from the packet ring must be going to be its
+    /// (`None` if the socket could not say, and then none is).
+    local: Option<SocketAddr>,
 }
 
 impl Endpoint {
-    /// True when a datagram to `to` would have reached this socket (bound to `local`), given
-    /// the addresses of the ring's interface.
+    /// True when a datagram to `to` would have reached this socket, given the addresses of the
+    /// ring's interface: its port, and its address, or for the unspecified address one of the
+    /// interface's (of IPv4 only for `0.0.0.0`; `::` takes both, as a dual-stack socket does).
     fn receives(&self, to: SocketAddr, interface: &[IpAddr]) -> bool {
-        to.port() == self.local.port()
-            && if self.local.ip().is_unspecified() { interface.contains(&to.ip()) } else { self.local.ip() == to.ip() }
+        let Some(local) = self.local else { return false };
+        let address = match (local.ip(), to.ip()) {
+            (IpAddr::V4(any), IpAddr::V4(_)) if any.is_unspecified() => interface.contains(&to.ip()),
+            (IpAddr::V6(any), _) if any.is_unspecified() => interface.contains(&to.ip()),
+            (here, there) => here == there,
+        };
+        to.port() == local.port() && address
     }
 }
 
@@ -135,7 +142,7 @@ impl<P> Datagrams<P> {
         let endpoints = sockets
             .into_iter()
             .map(|socket| {
-                let local = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let local = socket.local_addr().ok();
                 Endpoint { socket, queue: SendQueue::default(), local }
             })
             .collect();

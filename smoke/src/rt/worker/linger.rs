@@ -45,18 +45,22 @@ impl<St> Connection<St> {
         core.timers.apply(&mut self.state.timer, token, &core.clock);
         core.timers.arm(&mut self.watch, token, core.clock.deadline(LINGER_QUIET));
         // What is queued already is read now: a peer that has closed too ends it at once.
-        self.linger(core, token, Wake::Retry).is_none()
+        self.linger(core, token, Wake::Readable { stops_short: true }).is_none()
     }
 
     /// A wake-up of a lingering socket: input is read and dropped. `Some` when the socket is
     /// done: the peer closed or failed, a timer fired, or the server is stopping.
     pub(super) fn linger(&mut self, core: &mut Core, token: Token, why: Wake) -> Option<CloseReason> {
         match why {
-            Wake::Readable { .. } | Wake::Retry => {}
+            Wake::Readable { .. } => {}
+            Wake::Retry => self.state.flags.clear(Flags::QUEUED),
             Wake::Timer | Wake::Watch | Wake::Shutdown => return Some(CloseReason::Closed),
             Wake::Connected | Wake::Writable | Wake::Delivered => return None,
         }
-        self.state.flags.clear(Flags::QUEUED);
+        if self.state.flags.has(Flags::QUEUED) {
+            // Already in the retry queue: it reads then, once.
+            return None;
+        }
         let mut budget = core.limits.read_budget;
         let mut heard = false;
         loop {

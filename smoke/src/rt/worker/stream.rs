@@ -85,6 +85,10 @@ impl<S: Service> EventLoop<S> {
         let counters = self.core.counters();
         bump(&counters.accepted, 1);
         let Some(session) = session else {
+            if state.flags.has(Flags::SUBSCRIBED) {
+                let ended = pubsub::unsubscribe_all(fd, id);
+                lower(&self.core.own.counters.subscriptions, ended as u64);
+            }
             state.out.discard(&mut self.core.pool, &self.core.own.counters);
             let _ = stream.set_reset_on_close();
             bump(&self.core.own.counters.closed, 1);
@@ -102,9 +106,9 @@ impl<S: Service> EventLoop<S> {
             input: Vec::new(),
             state,
         };
-        if self.connections.insert(fd, connection).is_some() {
+        if let Some(stale) = self.connections.insert(fd, connection) {
             log::error!("worker {}: fd {fd} was still in the session table; dropped the stale entry", self.core.index);
-            self.core.workers.connections.release();
+            self.forget_stale(stale);
         }
         self.wake(token, Wake::Connected);
     }
@@ -142,7 +146,9 @@ impl<S: Service> EventLoop<S> {
         let Some(connection) = self.connections.get_mut(fd) else { return };
         // Input may still be queued (we stopped reading at close()): see discard_unread_input.
         let unread = connection.state.flags.has(Flags::READ_READY | Flags::READ_TO_EAGAIN);
-        if matches!(reason, CloseReason::Aborted | CloseReason::HandlerPanicked)
+        // A peer that takes nothing gets a reset too: a plain close would leave the kernel
+        // holding the unsent output, probing the peer's closed window for minutes.
+        if matches!(reason, CloseReason::Aborted | CloseReason::HandlerPanicked | CloseReason::SendTimeout)
             && let Err(e) = connection.stream.set_reset_on_close()
         {
             log::debug!("SO_LINGER on fd {fd}: {e}");
@@ -182,16 +188,42 @@ impl<S: Service> EventLoop<S> {
     /// Closes a connection's socket, its session already ended, and frees its place.
     fn release_socket(&mut self, fd: RawFd) {
         let Some(mut connection) = self.connections.remove(fd) else { return };
-        if connection.state.flags.has(Flags::LINGERING) {
-            lower(&self.core.counters().lingering, 1);
-        }
-        self.core.timers.disarm(&mut connection.state.timer);
-        self.core.timers.disarm_entry(&mut connection.watch);
+        self.let_go(&mut connection);
         let Connection { session, stream, id, .. } = connection;
         // The session's own Drop is user code too: a panic there must not take the worker down.
         guarded(self.core.counters(), id, "drop", move || drop(session));
         drop(stream);
         self.connection_closed();
+    }
+}
+
+impl<S: Service> EventLoop<S> {
+    /// What a connection's entry still holds once it leaves the table: its lingering count, its
+    /// timers, and (as a backstop: its session has ended) any output or subscription.
+    fn let_go(&mut self, connection: &mut Connection<S::Stream>) {
+        let counters = &self.core.own.counters;
+        if connection.state.flags.has(Flags::LINGERING) {
+            lower(&counters.lingering, 1);
+        }
+        if connection.state.flags.has(Flags::SUBSCRIBED) {
+            let ended = pubsub::unsubscribe_all(connection.stream.as_raw_fd(), connection.id);
+            lower(&counters.subscriptions, ended as u64);
+        }
+        connection.state.out.discard(&mut self.core.pool, counters);
+        self.core.pool.give(&mut connection.input, counters);
+        self.core.timers.disarm(&mut connection.state.timer);
+        self.core.timers.disarm_entry(&mut connection.watch);
+    }
+
+    /// An entry the table still held for an fd the kernel has just handed out again (a bug in
+    /// the bookkeeping): everything it held is let go, and its socket forgotten rather than
+    /// closed, since the fd is the new connection's now.
+    fn forget_stale(&mut self, mut stale: Connection<S::Stream>) {
+        self.let_go(&mut stale);
+        self.core.workers.connections.release();
+        let Connection { session, stream, id, .. } = stale;
+        stream.forget();
+        guarded(self.core.counters(), id, "drop", move || drop(session));
     }
 }
 
@@ -306,7 +338,7 @@ impl<St> Connection<St> {
                 }
                 Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.state.flags.clear(Flags::READ_READY);
+                    self.state.flags.clear(Flags::READ_READY | Flags::READ_TO_EAGAIN);
                     return None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -472,7 +504,7 @@ impl<St> Connection<St> {
         {
             self.acked_mark = self.stream.bytes_acked().unwrap_or(0) as u32;
             self.state.flags.clear(Flags::SEND_STALLED);
-            core.timers.arm(&mut self.watch, token, core.clock.deadline(timeout / 2));
+            core.timers.arm(&mut self.watch, token, core.clock.timer_deadline(timeout / 2));
         }
     }
 
@@ -483,8 +515,9 @@ impl<St> Connection<St> {
     /// `send_timeout` after the peer stopped.
     fn check_send_progress(&mut self, core: &mut Core, token: Token) -> Option<CloseReason> {
         let timeout = core.limits.send_timeout?;
-        // Without the count (a kernel before 4.1), no look ever sees progress.
-        let acked = self.stream.bytes_acked().map_or(self.acked_mark, |acked| acked as u32);
+        // Without the count (a kernel before 4.1) there is no telling: every look is progress,
+        // and the send timeout is off.
+        let acked = self.stream.bytes_acked().map_or(self.acked_mark.wrapping_add(1), |acked| acked as u32);
         if acked != self.acked_mark {
             self.acked_mark = acked;
             self.state.flags.clear(Flags::SEND_STALLED);
@@ -493,7 +526,7 @@ impl<St> Connection<St> {
         } else {
             self.state.flags.set(Flags::SEND_STALLED);
         }
-        core.timers.arm(&mut self.watch, token, core.clock.deadline(timeout / 2));
+        core.timers.arm(&mut self.watch, token, core.clock.timer_deadline(timeout / 2));
         None
     }
 

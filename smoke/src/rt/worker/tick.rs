@@ -75,7 +75,9 @@ impl<St, P> Tick<'_, St, P> {
 
     /// This worker's open connections.
     pub(crate) fn connections(&self) -> usize {
-        self.connections.len()
+        // Lingering sockets hold a table entry, but their sessions have ended.
+        let lingering = self.core.counters().lingering.load(std::sync::atomic::Ordering::Relaxed);
+        self.connections.len().saturating_sub(lingering as usize)
     }
 
     /// This worker's UDP peers.
@@ -96,9 +98,13 @@ impl<St, P> Tick<'_, St, P> {
         }
     }
 
-    /// Calls `visit` with each connection's session and its [`Conn`].
+    /// Calls `visit` with each connection's session and its [`Conn`] (not those that are
+    /// lingering: their sessions have ended).
     pub(crate) fn for_each_connection(&mut self, mut visit: impl FnMut(&mut St, &mut Conn<'_>)) {
         for (fd, c) in self.connections.iter_mut() {
+            if c.state.flags.has(Flags::LINGERING) {
+                continue;
+            }
             let mut conn = self.core.conn(&c.stream, &mut c.state, c.id);
             visit(&mut c.session, &mut conn);
             let flags = c.state.flags;
