@@ -267,32 +267,18 @@ fn the_defaults_hold_against_every_hostile_client_at_once() {
     };
     let findings: Arc<Mutex<Vec<String>>> = Arc::default();
     let start = Instant::now();
-    let attacks: Vec<JoinHandle<()>> = vec![
-        spawn_attack("silent sockets", &findings, {
-            let http = addrs.http;
-            move || silent_sockets(http)
-        }),
-        spawn_attack("idle keep-alives", &findings, {
-            let http = addrs.http;
-            move || idle_keep_alives(http)
-        }),
-        spawn_attack("stalled bodies", &findings, {
-            let http = addrs.http;
-            move || stalled_bodies(http)
-        }),
-        spawn_attack("non-reading clients", &findings, {
-            let http = addrs.http;
-            move || non_readers(http)
-        }),
-        spawn_attack("oversized uploads", &findings, {
-            let http = addrs.http;
-            move || oversized_uploads(http)
-        }),
-        spawn_attack("dead subscriber", &findings, {
-            let http = addrs.http;
-            move || dead_subscriber(http)
-        }),
+    // The attacks on HTTP and WebSocket, each on a thread of its own, all at once.
+    type Attack = fn(SocketAddr) -> Result<(), String>;
+    let on_http: [(&str, Attack); 6] = [
+        ("silent sockets", silent_sockets),
+        ("idle keep-alives", idle_keep_alives),
+        ("stalled bodies", stalled_bodies),
+        ("non-reading clients", non_readers),
+        ("oversized uploads", oversized_uploads),
+        ("dead subscriber", dead_subscriber),
     ];
+    let attacks: Vec<JoinHandle<()>> =
+        on_http.into_iter().map(|(name, attack)| spawn_attack(name, &findings, attack, addrs.http)).collect();
     spoofed_udp_flood(&server, addrs.udp);
     mailbox_flood(&server);
     let rearmed = timer_re_arms(&server, addrs.tcp);
@@ -343,11 +329,12 @@ fn the_defaults_hold_against_every_hostile_client_at_once() {
 fn spawn_attack(
     name: &'static str,
     findings: &Arc<Mutex<Vec<String>>>,
-    attack: impl FnOnce() -> Result<(), String> + Send + 'static,
+    attack: fn(SocketAddr) -> Result<(), String>,
+    http: SocketAddr,
 ) -> JoinHandle<()> {
     let findings = findings.clone();
     std::thread::spawn(move || {
-        if let Err(finding) = attack() {
+        if let Err(finding) = attack(http) {
             findings.lock().unwrap().push(format!("{name}: {finding}"));
         }
     })

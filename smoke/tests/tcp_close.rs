@@ -31,21 +31,8 @@ fn a_client_reset_in_the_middle_of_a_large_echo_closes_only_that_connection() {
     let (server, observed) = echo_server(Config::new().threads(1).max_write_buffer(64 << 10));
     let mut client = connect(server.local_addr());
     // Write without reading until our socket is full: by then the kernel's buffers on both sides
-    // are full too and the server is mid-write (output queued, EPOLLOUT armed). Non-blocking, so
-    // the same socket can then be reset from this thread.
-    client.set_nonblocking(true).unwrap();
-    let chunk = vec![7u8; 64 << 10];
-    let mut blocked_rounds = 0;
-    while blocked_rounds < 200 {
-        match client.write(&chunk) {
-            Ok(_) => blocked_rounds = 0,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                blocked_rounds += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => panic!("write failed: {e}"),
-        }
-    }
+    // are full too and the server is mid-write (output queued, EPOLLOUT armed).
+    fill_until_blocked(&mut client);
     assert!(server.stats().buffers_held > 0, "the server has output queued: {:?}", server.stats());
     reset_on_close(&client);
     drop(client);
