@@ -322,12 +322,14 @@ fn a_slow_reader_that_keeps_reading_outlives_many_send_timeouts() {
 }
 
 /// Closes (after "bye") as soon as input starts with "close", whatever else came with it;
-/// "linger" closes with `close_lingering`.
+/// "linger" closes with `close_lingering`; "stall" holds the worker for half a second.
 struct CloseOnCommand;
 
 impl Handler for CloseOnCommand {
     fn on_data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
-        if input.starts_with(b"close") {
+        if input.starts_with(b"stall") {
+            std::thread::sleep(Duration::from_millis(500));
+        } else if input.starts_with(b"close") {
             conn.write(b"bye");
             conn.close();
         } else if input.starts_with(b"linger") {
@@ -361,13 +363,21 @@ fn a_close_while_the_peer_is_still_sending_lingers_so_the_peer_reads_the_answer(
 #[test]
 fn a_lingering_socket_closes_once_the_peer_falls_quiet() {
     let server = smoke::spawn(Config::new().threads(1).tcp("127.0.0.1:0"), |_: &mut Conn| CloseOnCommand).unwrap();
+    // A plain close, with input the server has not read yet: it lingers by itself. So that the
+    // input is there when the close comes (not still on its way), the one worker is held busy
+    // while it arrives.
+    let mut staller = connect(server.local_addr());
+    staller.write_all(b"stall").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     let mut client = connect(server.local_addr());
-    // A plain close, with input the server has not read yet: it lingers by itself.
-    let mut request = b"close".to_vec();
-    request.extend_from_slice(&vec![1u8; 1 << 20]);
-    client.write_all(&request).unwrap();
+    let mut writer = client.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        writer.write_all(b"close")?;
+        writer.write_all(&vec![1u8; 1 << 20])
+    });
     let mut answer = Vec::new();
     client.read_to_end(&mut answer).unwrap();
+    writing.join().unwrap().expect("every byte taken: no reset");
     assert_eq!(answer, b"bye");
     // The client keeps its socket open and says nothing more: the server's side lingers for
     // its quiet limit (5 s), then lets go.
