@@ -61,15 +61,44 @@ impl Timer {
     }
 }
 
+/// A timer's entry: 24 bytes, since every armed timer has one (an idle HTTP connection's
+/// keep-alive timer among them).
 #[derive(Clone, Copy, Debug)]
 struct Node {
     token: Token,
-    deadline: u64,
+    /// The deadline in the low 48 bits (milliseconds: nine thousand years), and where the node
+    /// is linked in the high 16: its level (`DUE`, or `NIL as u8` while free) and slot.
+    at: u64,
     prev: u32,
     next: u32,
-    /// `DUE`, or the level; `NIL as u8` while free.
-    level: u8,
-    slot: u8,
+}
+
+const DEADLINE_BITS: u32 = 48;
+/// The latest deadline a node holds; later ones wait until then (no deadline here is near).
+const LATEST: u64 = (1 << DEADLINE_BITS) - 1;
+
+impl Node {
+    fn new(token: Token, deadline: u64) -> Node {
+        let mut node = Node { token, at: 0, prev: NIL, next: NIL };
+        node.place(NIL as u8, 0, deadline);
+        node
+    }
+    #[inline]
+    fn deadline(&self) -> u64 {
+        self.at & LATEST
+    }
+    #[inline]
+    fn level(&self) -> u8 {
+        (self.at >> 56) as u8
+    }
+    #[inline]
+    fn slot(&self) -> u8 {
+        (self.at >> DEADLINE_BITS) as u8
+    }
+    #[inline]
+    fn place(&mut self, level: u8, slot: u8, deadline: u64) {
+        self.at = (u64::from(level) << 56) | (u64::from(slot) << DEADLINE_BITS) | deadline.min(LATEST);
+    }
 }
 
 #[derive(Debug)]
@@ -111,12 +140,12 @@ impl TimerWheel {
     pub(crate) fn insert(&mut self, token: Token, deadline: u64) -> EntryId {
         let index = match self.free {
             NIL => {
-                self.nodes.push(Node { token, deadline, prev: NIL, next: NIL, level: NIL as u8, slot: 0 });
+                self.nodes.push(Node::new(token, deadline));
                 (self.nodes.len() - 1) as u32
             }
             free => {
                 self.free = self.nodes[free as usize].next;
-                self.nodes[free as usize] = Node { token, deadline, prev: NIL, next: NIL, level: NIL as u8, slot: 0 };
+                self.nodes[free as usize] = Node::new(token, deadline);
                 free
             }
         };
@@ -129,7 +158,8 @@ impl TimerWheel {
     pub(crate) fn reschedule(&mut self, id: EntryId, deadline: u64) {
         let index = index_of(id);
         self.unlink(index);
-        self.nodes[index as usize].deadline = deadline;
+        let node = &mut self.nodes[index as usize];
+        node.place(node.level(), node.slot(), deadline);
         self.link(index);
     }
 
@@ -258,7 +288,7 @@ impl TimerWheel {
 
     /// Links a (free-standing) node where its deadline puts it relative to the wheel's time.
     fn link(&mut self, index: u32) {
-        let deadline = self.nodes[index as usize].deadline;
+        let deadline = self.nodes[index as usize].deadline();
         self.next_due = self.next_due.min(deadline.max(self.elapsed));
         let (level, slot, head) = if deadline <= self.elapsed {
             (DUE, 0, &mut self.due)
@@ -276,11 +306,13 @@ impl TimerWheel {
             self.nodes[old_head as usize].prev = index;
         }
         let node = &mut self.nodes[index as usize];
-        (node.prev, node.next, node.level, node.slot) = (NIL, old_head, level, slot);
+        (node.prev, node.next) = (NIL, old_head);
+        node.place(level, slot, deadline);
     }
 
     fn unlink(&mut self, index: u32) {
-        let Node { prev, next, level, slot, .. } = self.nodes[index as usize];
+        let node = self.nodes[index as usize];
+        let (prev, next, level, slot) = (node.prev, node.next, node.level(), node.slot());
         debug_assert!(level != NIL as u8, "unlinking a free timer entry");
         if prev != NIL {
             self.nodes[prev as usize].next = next;
@@ -299,7 +331,8 @@ impl TimerWheel {
 
     fn release(&mut self, index: u32) {
         let node = &mut self.nodes[index as usize];
-        (node.level, node.next) = (NIL as u8, self.free);
+        node.place(NIL as u8, 0, node.deadline());
+        node.next = self.free;
         self.free = index;
         self.armed -= 1;
     }
@@ -328,6 +361,12 @@ mod tests {
     /// Pops everything due at `now`, as (deadline, token index).
     fn fire(wheel: &mut TimerWheel, now: u64) -> Vec<usize> {
         std::iter::from_fn(|| wheel.pop_due(now)).map(|(token, _)| token.index()).collect()
+    }
+
+    #[test]
+    fn an_entry_is_24_bytes() {
+        // Every armed timer has one: an idle HTTP connection's keep-alive timer among them.
+        assert_eq!(std::mem::size_of::<Node>(), 24);
     }
 
     #[test]
