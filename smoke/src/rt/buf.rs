@@ -8,21 +8,30 @@ pub(crate) const POOL_BUFFER_SIZE: usize = 16 << 10;
 /// Buffers that grew beyond this (a one-off large response) are freed instead of pooled, so the
 /// pool never pins a burst's worth of memory.
 const MAX_POOLED_CAPACITY: usize = 256 << 10;
-/// Idle buffers a worker keeps for reuse: enough for a burst of partial reads and backpressured
-/// writes, at most 4 MiB per worker.
-const MAX_POOLED_BUFFERS: usize = 256;
+/// Bytes of idle buffers a worker keeps for reuse: 256 fresh buffers' worth, enough for a burst
+/// of partial reads and backpressured writes. Counted in bytes, not buffers, since buffers that
+/// grew (up to `MAX_POOLED_CAPACITY`) are pooled too: 256 of those would pin 64 MiB.
+const MAX_POOLED_BYTES: usize = 256 * POOL_BUFFER_SIZE;
 
 /// Lends buffers to connections and takes them back, so a busy server recycles instead of
 /// allocating, and an idle connection holds none. `held` mirrors into the worker's counters.
 #[derive(Debug, Default)]
 pub(crate) struct BufPool {
     free: Vec<Vec<u8>>,
+    /// The capacity of the buffers in `free`, together.
+    free_bytes: usize,
 }
 
 impl BufPool {
     pub(crate) fn take(&mut self, counters: &Counters) -> Vec<u8> {
         bump(&counters.buffers_held, 1);
-        self.free.pop().unwrap_or_else(|| Vec::with_capacity(POOL_BUFFER_SIZE))
+        match self.free.pop() {
+            Some(buf) => {
+                self.free_bytes -= buf.capacity();
+                buf
+            }
+            None => Vec::with_capacity(POOL_BUFFER_SIZE),
+        }
     }
 
     /// Returns `buf` (which must have come from `take`) and leaves an unallocated Vec behind.
@@ -32,10 +41,17 @@ impl BufPool {
         }
         let mut buf = std::mem::take(buf);
         lower(&counters.buffers_held, 1);
-        if buf.capacity() <= MAX_POOLED_CAPACITY && self.free.len() < MAX_POOLED_BUFFERS {
+        if buf.capacity() <= MAX_POOLED_CAPACITY && self.free_bytes + buf.capacity() <= MAX_POOLED_BYTES {
             buf.clear();
+            self.free_bytes += buf.capacity();
             self.free.push(buf);
         }
+    }
+
+    /// Bytes the pool keeps for reuse.
+    #[cfg(test)]
+    pub(crate) fn free_bytes(&self) -> usize {
+        self.free_bytes
     }
 }
 
@@ -117,5 +133,23 @@ mod tests {
         pool.give(&mut big, &counters);
         assert!(pool.free.is_empty());
         assert_eq!(counters.snapshot().buffers_held, 0);
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_bytes_however_large_its_buffers_grew() {
+        // Buffers that grew to the largest pooled size, given back after a burst: the pool
+        // keeps as many as its byte budget holds, not 256 of them (64 MiB).
+        let counters = Counters::default();
+        let mut pool = BufPool::default();
+        let mut lent: Vec<Vec<u8>> = (0..300).map(|_| pool.take(&counters)).collect();
+        for buf in &mut lent {
+            buf.reserve_exact(MAX_POOLED_CAPACITY);
+        }
+        for buf in &mut lent {
+            pool.give(buf, &counters);
+        }
+        assert!(pool.free_bytes() <= MAX_POOLED_BYTES, "{} bytes pooled", pool.free_bytes());
+        assert_eq!(pool.free.len(), MAX_POOLED_BYTES / MAX_POOLED_CAPACITY);
+        assert_eq!(pool.free_bytes(), pool.free.iter().map(Vec::capacity).sum::<usize>());
     }
 }
