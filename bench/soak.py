@@ -73,6 +73,14 @@ def slope_kib_per_minute(samples):
     return 60 * cov / var if var else 0.0
 
 
+def floors(samples):
+    """The least of each third of the samples: the memory held through the swings of the load,
+    which climbs if something leaks and levels off if buffers and tables only fill to their
+    high-water marks."""
+    third = max(1, len(samples) // 3)
+    return [min(m for _, m in samples[i:i + third]) for i in range(0, third * 3, third)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10)
@@ -148,7 +156,8 @@ def main():
                         f"{n('ws_connections')} WebSocket connections",
         "errors": counts["errors"],
         "resident memory": f"{min(m for _, m in warm) / 1024:.0f}–{max(m for _, m in warm) / 1024:.0f} MiB after "
-                           f"warm-up ({warm_from:.0f} s), least-squares slope {slope:+.0f} KiB/min",
+                           f"warm-up ({warm_from:.0f} s), least-squares slope {slope:+.0f} KiB/min; its floor "
+                           f"(the least of each third) {' → '.join(f'{f / 1024:.0f}' for f in floors(warm))} MiB",
         "when the clients left": f"{'back to zero' if settled else 'NOT back to zero'} {drained_after:.0f} s after "
                                  f"(connections {held['connections']}, UDP peers {held['peers']}, lingering "
                                  f"{held['lingering']}, subscriptions {held['subscriptions']}, buffers held "
