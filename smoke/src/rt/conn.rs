@@ -151,6 +151,18 @@ pub(crate) struct ConnState {
     pub(crate) timer: Timer,
 }
 
+impl ConnState {
+    /// Ends every subscription of the connection on `fd` with `id`, if it ever made one, and
+    /// takes them off the `subscriptions` gauge.
+    pub(crate) fn end_subscriptions(&mut self, fd: std::os::fd::RawFd, id: ConnId, counters: &Counters) {
+        if self.flags.has(Flags::SUBSCRIBED) {
+            let ended = pubsub::unsubscribe_all(fd, id);
+            lower(&counters.subscriptions, ended as u64);
+            self.flags.clear(Flags::SUBSCRIBED);
+        }
+    }
+}
+
 /// The handle a handler gets for its connection: buffered writes and the connection's controls.
 ///
 /// Writes are buffered and leave in one `send` when the handler returns (after every read of the
@@ -217,11 +229,7 @@ impl Conn<'_> {
 
     /// Ends every subscription of this connection.
     pub(crate) fn unsubscribe_all(&mut self) {
-        if self.state.flags.has(Flags::SUBSCRIBED) {
-            let ended = pubsub::unsubscribe_all(self.stream.as_raw_fd(), self.id);
-            lower(&self.counters.subscriptions, ended as u64);
-            self.state.flags.clear(Flags::SUBSCRIBED);
-        }
+        self.state.end_subscriptions(self.stream.as_raw_fd(), self.id, self.counters);
     }
 
     /// Queues several slices, in order, as one write.

@@ -10,7 +10,6 @@ use crate::rt::buf::POOL_BUFFER_SIZE;
 use crate::rt::config::Limits;
 use crate::rt::conn::{CloseReason, Conn, ConnState, Flags, send_queued};
 use crate::rt::core::{Core, SCRATCH_SIZE};
-use crate::rt::pubsub;
 use crate::rt::time::Stamp;
 use crate::rt::token::{ConnId, Kind, Token};
 use crate::rt::wheel::{EntryId, TimerRequest};
@@ -85,10 +84,7 @@ impl<S: Service> EventLoop<S> {
         let counters = self.core.counters();
         bump(&counters.accepted, 1);
         let Some(session) = session else {
-            if state.flags.has(Flags::SUBSCRIBED) {
-                let ended = pubsub::unsubscribe_all(fd, id);
-                lower(&self.core.own.counters.subscriptions, ended as u64);
-            }
+            state.end_subscriptions(fd, id, &self.core.own.counters);
             state.out.discard(&mut self.core.pool, &self.core.own.counters);
             let _ = stream.set_reset_on_close();
             bump(&self.core.own.counters.closed, 1);
@@ -153,27 +149,19 @@ impl<S: Service> EventLoop<S> {
         {
             log::debug!("SO_LINGER on fd {fd}: {e}");
         }
-        let Connection { session, stream, id, state, input, .. } = connection;
+        let Connection { session, stream, id, state, .. } = connection;
         if !state.flags.has(Flags::PANICKED) {
             let service = &*self.service;
             let mut conn = self.core.conn(stream, state, *id);
             guarded(conn.counters, *id, "on_close", || service.on_close(session, &mut conn, reason));
         }
-        if state.flags.has(Flags::SUBSCRIBED) {
-            // Its subscriptions end with it, whatever its session did (or failed to do) on close.
-            let ended = pubsub::unsubscribe_all(fd, *id);
-            lower(&self.core.own.counters.subscriptions, ended as u64);
-            state.flags.clear(Flags::SUBSCRIBED);
-        }
-        // Its timer goes with it (a request made in on_close is not applied).
-        self.core.timers.disarm(&mut state.timer);
-        state.timer.request = TimerRequest::Unchanged;
-        let counters = &self.core.own.counters;
-        state.out.discard(&mut self.core.pool, counters);
-        self.core.pool.give(input, counters);
+        // Its subscriptions end with it, whatever its session did (or failed to do) on close,
+        // and its timer goes with it (a request made in on_close is not applied).
+        connection.give_back(&mut self.core);
         if unread && matches!(reason, CloseReason::Shutdown | CloseReason::Timeout) {
-            discard_unread_input(stream, &mut self.core.scratch);
+            discard_unread_input(&connection.stream, &mut self.core.scratch);
         }
+        let counters = &self.core.own.counters;
         // Count before the socket closes, so a peer that sees the close and asks again (the
         // stats page) finds it counted.
         bump(&counters.closed, 1);
@@ -201,17 +189,10 @@ impl<S: Service> EventLoop<S> {
     /// What a connection's entry still holds once it leaves the table: its lingering count, its
     /// timers, and (as a backstop: its session has ended) any output or subscription.
     fn let_go(&mut self, connection: &mut Connection<S::Stream>) {
-        let counters = &self.core.own.counters;
         if connection.state.flags.has(Flags::LINGERING) {
-            lower(&counters.lingering, 1);
+            lower(&self.core.own.counters.lingering, 1);
         }
-        if connection.state.flags.has(Flags::SUBSCRIBED) {
-            let ended = pubsub::unsubscribe_all(connection.stream.as_raw_fd(), connection.id);
-            lower(&counters.subscriptions, ended as u64);
-        }
-        connection.state.out.discard(&mut self.core.pool, counters);
-        self.core.pool.give(&mut connection.input, counters);
-        self.core.timers.disarm(&mut connection.state.timer);
+        connection.give_back(&mut self.core);
         self.core.timers.disarm_entry(&mut connection.watch);
     }
 
@@ -241,6 +222,17 @@ fn discard_unread_input(stream: &Stream, scratch: &mut [u8]) {
 }
 
 impl<St> Connection<St> {
+    /// Gives back what the session held of the worker: its subscriptions, its timer (and any
+    /// request for it), its buffers.
+    fn give_back(&mut self, core: &mut Core) {
+        let counters = &core.own.counters;
+        self.state.end_subscriptions(self.stream.as_raw_fd(), self.id, counters);
+        core.timers.disarm(&mut self.state.timer);
+        self.state.timer.request = TimerRequest::Unchanged;
+        self.state.out.discard(&mut core.pool, counters);
+        core.pool.give(&mut self.input, counters);
+    }
+
     fn can_read(&self, limits: &Limits) -> bool {
         !self.state.flags.has(Flags::INPUT_ENDED | Flags::READ_CLOSED)
             && self.state.out.pending() < limits.max_write_buffer
