@@ -28,6 +28,9 @@ pub(crate) enum KeyKind {
     /// A network interface name, passed to the `Config` setter of the same name; served
     /// through the listeners of `needs`.
     Interface { needs: Protocol },
+    /// A file path string (or an array of them), passed to the `Config` setter of the same name
+    /// once per path.
+    File,
 }
 
 pub(crate) struct KeySpec {
@@ -72,6 +75,11 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "max_peers", kind: KeyKind::Count { min: 1, max: u64::MAX } },
     KeySpec { name: "max_datagram", kind: KeyKind::Count { min: 1, max: smoke_rules::limits::MAX_DATAGRAM as u64 } },
     KeySpec { name: "pfring", kind: KeyKind::Interface { needs: Protocol::Udp } },
+    KeySpec { name: "https", kind: KeyKind::Listener(Protocol::Https) },
+    KeySpec { name: "wss", kind: KeyKind::Listener(Protocol::Wss) },
+    KeySpec { name: "tls", kind: KeyKind::Listener(Protocol::Tls) },
+    KeySpec { name: "tls_cert", kind: KeyKind::File },
+    KeySpec { name: "tls_key", kind: KeyKind::File },
 ];
 
 /// One argument of a handler, after the receiver.

@@ -51,7 +51,8 @@ fn attribute_entries(args: TokenStream, model: &mut Model, errors: &mut Errors) 
     let mut served_on = Vec::new();
     for meta in metas {
         if let Some(KeyKind::Listener(protocol)) = KEYS.iter().find(|k| meta.path().is_ident(k.name)).map(|k| k.kind) {
-            model.declared.push(protocol);
+            // A TLS listener's handlers are its family's (`https` serves `#[get]`).
+            model.declared.push(protocol.family());
         }
         let Meta::NameValue(pair) = &meta else {
             errors.at(&meta, format!("expected `key = value`; valid keys: {}", key_list()));
@@ -164,6 +165,24 @@ fn key_value(spec: &KeySpec, name: &str, value: &Expr, model: &mut Model, errors
                 format!("`{name}` expects a network interface name such as \"eth0\""),
             )),
         },
+        KeyKind::File => {
+            let items: Vec<&Expr> = match value {
+                Expr::Array(ExprArray { elems, .. }) if !elems.is_empty() => elems.iter().map(ungrouped).collect(),
+                other => vec![other],
+            };
+            for item in items {
+                match item {
+                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if !s.value().is_empty() => {
+                        model.settings.push(Setting::Text { setter: spec.name, value: s.value() })
+                    }
+                    other => errors.push(syn::Error::new_spanned(
+                        other,
+                        format!("`{name}` expects a PEM file's path, e.g. \"cert.pem\", or an array of them"),
+                    )),
+                }
+            }
+            return;
+        }
         KeyKind::Flag => match value {
             Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(Setting::Flag { setter: spec.name, value: b.value }),
             other => Err(syn::Error::new_spanned(other, format!("`{name}` expects `true` or `false`"))),

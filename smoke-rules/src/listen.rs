@@ -16,11 +16,18 @@ pub enum Protocol {
     Ws,
     /// UDP datagrams, one session per remote address.
     Udp,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// WebSocket over TLS (`wss://`).
+    Wss,
+    /// Raw TCP over TLS: the handlers of `tcp` see the plaintext.
+    Tls,
 }
 
 impl Protocol {
     /// Every protocol, in the order the attribute documents them.
-    pub const ALL: [Protocol; 4] = [Protocol::Tcp, Protocol::Http, Protocol::Ws, Protocol::Udp];
+    pub const ALL: [Protocol; 7] =
+        [Protocol::Tcp, Protocol::Http, Protocol::Ws, Protocol::Udp, Protocol::Https, Protocol::Wss, Protocol::Tls];
 
     /// The lowercase name used in attribute keys, environment variables (`SMOKE_<NAME>`) and
     /// messages.
@@ -30,7 +37,26 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::Ws => "ws",
             Protocol::Udp => "udp",
+            Protocol::Https => "https",
+            Protocol::Wss => "wss",
+            Protocol::Tls => "tls",
         }
+    }
+
+    /// What the connection speaks inside TLS (itself, for the others): the handlers a listener
+    /// needs are those of its family.
+    pub fn family(self) -> Protocol {
+        match self {
+            Protocol::Https => Protocol::Http,
+            Protocol::Wss => Protocol::Ws,
+            Protocol::Tls => Protocol::Tcp,
+            plain => plain,
+        }
+    }
+
+    /// True for the listeners that speak TLS first.
+    pub fn is_tls(self) -> bool {
+        self != self.family()
     }
 
     /// The protocol called `name` (as [`name`](Protocol::name) spells it).
@@ -46,7 +72,8 @@ impl Protocol {
     /// True when a connection's first bytes come from the client, so accepting can wait for
     /// them (TCP_DEFER_ACCEPT) and reading can start right after accept.
     pub fn client_speaks_first(self) -> bool {
-        matches!(self, Protocol::Http | Protocol::Ws)
+        // A TLS client opens with its ClientHello.
+        matches!(self, Protocol::Http | Protocol::Ws) || self.is_tls()
     }
 }
 

@@ -3,6 +3,7 @@
 //! environment overrides in `env.rs`. One setter per knob; the parts are readable, not writable.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use smoke_rules::{Listen, Protocol};
@@ -41,6 +42,10 @@ pub struct Config {
     pub(crate) runtime: RuntimeConfig,
     pub(crate) http: Limits,
     pub(crate) ws: WsConfig,
+    /// The TLS listeners' certificate chains and their private keys, as PEM files, paired in
+    /// order.
+    pub(crate) tls_certs: Vec<PathBuf>,
+    pub(crate) tls_keys: Vec<PathBuf>,
 }
 
 impl Config {
@@ -96,6 +101,42 @@ impl Config {
     /// HTTP: body size above which a request gets 413. Default 1 MiB.
     pub fn max_body(mut self, bytes: usize) -> Config {
         self.http.max_body = bytes;
+        self
+    }
+
+    /// Adds an HTTPS listener: HTTP/1.1 over TLS 1.3 (ALPN `http/1.1`), with the certificates
+    /// of [`tls_cert`](Config::tls_cert). [`ws_path`](Config::ws_path) upgrades work on it too
+    /// (`wss://`).
+    pub fn https(self, listen: impl Into<Listen>) -> Config {
+        self.listen(Protocol::Https, listen)
+    }
+
+    /// Adds a dedicated WebSocket listener over TLS (`wss://`), as [`ws`](Config::ws).
+    pub fn wss(self, listen: impl Into<Listen>) -> Config {
+        self.listen(Protocol::Wss, listen)
+    }
+
+    /// Adds a raw TCP listener over TLS: the handlers of `tcp` see the plaintext, and their
+    /// `on_connect` runs once the handshake is done.
+    pub fn tls(self, listen: impl Into<Listen>) -> Config {
+        self.listen(Protocol::Tls, listen)
+    }
+
+    /// TLS: a certificate chain's PEM file (the server's certificate first), for the TLS
+    /// listeners; its private key is the [`tls_key`](Config::tls_key) given in the same place.
+    /// Given several times, each handshake gets the first certificate valid for the name the
+    /// client asked for (SNI), or the first one. Files are read at start and again on
+    /// [`ServerHandle::reload_certificates`](crate::ServerHandle::reload_certificates) (SIGHUP
+    /// under `serve`).
+    pub fn tls_cert(mut self, path: impl Into<PathBuf>) -> Config {
+        self.tls_certs.push(path.into());
+        self
+    }
+
+    /// TLS: the PEM file of the private key (PKCS#8, PKCS#1 or SEC1) of the
+    /// [`tls_cert`](Config::tls_cert) given in the same place.
+    pub fn tls_key(mut self, path: impl Into<PathBuf>) -> Config {
+        self.tls_keys.push(path.into());
         self
     }
 
@@ -339,7 +380,7 @@ impl Config {
     /// The input a connection must be able to keep for its protocol to answer a message at its
     /// limit (413 for an HTTP request, 1009 for a WebSocket message) rather than be cut.
     pub(crate) fn min_read_buffer(&self) -> usize {
-        let serves = |wanted: &[Protocol]| self.listeners.iter().any(|(p, _)| wanted.contains(p));
+        let serves = |wanted: &[Protocol]| self.listeners.iter().any(|(p, _)| wanted.contains(&p.family()));
         let mut floor = 0;
         if serves(&[Protocol::Http, Protocol::Ws]) {
             floor = http::chunked::max_encoded_len(self.http.max_body).saturating_add(self.http.max_header_bytes);
@@ -349,6 +390,33 @@ impl Config {
             floor = floor.max(self.ws.max_message.saturating_add(14));
         }
         floor
+    }
+
+    /// The TLS listeners' certificate and key files, paired; `None` when no listener speaks
+    /// TLS. A TLS listener without certificates, or certificates without their keys, is a
+    /// configuration error.
+    pub(crate) fn tls_files(&self) -> Result<Option<Vec<(PathBuf, PathBuf)>>, crate::Error> {
+        let Some((protocol, _)) = self.listeners.iter().find(|(p, _)| p.is_tls()) else { return Ok(None) };
+        if !cfg!(feature = "tls") {
+            return Err(crate::Error::config(format!(
+                "a {} listener needs smoke's `tls` feature, which this build leaves out",
+                protocol.name()
+            )));
+        }
+        if self.tls_certs.is_empty() {
+            return Err(crate::Error::config(format!(
+                "a {} listener needs a certificate: set tls_cert and tls_key (or SMOKE_TLS_CERT and SMOKE_TLS_KEY)",
+                protocol.name()
+            )));
+        }
+        if self.tls_certs.len() != self.tls_keys.len() {
+            return Err(crate::Error::config(format!(
+                "{} tls_cert file(s) but {} tls_key file(s): each certificate needs its key",
+                self.tls_certs.len(),
+                self.tls_keys.len()
+            )));
+        }
+        Ok(Some(self.tls_certs.iter().cloned().zip(self.tls_keys.iter().cloned()).collect()))
     }
 
     /// The parts a server starts from: the runtime's settings, the protocols' settings and the

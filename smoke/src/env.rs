@@ -58,7 +58,8 @@ impl Config {
     /// | variable | value | effect |
     /// |---|---|---|
     /// | `SMOKE_TCP` | port or host:port, comma-separated | replaces every TCP listener |
-    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
+    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP`, `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same for those protocols (an error while this server has none) |
+    /// | `SMOKE_TLS_CERT`, `SMOKE_TLS_KEY` | PEM file paths, comma-separated, in pairs | replace the TLS certificates and their keys |
     /// | `SMOKE_PFRING` | a network interface name | takes UDP input from the packet ring on it ([`Config::pfring`]; needs a udp listener) |
     /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
     /// | `SMOKE_BIND` | an IP address | address for bare ports |
@@ -105,6 +106,14 @@ impl Config {
                 return Err(bad("SMOKE_PFRING", &value, format!("expected a network interface name ({why})")));
             }
             self.runtime.pfring = Some(interface.to_owned());
+        }
+        for (variable, files) in [("SMOKE_TLS_CERT", &mut self.tls_certs), ("SMOKE_TLS_KEY", &mut self.tls_keys)] {
+            if let Some(value) = lookup(variable) {
+                if value.split(',').any(|path| path.trim().is_empty()) {
+                    return Err(bad(variable, &value, "expected PEM file paths, comma-separated".into()));
+                }
+                *files = value.split(',').map(|path| path.trim().into()).collect();
+            }
         }
         for (variable, setting) in LIMITS {
             if let Some(value) = lookup(variable) {

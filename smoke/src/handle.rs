@@ -2,6 +2,8 @@
 //! ([`spawn`], [`serve`]), and the one announcement a served server prints.
 
 use std::net::SocketAddr;
+#[cfg(feature = "tls")]
+use std::os::fd::AsRawFd;
 
 use smoke_rules::Protocol;
 
@@ -23,6 +25,9 @@ use crate::sys::ShutdownSignals;
 pub struct ServerHandle {
     running: Running,
     addrs: Vec<(Protocol, SocketAddr)>,
+    /// The TLS listeners' certificates, when it has any.
+    #[cfg(feature = "tls")]
+    certificates: Option<std::sync::Arc<crate::driver::certs::Certificates>>,
 }
 
 impl ServerHandle {
@@ -36,7 +41,34 @@ impl ServerHandle {
     ) -> Result<ServerHandle, Error> {
         let running = crate::rt::spawn::spawn(runtime, specs, min_read_buffer, service)?;
         let addrs = protocols.into_iter().zip(running.addrs().iter().copied()).collect();
-        Ok(ServerHandle { running, addrs })
+        Ok(ServerHandle {
+            running,
+            addrs,
+            #[cfg(feature = "tls")]
+            certificates: None,
+        })
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_certificates(
+        mut self,
+        certificates: Option<std::sync::Arc<crate::driver::certs::Certificates>>,
+    ) -> ServerHandle {
+        self.certificates = certificates;
+        self
+    }
+
+    /// Reads the TLS certificates and keys again from their files: new handshakes get the new
+    /// ones, connections already open keep theirs, none is dropped. On any error (a file
+    /// missing or malformed, a key that does not match) the certificates in use stay and the
+    /// error names the file. A server without TLS listeners has nothing to reload: `Ok`.
+    /// `serve` calls this on SIGHUP.
+    pub fn reload_certificates(&self) -> Result<(), Error> {
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = &self.certificates {
+            return certificates.reload();
+        }
+        Ok(())
     }
 
     /// Every listener's bound address (port 0 resolved), in configuration order.
@@ -63,6 +95,39 @@ impl ServerHandle {
     /// (see [`WsConn::publish`](crate::ws::WsConn::publish)).
     pub fn publish<'m>(&self, topic: &str, message: impl Into<Message<'m>>) {
         publish(self.running.workers(), None, topic, message.into());
+    }
+
+    /// Reloads the certificates on every SIGHUP from now on (`serve` does this), on a thread of
+    /// its own, saying on stdout that it did (or on stderr why not). Nothing to do without TLS
+    /// listeners.
+    pub(crate) fn reload_on_sighup(&self, name: &str) -> Result<(), Error> {
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = self.certificates.clone() {
+            let failed = |e| Error::io("install the SIGHUP handler", e);
+            let event = crate::sys::reload_signal().map_err(failed)?;
+            let epoll = crate::sys::Epoll::new().map_err(failed)?;
+            epoll.add(event.as_raw_fd(), 0, crate::sys::Interest::READABLE).map_err(failed)?;
+            let name = name.to_owned();
+            let waiter = move || {
+                let mut events = crate::sys::Events::with_capacity(1);
+                while epoll.wait(&mut events, None).is_ok() {
+                    if events.len() == 0 {
+                        continue; // interrupted by another signal
+                    }
+                    event.drain();
+                    match certificates.reload() {
+                        Ok(()) => println!("{name}: certificates reloaded"),
+                        Err(e) => eprintln!("{name}: certificates not reloaded, the old ones stay: {e}"),
+                    }
+                }
+            };
+            std::thread::Builder::new()
+                .name("smoke-reload".into())
+                .spawn(waiter)
+                .map_err(|e| Error::io("start the certificate reload thread", e))?;
+        }
+        let _ = name;
+        Ok(())
     }
 
     /// Stops accepting, lets pending output flush (up to `shutdown_timeout`), closes every

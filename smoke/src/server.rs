@@ -46,6 +46,7 @@ pub trait Server: Session {
         let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
         let server = Self::spawn(config)?;
         let name = std::any::type_name::<Self>().rsplit("::").next().unwrap_or("smoke");
+        server.reload_on_sighup(name)?;
         announce(name, &server);
         server.wait_for(signals)
     }
@@ -54,9 +55,29 @@ pub trait Server: Session {
 /// Starts a [`Server`] type: its sessions, speaking each listener's protocol.
 fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
+    let tls_files = config.tls_files()?;
     let (runtime, http, ws, protocols) = config.into_parts();
-    let service = SessionService { protocols: protocols.clone(), http, ws, on_tick: on_tick::<T> };
-    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)
+    #[cfg(feature = "tls")]
+    let tls = match tls_files {
+        Some(files) => {
+            Some(crate::driver::certs::TlsConfigs::load(&files, runtime.max_read_buffer.max(min_read_buffer))?)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = tls_files;
+    let service = SessionService {
+        protocols: protocols.clone(),
+        http,
+        ws,
+        on_tick: on_tick::<T>,
+        #[cfg(feature = "tls")]
+        tls: tls.clone(),
+    };
+    let server = ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)?;
+    #[cfg(feature = "tls")]
+    let server = server.with_certificates(tls.map(|tls| tls.certificates));
+    Ok(server)
 }
 
 /// `Server::on_tick`, as the driver calls it.
@@ -97,7 +118,7 @@ impl<T: Session> Worker<'_, '_, T> {
     /// Calls `visit` with each raw TCP connection's session.
     pub fn for_each_tcp(&mut self, mut visit: impl FnMut(&mut T, &mut Conn<'_>)) {
         self.tick.for_each_connection(|stream, conn| {
-            if let Machine::Raw = stream.machine {
+            if let Some(Machine::Raw) = stream.machine.serving() {
                 visit(&mut stream.user, conn);
             }
         });
@@ -107,7 +128,7 @@ impl<T: Session> Worker<'_, '_, T> {
     pub fn for_each_websocket(&mut self, mut visit: impl FnMut(&mut T, &mut WsConn<'_, '_>)) {
         let settings = &self.service.ws;
         self.tick.for_each_connection(|stream, conn| {
-            if let Machine::Ws(machine) = &mut stream.machine {
+            if let Some(Machine::Ws(machine)) = stream.machine.serving() {
                 ws::with_open(machine, conn, settings, |ws| visit(&mut stream.user, ws));
             }
         });

@@ -65,6 +65,9 @@ counters! {
     /// HTTP requests refused by the protocol layer (400, 413, 431, 505), each closing its
     /// connection.
     rejected,
+    /// TLS connections closed for a failed handshake (not TLS, a bad ClientHello, nothing in
+    /// common, or not done within `header_timeout`) or a record that did not authenticate.
+    tls_failures,
     /// Bytes received.
     bytes_in,
     /// Bytes sent.

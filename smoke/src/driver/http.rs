@@ -2,7 +2,7 @@
 //! with the session's `on_request`, and performs the WebSocket upgrade: checks the handshake,
 //! asks `on_upgrade`, writes the 101, and swaps the connection's machine for WebSocket's.
 
-use super::{Machine, SessionService, Stream, Upgrades, ws};
+use super::{Machine, SessionService, Upgrades, ws};
 use crate::driver::session::Session;
 use crate::proto;
 use crate::proto::http::{Answer, Context, Expired};
@@ -14,15 +14,15 @@ use crate::stats::bump;
 /// Answers the complete requests at the front of `input`; returns the bytes consumed.
 pub(super) fn requests<T: Session>(
     service: &SessionService<T>,
-    stream: &mut Stream<T>,
+    state: &mut Machine,
+    user: &mut T,
     conn: &mut Conn<'_>,
     input: &[u8],
 ) -> usize {
-    let Machine::Http(machine, upgrades) = &mut stream.machine else { return 0 };
+    let Machine::Http(machine, upgrades) = state else { return 0 };
     let only_upgrades = *upgrades == Upgrades::Only;
     let ws_path = service.ws.path.as_deref();
     let context = Context { limits: &service.http, now: wall_clock_seconds(), server: conn.workers };
-    let user = &mut stream.user;
     let served = machine.serve(conn, input, &context, |req, res, conn| {
         if !only_upgrades && ws_path != Some(req.path()) {
             user.on_request(req, res);
@@ -52,8 +52,8 @@ pub(super) fn requests<T: Session>(
         // The HTTP machine's timer (its head's or its keep-alive's) is not the WebSocket's.
         conn.cancel_timer();
         let mut websocket = proto::ws::Connection::default();
-        ws::open(&mut websocket, conn, &mut stream.user, &service.ws);
-        stream.machine = Machine::Ws(websocket);
+        ws::open(&mut websocket, conn, user, &service.ws);
+        *state = Machine::Ws(websocket);
     }
     served.consumed
 }

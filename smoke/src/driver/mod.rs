@@ -9,12 +9,18 @@
 //! - `session.rs`: [`Session`], the handlers of every other protocol
 //! - `http.rs`, `ws.rs`: each protocol's machine run with the session's handlers
 //! - `ws_conn.rs`: [`WsConn`](ws_conn::WsConn), backpressure, topic publications
+//! - `certs.rs`: the TLS listeners' certificates: PEM files, SNI, reloading
+//! - `tls.rs`: TLS around any of them: the handshake, then plaintext in and sealed records out
 //! - `sink.rs`: the runtime's connection as the machines' sink
 
+#[cfg(feature = "tls")]
+pub(crate) mod certs;
 mod http;
 pub(crate) mod raw;
 pub(crate) mod session;
 mod sink;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 pub(crate) mod ws;
 pub(crate) mod ws_conn;
 
@@ -44,6 +50,30 @@ pub(crate) enum Machine {
     Http(proto::http::Connection, Upgrades),
     /// An upgraded connection's WebSocket frames.
     Ws(proto::ws::Connection),
+    /// TLS around one of the others (boxed: only TLS connections pay for it).
+    #[cfg(feature = "tls")]
+    Tls(Box<tls::TlsLayer>),
+}
+
+impl Machine {
+    /// The machine that speaks the protocol: the one inside TLS, or this one.
+    pub(crate) fn plain(&mut self) -> &mut Machine {
+        match self {
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) => &mut layer.inner,
+            machine => machine,
+        }
+    }
+
+    /// The machine that speaks the protocol once its session has started (after the TLS
+    /// handshake): what a tick may visit.
+    pub(crate) fn serving(&mut self) -> Option<&mut Machine> {
+        match self {
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) => layer.is_connected().then_some(&mut layer.inner),
+            machine => Some(machine),
+        }
+    }
 }
 
 /// Where an HTTP listener accepts WebSocket upgrades.
@@ -66,6 +96,9 @@ pub(crate) struct SessionService<T> {
     pub(crate) http: Limits,
     pub(crate) ws: WsConfig,
     pub(crate) on_tick: OnTick<T>,
+    /// The TLS listeners' configurations, when the server has any.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<certs::TlsConfigs>,
 }
 
 impl<T: Session> Service for SessionService<T> {
@@ -74,60 +107,86 @@ impl<T: Session> Service for SessionService<T> {
 
     /// The one match that picks a connection's protocol.
     fn open(&self, conn: &mut Conn<'_>, listener: usize) -> Stream<T> {
-        let machine = match self.protocols[listener] {
+        let protocol = self.protocols[listener];
+        let machine = match protocol.family() {
             Protocol::Tcp => Machine::Raw,
             Protocol::Http => Machine::Http(proto::http::Connection::default(), Upgrades::AtWsPath),
             Protocol::Ws => Machine::Http(proto::http::Connection::default(), Upgrades::Only),
-            // A UDP listener accepts no connections.
-            Protocol::Udp => Machine::Raw,
+            // A UDP listener accepts no connections; the TLS protocols' families are above.
+            Protocol::Udp | Protocol::Https | Protocol::Wss | Protocol::Tls => Machine::Raw,
+        };
+        #[cfg(feature = "tls")]
+        let machine = match (protocol.is_tls(), &self.tls) {
+            (true, Some(tls)) => {
+                Machine::Tls(Box::new(tls::TlsLayer::new(tls.config(protocol), tls.max_plaintext, machine)))
+            }
+            _ => machine,
         };
         Stream { user: T::new_session(conn), machine }
     }
     #[inline]
     fn on_connect(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>) {
-        if let Machine::Http(machine, _) = &mut stream.machine {
-            // A connection that says nothing is closed after header_timeout.
-            machine.opened(conn, &self.http);
+        match &mut stream.machine {
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) => tls::connected(layer, conn, &self.http),
+            machine => self.connected(machine, &mut stream.user, conn),
         }
-        stream.user.on_connect(conn);
     }
     #[inline]
-    fn on_data(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+    fn on_data(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>, input: &mut [u8]) -> usize {
         match &mut stream.machine {
-            Machine::Raw => stream.user.on_data(conn, input),
-            Machine::Http(..) => http::requests(self, stream, conn, input),
-            Machine::Ws(machine) => ws::frames(machine, conn, input, &mut stream.user, &self.ws),
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) => tls::data(self, layer, &mut stream.user, conn, input),
+            machine => self.data(machine, &mut stream.user, conn, input),
         }
     }
     fn on_write(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>) {
         match &mut stream.machine {
-            Machine::Raw => stream.user.on_write(conn),
-            Machine::Http(..) => {}
-            Machine::Ws(machine) => ws::drained(machine, conn, &mut stream.user, &self.ws),
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) => tls::written(self, layer, &mut stream.user, conn),
+            machine => self.written(machine, &mut stream.user, conn),
         }
     }
     fn on_timer(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>) {
         match &mut stream.machine {
-            Machine::Raw => stream.user.on_timer(conn),
-            Machine::Http(machine, _) => http::timer(self, machine, conn),
-            Machine::Ws(machine) => ws::timer(machine, conn, &mut stream.user, &self.ws),
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) if !layer.is_connected() => tls::handshake_timed_out(conn),
+            machine => self.timer(machine.plain(), &mut stream.user, conn),
         }
     }
     fn on_shutdown(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>) {
         match &mut stream.machine {
-            Machine::Raw => stream.user.on_shutdown(conn),
-            Machine::Http(..) => {}
-            Machine::Ws(machine) => ws::shutting_down(machine, conn, &mut stream.user, &self.ws),
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) if !layer.is_connected() => conn.close(),
+            machine => self.shutting_down(machine.plain(), &mut stream.user, conn),
         }
     }
     fn on_close(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>, reason: CloseReason) {
-        if let Machine::Ws(machine) = &mut stream.machine {
+        let machine = match &mut stream.machine {
+            #[cfg(feature = "tls")]
+            Machine::Tls(layer) => {
+                tls::closed(layer, conn);
+                // A connection whose handshake never completed was never connected.
+                if !layer.is_connected() {
+                    return;
+                }
+                &mut layer.inner
+            }
+            machine => machine,
+        };
+        if let Machine::Ws(machine) = machine {
             ws::closed(machine, conn, &mut stream.user, &self.ws);
         }
         stream.user.on_close(conn, reason);
     }
     fn on_delivery(&self, _stream: &mut Stream<T>, conn: &mut Conn<'_>, frame: &[u8]) {
         ws_conn::deliver(conn, &self.ws, frame);
+    }
+    #[cfg(feature = "tls")]
+    fn seal(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>, scratch: &mut [u8]) {
+        if let Machine::Tls(layer) = &mut stream.machine {
+            tls::seal(layer, conn, scratch);
+        }
     }
 
     fn open_peer(&self, peer: &mut Peer<'_>) -> Option<T> {
@@ -151,5 +210,50 @@ impl<T: Session> Service for SessionService<T> {
     fn ring_datagram<'f>(&self, frame: &'f [u8], verify: bool) -> Option<RingDatagram<'f>> {
         let captured = proto::ring::parse_udp(frame, verify).ok()?;
         Some(RingDatagram { from: captured.from, to: captured.to, payload: captured.payload })
+    }
+}
+
+/// The events of the machines inside (TLS calls them on its plaintext, as the runtime does on
+/// a plain connection's bytes).
+impl<T: Session> SessionService<T> {
+    fn connected(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>) {
+        if let Machine::Http(machine, _) = machine {
+            // A connection that says nothing is closed after header_timeout.
+            machine.opened(conn, &self.http);
+        }
+        user.on_connect(conn);
+    }
+    #[inline]
+    fn data(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+        match machine {
+            Machine::Raw => user.on_data(conn, input),
+            Machine::Http(..) => http::requests(self, machine, user, conn, input),
+            Machine::Ws(machine) => ws::frames(machine, conn, input, user, &self.ws),
+            #[cfg(feature = "tls")]
+            Machine::Tls(_) => 0,
+        }
+    }
+    fn written(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>) {
+        match machine {
+            Machine::Raw => user.on_write(conn),
+            Machine::Ws(machine) => ws::drained(machine, conn, user, &self.ws),
+            _ => {}
+        }
+    }
+    fn timer(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>) {
+        match machine {
+            Machine::Raw => user.on_timer(conn),
+            Machine::Http(machine, _) => http::timer(self, machine, conn),
+            Machine::Ws(machine) => ws::timer(machine, conn, user, &self.ws),
+            #[cfg(feature = "tls")]
+            Machine::Tls(_) => {}
+        }
+    }
+    fn shutting_down(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>) {
+        match machine {
+            Machine::Raw => user.on_shutdown(conn),
+            Machine::Ws(machine) => ws::shutting_down(machine, conn, user, &self.ws),
+            _ => {}
+        }
     }
 }

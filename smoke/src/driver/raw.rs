@@ -111,7 +111,7 @@ where
         session.on_connect(conn);
     }
     #[inline]
-    fn on_data(&self, session: &mut H, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+    fn on_data(&self, session: &mut H, conn: &mut Conn<'_>, input: &mut [u8]) -> usize {
         session.on_data(conn, input)
     }
     fn on_write(&self, session: &mut H, conn: &mut Conn<'_>) {

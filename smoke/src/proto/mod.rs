@@ -9,9 +9,13 @@
 //! - `ws/`: WebSocket frames, the upgrade handshake, and the per-connection machine (messages,
 //!   pings, the close handshake, idleness).
 //! - `ring.rs`: the packet ring's frames (Ethernet, VLAN, IPv4/IPv6, UDP) as datagrams.
+//! - `tls/`: TLS 1.3 for a server connection: rustls's handshake, then smoke's in-place record
+//!   layer.
 
 pub(crate) mod http;
 pub(crate) mod ring;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 pub(crate) mod ws;
 
 use std::net::SocketAddr;

@@ -125,6 +125,9 @@ impl Flags {
     /// Output has waited through one look at the peer's progress with nothing taken (see
     /// `Connection::check_send_progress`): nothing again at the next look, and it closes.
     pub(crate) const SEND_STALLED: u32 = 1 << 17;
+    /// What handlers write is plaintext that a layer (TLS) seals before it is sent: only the
+    /// output before the last `unsealed` bytes may go on the wire.
+    pub(crate) const SEALED: u32 = 1 << 18;
     /// Any of these means no more input goes to the handler (and none is kept for it).
     pub(crate) const INPUT_ENDED: u32 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 
@@ -148,10 +151,19 @@ impl Flags {
 pub(crate) struct ConnState {
     pub(crate) out: Output,
     pub(crate) flags: Flags,
+    /// With [`Flags::SEALED`]: the bytes at the end of `out` written since the last seal. A u32
+    /// sits in the padding beside `flags`, so plain connections pay nothing for it.
+    pub(crate) unsealed: u32,
     pub(crate) timer: Timer,
 }
 
 impl ConnState {
+    /// The output that may go on the wire now: all of it, but for plaintext not yet sealed.
+    #[inline]
+    pub(crate) fn sendable(&self) -> usize {
+        self.out.pending() - self.unsealed as usize
+    }
+
     /// Ends every subscription of the connection on `fd` with `id`, if it ever made one, and
     /// takes them off the `subscriptions` gauge.
     pub(crate) fn end_subscriptions(&mut self, fd: std::os::fd::RawFd, id: ConnId, counters: &Counters) {
@@ -192,6 +204,23 @@ impl Conn<'_> {
     pub fn write(&mut self, data: &[u8]) {
         if !data.is_empty() && !self.state.flags.has(Flags::ABORT) {
             self.state.out.push(data, self.pool, self.counters);
+            if self.state.flags.has(Flags::SEALED) {
+                self.count_unsealed(data.len());
+            }
+        }
+    }
+
+    #[cold]
+    fn count_unsealed(&mut self, len: usize) {
+        match u32::try_from(self.state.unsealed as usize + len) {
+            Ok(unsealed) => self.state.unsealed = unsealed,
+            Err(_) => {
+                // 4 GiB written in one handler call, before any of it could be sealed.
+                log::warn!("{:?}: 4 GiB of output written in one go; the connection is reset", self.id);
+                self.state.out.discard(self.pool, self.counters);
+                self.state.unsealed = 0;
+                self.state.flags.set(Flags::ABORT);
+            }
         }
     }
 
@@ -199,7 +228,65 @@ impl Conn<'_> {
     /// a producer deciding whether the peer keeps up). Errors are left for the worker's own
     /// send to meet and report.
     pub(crate) fn flush(&mut self) {
-        let _ = send_queued(self.stream, &mut self.state.out, self.pool, self.counters);
+        let _ = send_queued(self.stream, self.state, self.pool, self.counters);
+    }
+
+    /// From now on what handlers write is plaintext for a layer to seal (see
+    /// `Service::seal`): none of it goes on the wire before [`seal_with`](Conn::seal_with).
+    pub(crate) fn seal_output(&mut self) {
+        self.state.flags.set(Flags::SEALED);
+    }
+
+    /// Queues bytes that are already fit for the wire (a TLS handshake record) ahead of any
+    /// plaintext still waiting for its seal.
+    pub(crate) fn write_sealed(&mut self, data: &[u8]) {
+        let unsealed = self.state.unsealed as usize;
+        if unsealed == 0 {
+            self.state.out.push(data, self.pool, self.counters);
+        } else {
+            let at = self.state.out.buf.len() - unsealed;
+            self.state.out.buf.splice(at..at, data.iter().copied());
+        }
+    }
+
+    /// Replaces the plaintext written since the last seal with what `seal` appends for it,
+    /// moving the plaintext aside first (into `scratch`, or a pooled buffer when it is larger).
+    /// Returns `seal`'s error, with the plaintext dropped: the connection cannot go on.
+    pub(crate) fn seal_with<E>(
+        &mut self,
+        scratch: &mut [u8],
+        seal: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let unsealed = std::mem::take(&mut self.state.unsealed) as usize;
+        if unsealed == 0 {
+            return Ok(());
+        }
+        let out = &mut self.state.out;
+        let start = out.buf.len() - unsealed;
+        if unsealed <= scratch.len() {
+            scratch[..unsealed].copy_from_slice(&out.buf[start..]);
+            out.buf.truncate(start);
+            seal(&scratch[..unsealed], &mut out.buf)
+        } else {
+            let mut plaintext = self.pool.take(self.counters);
+            plaintext.extend_from_slice(&out.buf[start..]);
+            out.buf.truncate(start);
+            let sealed = seal(&plaintext, &mut out.buf);
+            self.pool.give(&mut plaintext, self.counters);
+            sealed
+        }
+    }
+
+    /// A buffer from the worker's pool, for input a layer keeps between calls (TLS's plaintext
+    /// that the protocol inside has not taken yet). Give it back with
+    /// [`give_buffer`](Conn::give_buffer).
+    pub(crate) fn take_buffer(&mut self) -> Vec<u8> {
+        self.pool.take(self.counters)
+    }
+
+    /// Returns a buffer from [`take_buffer`](Conn::take_buffer); leaves an unallocated Vec.
+    pub(crate) fn give_buffer(&mut self, buf: &mut Vec<u8>) {
+        self.pool.give(buf, self.counters);
     }
 
     /// True while output waits for the peer to make room (EPOLLOUT is armed): what is written
@@ -330,15 +417,19 @@ impl Conn<'_> {
 /// socket is not an error: the rest waits for room. The runtime's one send loop.
 pub(crate) fn send_queued(
     stream: &Stream,
-    out: &mut Output,
+    state: &mut ConnState,
     pool: &mut BufPool,
     counters: &Counters,
 ) -> io::Result<()> {
+    let sendable = state.sendable();
+    if sendable == 0 {
+        return Ok(());
+    }
     loop {
-        match stream.send(out.unsent()) {
+        match stream.send(&state.out.unsent()[..sendable]) {
             Ok(n) => {
                 crate::stats::bump(&counters.bytes_out, n as u64);
-                out.consume(n, pool, counters);
+                state.out.consume(n, pool, counters);
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

@@ -1,5 +1,6 @@
 //! SIGINT and SIGTERM as an fd: a sigaction handler writes a never-closed eventfd, which
 //! `wait_for_signal` waits on with epoll; the previous handlers come back when it is dropped.
+//! SIGHUP (reload the certificates) the same way, for the process's life.
 
 use std::io;
 use std::mem;
@@ -104,4 +105,42 @@ impl AsRawFd for ShutdownSignals {
     fn as_raw_fd(&self) -> RawFd {
         self.event.as_raw_fd()
     }
+}
+
+/// The eventfd SIGHUP's handler writes to; created once, never closed (as `SIGNAL_EVENT`).
+static RELOAD_EVENT: OnceLock<EventFd> = OnceLock::new();
+static RELOAD_EVENT_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_reload_signal(_signal: libc::c_int) {
+    // SAFETY: as in `on_shutdown_signal`: errno saved and restored, write(2) is
+    // async-signal-safe, and the fd is never closed (see RELOAD_EVENT).
+    unsafe {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        let fd = RELOAD_EVENT_FD.load(Ordering::Relaxed);
+        if fd >= 0 {
+            let one: u64 = 1;
+            libc::write(fd, (&raw const one).cast(), 8);
+        }
+        *errno = saved;
+    }
+}
+
+/// SIGHUP turned into a readable fd, for the rest of the process's life (what a served
+/// server does on it, reloading its certificates, lasts as long). Installing again returns the
+/// same fd.
+pub(crate) fn reload_signal() -> io::Result<&'static EventFd> {
+    if let Some(event) = RELOAD_EVENT.get() {
+        return Ok(event);
+    }
+    let event = RELOAD_EVENT.get_or_init(|| EventFd::new().expect("an eventfd for SIGHUP"));
+    RELOAD_EVENT_FD.store(event.as_raw_fd(), Ordering::SeqCst);
+    // SAFETY: an all-zero sigaction is a valid value (no flags, empty mask) to fill in.
+    let mut action: libc::sigaction = unsafe { mem::zeroed() };
+    action.sa_sigaction = on_reload_signal as *const () as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `action` is initialised and its handler only touches async-signal-safe state; the
+    // previous action is not wanted (null).
+    unsafe { syscall!(sigaction(libc::SIGHUP, &action, std::ptr::null_mut())) }?;
+    Ok(event)
 }

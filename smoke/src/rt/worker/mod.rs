@@ -66,8 +66,16 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
     /// The session exists; the connection is registered and may be written to.
     fn on_connect(&self, session: &mut Self::Stream, conn: &mut Conn<'_>);
     /// Input arrived: everything not yet consumed. Returns how much was consumed; the rest is
-    /// kept and offered again with the next bytes.
-    fn on_data(&self, session: &mut Self::Stream, conn: &mut Conn<'_>, input: &[u8]) -> usize;
+    /// kept and offered again with the next bytes. The input is the runtime's own buffer, lent
+    /// mutably so a layer can transform it in place (TLS decrypts records where they lie); what
+    /// is consumed may be overwritten, what is not must be left as it came.
+    fn on_data(&self, session: &mut Self::Stream, conn: &mut Conn<'_>, input: &mut [u8]) -> usize;
+    /// The connection's output is sealed (see `Conn::seal_output`) and plaintext was written
+    /// since the last seal: turn it into what goes on the wire before it is sent. `scratch` is
+    /// the worker's, free for the call.
+    fn seal(&self, session: &mut Self::Stream, conn: &mut Conn<'_>, scratch: &mut [u8]) {
+        let _ = (session, conn, scratch);
+    }
     /// The output queue is empty again (after backpressure, or as `want_write` asked).
     fn on_write(&self, session: &mut Self::Stream, conn: &mut Conn<'_>);
     /// The connection's timer fired.

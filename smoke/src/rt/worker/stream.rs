@@ -230,6 +230,7 @@ impl<St> Connection<St> {
         core.timers.disarm(&mut self.state.timer);
         self.state.timer.request = TimerRequest::Unchanged;
         self.state.out.discard(&mut core.pool, counters);
+        self.state.unsealed = 0;
         core.pool.give(&mut self.input, counters);
     }
 
@@ -359,16 +360,17 @@ impl<St> Connection<St> {
 
     /// Calls on_data on `input` until it is consumed, the session stops consuming, or the
     /// connection is closing; returns how much was consumed.
-    fn deliver<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, input: &[u8]) -> usize {
+    fn deliver<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, input: &mut [u8]) -> usize {
         let Connection { session, stream, id, state, .. } = self;
         let max_write_buffer = core.limits.max_write_buffer;
         let mut consumed = 0;
         while consumed < input.len() && !state.flags.has(Flags::INPUT_ENDED) {
-            let rest = &input[consumed..];
+            let rest = &mut input[consumed..];
+            let offered = rest.len();
             let mut conn = core.conn(stream, state, *id);
             match guarded(conn.counters, *id, "on_data", || service.on_data(session, &mut conn, rest)) {
                 Some(0) => break,
-                Some(n) => consumed += n.min(rest.len()),
+                Some(n) => consumed += n.min(offered),
                 None => state.flags.set(Flags::PANICKED),
             }
         }
@@ -382,8 +384,8 @@ impl<St> Connection<St> {
     }
 
     fn feed_scratch<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, n: usize) {
-        let scratch = std::mem::take(&mut core.scratch);
-        let consumed = self.deliver(core, service, &scratch[..n]);
+        let mut scratch = std::mem::take(&mut core.scratch);
+        let consumed = self.deliver(core, service, &mut scratch[..n]);
         if consumed < n && !self.state.flags.has(Flags::INPUT_ENDED) {
             self.input = core.pool.take(&core.own.counters);
             self.input.extend_from_slice(&scratch[consumed..n]);
@@ -392,8 +394,8 @@ impl<St> Connection<St> {
     }
 
     fn feed_buffered<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S) {
-        let input = std::mem::take(&mut self.input);
-        let consumed = self.deliver(core, service, &input);
+        let mut input = std::mem::take(&mut self.input);
+        let consumed = self.deliver(core, service, &mut input);
         self.input = input;
         if consumed == self.input.len() || self.state.flags.has(Flags::INPUT_ENDED) {
             core.pool.give(&mut self.input, &core.own.counters);
@@ -406,6 +408,7 @@ impl<St> Connection<St> {
     /// drained, and applies timer, close and shutdown requests.
     fn settle<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, token: Token) -> Option<CloseReason> {
         core.timers.apply(&mut self.state.timer, token, &core.clock);
+        self.seal(core, service);
         if self.state.flags.has(Flags::PANICKED) {
             return Some(CloseReason::HandlerPanicked);
         }
@@ -422,26 +425,29 @@ impl<St> Connection<St> {
             self.call(core, service, "on_write", S::on_write);
             // Its timer request, too, is applied before the connection goes back to the table.
             core.timers.apply(&mut self.state.timer, token, &core.clock);
+            self.seal(core, service);
             if self.state.flags.has(Flags::PANICKED) {
                 return Some(CloseReason::HandlerPanicked);
             }
             if self.state.flags.has(Flags::ABORT) {
                 return Some(CloseReason::Aborted);
             }
-            if self.state.out.pending() > 0
+            if self.state.sendable() > 0
                 && let Err(reason) = self.send(core)
             {
                 return Some(reason);
             }
         }
-        if self.state.out.pending() > 0 && !self.state.flags.has(Flags::WRITE_ARMED) {
+        if self.state.sendable() > 0 && !self.state.flags.has(Flags::WRITE_ARMED) {
             if let Err(e) = core.epoll.modify(self.stream.as_raw_fd(), token.to_epoll(), Interest::READ_WRITE) {
                 return Some(CloseReason::from_io(&e));
             }
             self.state.flags.set(Flags::WRITE_ARMED);
             self.watch_output(core, token);
         }
-        if self.state.out.pending() == 0 {
+        // Plaintext that can never be sealed (a TLS handshake that failed) does not hold a
+        // close up.
+        if self.state.sendable() == 0 {
             if self.state.flags.has(Flags::CLOSE) {
                 return Some(if self.state.flags.has(Flags::SHUTTING_DOWN) {
                     CloseReason::Shutdown
@@ -471,15 +477,32 @@ impl<St> Connection<St> {
         None
     }
 
+    /// Has the session's layer seal the plaintext written since the last seal (TLS), before
+    /// anything more is sent.
+    #[inline]
+    fn seal<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S) {
+        if self.state.unsealed == 0 {
+            return;
+        }
+        let mut scratch = std::mem::take(&mut core.scratch);
+        let Connection { session, stream, id, state, .. } = self;
+        let mut conn = core.conn(stream, state, *id);
+        let sealed = guarded(conn.counters, *id, "seal", || service.seal(session, &mut conn, &mut scratch));
+        core.scratch = scratch;
+        if sealed.is_none() {
+            self.state.flags.set(Flags::PANICKED);
+        }
+    }
+
     /// Sends what is pending; true when that ended a wait for the peer (EPOLLOUT is disarmed,
     /// and the session may stream more).
     #[inline]
     fn flush(&mut self, core: &mut Core, token: Token) -> Result<bool, CloseReason> {
-        if self.state.out.pending() == 0 {
+        if self.state.sendable() == 0 {
             return Ok(false);
         }
         self.send(core)?;
-        if self.state.out.pending() > 0 || !self.state.flags.has(Flags::WRITE_ARMED) {
+        if self.state.sendable() > 0 || !self.state.flags.has(Flags::WRITE_ARMED) {
             return Ok(false);
         }
         let fd = self.stream.as_raw_fd();
@@ -524,7 +547,7 @@ impl<St> Connection<St> {
 
     /// One send of the pending output.
     fn send(&mut self, core: &mut Core) -> Result<(), CloseReason> {
-        send_queued(&self.stream, &mut self.state.out, &mut core.pool, &core.own.counters)
+        send_queued(&self.stream, &mut self.state, &mut core.pool, &core.own.counters)
             .map_err(|e| CloseReason::from_io(&e))
     }
 }

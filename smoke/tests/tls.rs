@@ -1,0 +1,137 @@
+//! TLS end to end against real clients: curl over HTTPS, Python's `ssl` and `websockets` over
+//! WSS and raw TLS, and hostile ones (not TLS, a broken ClientHello, a handshake that stalls).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::eventually;
+use common::tls::TestCert;
+use smoke::Protocol;
+use smoke::prelude::*;
+
+#[derive(Default)]
+struct Site;
+
+#[smoke::server(https = "127.0.0.1:0", ws_path = "/ws", tls = "127.0.0.1:0", threads = 1)]
+impl Site {
+    #[get("/hello")]
+    fn hello(&mut self, _req: &Request, res: &mut Response) {
+        res.text("hello over tls");
+    }
+
+    #[on_message]
+    fn message(&mut self, ws: &mut WsConn, message: Message) {
+        let _ = ws.send(message);
+    }
+
+    #[on_data]
+    fn data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+        conn.write(input);
+        input.len()
+    }
+}
+
+fn start(cert: &TestCert, config: Config) -> ServerHandle {
+    Site::spawn(config.tls_cert(&cert.cert).tls_key(&cert.key)).expect("the server starts")
+}
+
+fn addr_of(server: &ServerHandle, protocol: Protocol) -> std::net::SocketAddr {
+    server.local_addrs().iter().find(|(p, _)| *p == protocol).unwrap().1
+}
+
+#[test]
+fn curl_fetches_over_https_and_reuses_the_connection() {
+    let cert = TestCert::new("curl", &["localhost"]);
+    let server = start(&cert, Site::config());
+    let port = addr_of(&server, Protocol::Https).port();
+    let url = format!("https://localhost:{port}/hello");
+    let output = Command::new("curl")
+        .args(["-sS", "-v", "--http1.1", "--resolve", &format!("localhost:{port}:127.0.0.1"), "--cacert"])
+        .arg(&cert.cert)
+        .args([&url, &url])
+        .output()
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "curl failed: {stderr}");
+    assert_eq!(stdout, "hello over tlshello over tls");
+    assert!(stderr.contains("TLSv1.3"), "{stderr}");
+    assert!(stderr.contains("ALPN: server accepted http/1.1"), "{stderr}");
+    assert!(stderr.contains("Re-using existing connection"), "the second request reused the first's: {stderr}");
+    assert_eq!(server.stats().accepted, 1);
+    assert_eq!(server.stats().tls_failures, 0);
+}
+
+#[test]
+fn python_speaks_raw_tls_and_wss() {
+    let cert = TestCert::new("python", &["localhost"]);
+    let server = start(&cert, Site::config());
+    let https = addr_of(&server, Protocol::Https).port();
+    let tls = addr_of(&server, Protocol::Tls).port();
+    let script = format!(
+        r#"
+import asyncio, socket, ssl
+from websockets.asyncio.client import connect
+context = ssl.create_default_context(cafile={cafile:?})
+with socket.create_connection(("127.0.0.1", {tls})) as raw:
+    with context.wrap_socket(raw, server_hostname="localhost") as s:
+        big = bytes(range(256)) * 1024
+        s.sendall(big)
+        got = b""
+        while len(got) < len(big):
+            got += s.recv(65536)
+        assert got == big, "the echo came back whole"
+        print("raw", s.version())
+async def main():
+    async with connect("wss://localhost:{https}/ws", ssl=context) as ws:
+        for i in range(100):
+            await ws.send("message %d" % i)
+            assert await ws.recv() == "message %d" % i
+        await ws.send(b"x" * 100000)
+        assert await ws.recv() == b"x" * 100000
+        print("wss ok")
+asyncio.run(main())
+"#,
+        cafile = cert.cert.to_str().unwrap(),
+    );
+    let output = Command::new("python3").args(["-c", &script]).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout, "raw TLSv1.3\nwss ok\n");
+    assert_eq!(server.stats().tls_failures, 0);
+}
+
+#[test]
+fn what_is_not_tls_is_closed_and_counted() {
+    let cert = TestCert::new("hostile", &["localhost"]);
+    let server = start(&cert, Site::config().header_timeout(Duration::from_millis(300)));
+    let addr = addr_of(&server, Protocol::Https);
+    let closed = |mut stream: TcpStream| {
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = Vec::new();
+        // An alert at most, then the end of the stream: never a hang, never HTTP.
+        let _ = stream.read_to_end(&mut answer);
+        assert!(!answer.starts_with(b"HTTP"), "{answer:?}");
+    };
+    // Plain HTTP to the TLS port.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain.write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    closed(plain);
+    // A handshake record whose ClientHello is garbage.
+    let mut broken = TcpStream::connect(addr).unwrap();
+    broken.write_all(&[22, 3, 1, 0, 8, 1, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef]).unwrap();
+    closed(broken);
+    // Half a ClientHello, then silence: the handshake times out.
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    stalled.write_all(&[22, 3, 1, 2, 0, 1, 0, 1, 252, 3, 3]).unwrap();
+    closed(stalled);
+    // Silence from the start, on the raw TLS listener.
+    closed(TcpStream::connect(addr_of(&server, Protocol::Tls)).unwrap());
+    assert!(eventually(Duration::from_secs(5), || server.stats().tls_failures == 4), "{:?}", server.stats());
+    assert!(eventually(Duration::from_secs(5), || server.stats().current() == 0));
+    assert_eq!(server.stats().panics, 0);
+}
