@@ -20,7 +20,10 @@ const TCP_WORKER: usize = 0;
 const HTTP_WORKER: usize = 1;
 const WS_WORKER: usize = 2;
 const UDP_WORKER: usize = 3;
-static WORKER_ALLOCATIONS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+const TLS_WORKER: usize = 4;
+const HTTPS_WORKER: usize = 5;
+const WSS_WORKER: usize = 6;
+static WORKER_ALLOCATIONS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
 
 thread_local! {
     static COUNTS_AS: Cell<usize> = const { Cell::new(NOT_COUNTED) };
@@ -69,7 +72,7 @@ impl Handler for Echo {
     }
 }
 
-fn exchange(clients: &mut [std::net::TcpStream], rounds: usize) {
+fn exchange(clients: &mut [impl Read + Write], rounds: usize) {
     let message = *b"0123456789abcdef";
     let mut back = [0u8; 16];
     for _ in 0..rounds {
@@ -119,11 +122,11 @@ impl Hello {
     }
 }
 
-fn http_exchange(clients: &mut [(std::net::TcpStream, std::io::BufReader<std::net::TcpStream>)], rounds: usize) {
+fn http_exchange(clients: &mut [std::io::BufReader<impl Read + Write>], rounds: usize) {
     let request = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
     for _ in 0..rounds {
-        for (stream, reader) in clients.iter_mut() {
-            stream.write_all(request).unwrap();
+        for reader in clients.iter_mut() {
+            reader.get_mut().write_all(request).unwrap();
             for _ in 0..2 {
                 let reply = common::http::read_reply(reader, false).unwrap();
                 assert_eq!(reply.body, b"Hello, World!");
@@ -136,13 +139,7 @@ fn http_exchange(clients: &mut [(std::net::TcpStream, std::io::BufReader<std::ne
 fn answering_http_requests_allocates_nothing_in_steady_state() {
     let config = common::on_loopback(Hello::config(), "http");
     let server = Hello::spawn(config).unwrap();
-    let mut clients: Vec<_> = (0..8)
-        .map(|_| {
-            let stream = common::connect(server.local_addr());
-            let reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            (stream, reader)
-        })
-        .collect();
+    let mut clients: Vec<_> = (0..8).map(|_| std::io::BufReader::new(common::connect(server.local_addr()))).collect();
     http_exchange(&mut clients, 100);
     let before = WORKER_ALLOCATIONS[HTTP_WORKER].load(Ordering::Relaxed);
     http_exchange(&mut clients, 1_000);
@@ -184,7 +181,7 @@ fn ws_frame(payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-fn ws_exchange(clients: &mut [std::net::TcpStream], rounds: usize) {
+fn ws_exchange(clients: &mut [impl Read + Write], rounds: usize) {
     let echo = ws_frame(b"echo this message");
     let publish = ws_frame(b"pub to every client");
     let mut back = [0u8; 2 + 19];
@@ -206,27 +203,28 @@ fn ws_exchange(clients: &mut [std::net::TcpStream], rounds: usize) {
 fn websocket_messages_and_publications_allocate_nothing_in_steady_state() {
     let config = common::on_loopback(Relay::config(), "ws");
     let server = Relay::spawn(config).unwrap();
-    let mut clients: Vec<_> = (0..8)
-        .map(|_| {
-            let mut stream = common::connect(server.local_addr());
-            stream
-                .write_all(
-                    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                )
-                .unwrap();
-            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            assert_eq!(common::http::read_reply(&mut reader, true).unwrap().status, 101);
-            assert!(reader.buffer().is_empty());
-            stream
-        })
-        .collect();
+    let mut clients: Vec<_> = (0..8).map(|_| upgraded(common::connect(server.local_addr()))).collect();
     ws_exchange(&mut clients, 100);
     let before = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     ws_exchange(&mut clients, 1_000);
     let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
     assert_eq!(after - before, 0, "the worker allocated during 8,000 echoes and 1,000 publications to 8");
+}
+
+/// Sends the upgrade request and reads the 101: the stream is a WebSocket's from here.
+fn upgraded<S: Read + Write>(stream: S) -> S {
+    let mut reader = std::io::BufReader::new(stream);
+    reader
+        .get_mut()
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    assert_eq!(common::http::read_reply(&mut reader, true).unwrap().status, 101);
+    assert!(reader.buffer().is_empty());
+    reader.into_inner()
 }
 
 /// Echoes datagrams.
@@ -273,4 +271,117 @@ fn udp_echoes_allocate_nothing_in_steady_state() {
     let after = WORKER_ALLOCATIONS[UDP_WORKER].load(Ordering::Relaxed);
     assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
     assert_eq!(after - before, 0, "the worker allocated during 8,000 steady-state datagram echoes");
+}
+
+/// The TLS twins: the same exchanges through TLS, where every message is a record opened in
+/// place and every reply one sealed into the output queue.
+mod over_tls {
+    use super::*;
+    use common::tls::TestCert;
+
+    /// Echoes whole 16-byte messages, as `Echo`, over a `tls` listener.
+    #[derive(Default)]
+    struct TlsEcho;
+
+    #[smoke::server(tls = 9443, threads = 1)]
+    impl TlsEcho {
+        #[smoke::on_connect]
+        fn connect(&mut self, _conn: &mut Conn) {
+            COUNTS_AS.with(|c| c.set(TLS_WORKER));
+        }
+
+        #[smoke::on_data]
+        fn data(&mut self, conn: &mut Conn, input: &[u8]) -> usize {
+            let whole = input.len() / 16 * 16;
+            conn.write(&input[..whole]);
+            whole
+        }
+    }
+
+    fn tls_config(cert: &TestCert, protocol: &str) -> Config {
+        let config = Config::new().threads(1).listen(smoke::Protocol::from_name(protocol).unwrap(), "127.0.0.1:0");
+        config.tls_cert(&cert.cert).tls_key(&cert.key)
+    }
+
+    #[test]
+    fn echoing_over_tls_allocates_nothing_per_message_in_steady_state() {
+        let cert = TestCert::new("alloc-echo", &["localhost"]);
+        let server = TlsEcho::spawn(tls_config(&cert, "tls")).unwrap();
+        let mut clients: Vec<_> = (0..8).map(|_| cert.connect(server.local_addr(), "localhost")).collect();
+        exchange(&mut clients, 200);
+        let before = WORKER_ALLOCATIONS[TLS_WORKER].load(Ordering::Relaxed);
+        exchange(&mut clients, 2_000);
+        let after = WORKER_ALLOCATIONS[TLS_WORKER].load(Ordering::Relaxed);
+        assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
+        assert_eq!(after - before, 0, "the worker allocated during 16,000 steady-state echoes over TLS");
+        let idle = common::eventually(std::time::Duration::from_secs(5), || server.stats().buffers_held == 0);
+        assert!(idle, "an idle TLS connection holds no buffer: {:?}", server.stats());
+    }
+
+    /// Answers as `Hello`, over `https`.
+    #[derive(Default)]
+    struct SecureHello;
+
+    #[smoke::server(https = 9445, threads = 1)]
+    impl SecureHello {
+        #[smoke::on_connect]
+        fn connect(&mut self, _conn: &mut Conn) {
+            COUNTS_AS.with(|c| c.set(HTTPS_WORKER));
+        }
+
+        #[smoke::on_request]
+        fn request(&mut self, req: &smoke::http::Request, res: &mut smoke::http::Response) {
+            Hello.request(req, res);
+        }
+    }
+
+    #[test]
+    fn answering_https_requests_allocates_nothing_in_steady_state() {
+        let cert = TestCert::new("alloc-https", &["localhost"]);
+        let server = SecureHello::spawn(tls_config(&cert, "https")).unwrap();
+        let mut clients: Vec<_> =
+            (0..8).map(|_| std::io::BufReader::new(cert.connect(server.local_addr(), "localhost"))).collect();
+        http_exchange(&mut clients, 100);
+        let before = WORKER_ALLOCATIONS[HTTPS_WORKER].load(Ordering::Relaxed);
+        http_exchange(&mut clients, 1_000);
+        let after = WORKER_ALLOCATIONS[HTTPS_WORKER].load(Ordering::Relaxed);
+        assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
+        assert_eq!(after - before, 0, "the worker allocated while answering 16,000 pipelined requests over TLS");
+    }
+
+    /// Echoes WebSocket messages over `wss`, as `Relay`.
+    #[derive(Default)]
+    struct SecureRelay;
+
+    #[smoke::server(wss = 9444, threads = 1)]
+    impl SecureRelay {
+        #[smoke::on_open]
+        fn open(&mut self, ws: &mut smoke::ws::WsConn) {
+            COUNTS_AS.with(|c| c.set(WSS_WORKER));
+            ws.subscribe("secure");
+        }
+
+        #[smoke::on_message]
+        fn message(&mut self, ws: &mut smoke::ws::WsConn, message: smoke::ws::Message) {
+            match message {
+                smoke::ws::Message::Text(text) if text.starts_with("pub") => ws.publish("secure", text),
+                other => {
+                    let _ = ws.send(other);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wss_messages_and_publications_allocate_nothing_in_steady_state() {
+        let cert = TestCert::new("alloc-wss", &["localhost"]);
+        let server = SecureRelay::spawn(tls_config(&cert, "wss")).unwrap();
+        let mut clients: Vec<_> = (0..8).map(|_| upgraded(cert.connect(server.local_addr(), "localhost"))).collect();
+        ws_exchange(&mut clients, 100);
+        let before = WORKER_ALLOCATIONS[WSS_WORKER].load(Ordering::Relaxed);
+        ws_exchange(&mut clients, 1_000);
+        let after = WORKER_ALLOCATIONS[WSS_WORKER].load(Ordering::Relaxed);
+        assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
+        assert_eq!(after - before, 0, "the worker allocated during 8,000 echoes and 1,000 publications over TLS");
+    }
 }

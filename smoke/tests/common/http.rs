@@ -17,7 +17,7 @@ impl Reply {
 }
 
 /// Reads one response (status line, headers, Content-Length body; no body for HEAD).
-pub fn read_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> Option<Reply> {
+pub fn read_reply<R: Read>(reader: &mut BufReader<R>, head_only: bool) -> Option<Reply> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;

@@ -1,8 +1,17 @@
 //! A certificate for the TLS tests, made by the `openssl` CLI the way an operator would: an
 //! ECDSA P-256 key and a self-signed certificate for `localhost` and 127.0.0.1.
 
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+/// A TLS client connection as a blocking stream.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
 /// A certificate and its key, in a directory of their own (removed with it).
 pub struct TestCert {
@@ -23,6 +32,8 @@ impl TestCert {
         let status = Command::new("openssl")
             .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
             .args(["-subj", &format!("/CN={}", names[0]), "-addext", &format!("subjectAltName={}", san.join(","))])
+            // A server's certificate, not a CA's (webpki refuses a CA as the end entity).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -32,6 +43,28 @@ impl TestCert {
             .expect("the openssl CLI runs");
         assert!(status.success(), "openssl made the certificate");
         TestCert { dir, cert, key }
+    }
+}
+
+impl TestCert {
+    /// A rustls client that trusts this certificate, connected to `addr` as `name`, with the
+    /// handshake done.
+    pub fn connect(&self, addr: SocketAddr, name: &str) -> TlsStream {
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(&self.cert).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let mut connection = ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut socket = super::connect(addr);
+        while connection.is_handshaking() {
+            connection.complete_io(&mut socket).expect("the TLS handshake completes");
+        }
+        StreamOwned::new(connection, socket)
     }
 }
 
