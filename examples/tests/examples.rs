@@ -512,3 +512,188 @@ fn fanout_sends_every_publication_to_every_subscriber() {
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 made by the `openssl` CLI, as an
+/// operator would, in a directory of its own.
+struct Certificate {
+    dir: std::path::PathBuf,
+}
+
+impl Certificate {
+    fn new(label: &str) -> Certificate {
+        let dir = std::env::temp_dir().join(format!("smoke-examples-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certificate = Certificate { dir };
+        certificate.renew();
+        certificate
+    }
+
+    fn cert(&self) -> String {
+        self.dir.join("cert.pem").to_str().unwrap().to_owned()
+    }
+
+    fn key(&self) -> String {
+        self.dir.join("key.pem").to_str().unwrap().to_owned()
+    }
+
+    /// A new key and certificate in the same files.
+    fn renew(&self) {
+        let output = run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                "extendedKeyUsage=serverAuth",
+                "-keyout",
+                &self.key(),
+                "-out",
+                &self.cert(),
+            ],
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// The base64 SHA-256 of the certificate's public key, as Chromium's
+    /// `--ignore-certificate-errors-spki-list` wants it.
+    fn spki_hash(&self) -> String {
+        let script = format!(
+            "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+            self.cert()
+        );
+        let output = run("sh", &["-c", &script]);
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The chat example with TLS added by the environment: its page over https, its WebSocket
+/// over wss, announced after the plain http listener.
+fn start_chat_with_tls(
+    certificate: &Certificate,
+) -> (Child, BufReader<std::process::ChildStdout>, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .env("SMOKE_HTTP", "127.0.0.1:0")
+        .env("SMOKE_HTTPS", "127.0.0.1:0")
+        .env("SMOKE_TLS_CERT", certificate.cert())
+        .env("SMOKE_TLS_KEY", certificate.key())
+        .env("SMOKE_THREADS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut addrs = Vec::new();
+    for protocol in ["http", "https"] {
+        let mut banner = String::new();
+        stdout.read_line(&mut banner).unwrap();
+        let rest = banner.strip_prefix("Chatter listening on ").unwrap_or_else(|| panic!("{banner:?}"));
+        assert!(rest.trim().ends_with(&format!("({protocol})")), "{banner:?}");
+        addrs.push(rest.split_whitespace().next().unwrap().parse().unwrap());
+    }
+    (child, stdout, addrs[0], addrs[1])
+}
+
+fn curl_https(certificate: &Certificate, addr: SocketAddr, path: &str) -> std::process::Output {
+    let resolve = format!("localhost:{}:127.0.0.1", addr.port());
+    let url = format!("https://localhost:{}{path}", addr.port());
+    run("curl", &["-sS", "--resolve", &resolve, "--cacert", &certificate.cert(), &url])
+}
+
+#[test]
+fn chat_page_works_over_https_and_wss_in_headless_chromium() {
+    let certificate = Certificate::new("chat");
+    let (mut child, _stdout, http, https) = start_chat_with_tls(&certificate);
+    // The watcher is on the plain port: rooms are the server's, whichever listener.
+    let stream = TcpStream::connect(http).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut watcher, _) =
+        tungstenite::client::client(format!("ws://{http}/ws?room=secure&name=watcher"), stream).unwrap();
+    let url = format!("https://localhost:{}/?room=secure&name=chromium&say=hello", https.port());
+    let spki = format!("--ignore-certificate-errors-spki-list={}", certificate.spki_hash());
+    let resolver = format!("--host-resolver-rules=MAP localhost 127.0.0.1:{}", https.port());
+    let mut dom = String::new();
+    for _ in 0..3 {
+        let output = run(
+            "chromium",
+            &[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                &spki,
+                &resolver,
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                &url,
+            ],
+        );
+        dom = String::from_utf8_lossy(&output.stdout).into_owned();
+        if dom.contains("<li>chromium: hello</li>") {
+            break;
+        }
+    }
+    assert!(dom.contains("connected as chromium"), "the page connected over wss: {dom}");
+    assert!(dom.contains("<li>chromium: hello</li>"), "the page shows its own line: {dom}");
+    let mut heard = Vec::new();
+    while !heard.iter().any(|line| line == "chromium: received: hello") {
+        match watcher.read().expect("the watcher hears the room") {
+            tungstenite::Message::Text(text) => heard.push(text.as_str().to_owned()),
+            _ => continue,
+        }
+    }
+    assert!(heard.iter().any(|line| line == "chromium: hello"), "{heard:?}");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn sighup_reloads_the_certificates_without_a_restart() {
+    let certificate = Certificate::new("reload");
+    let (mut child, mut stdout, _http, https) = start_chat_with_tls(&certificate);
+    let first = curl_https(&certificate, https, "/");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let old = std::fs::read(certificate.cert()).unwrap();
+    certificate.renew();
+    // The server still serves the old certificate, which curl no longer trusts...
+    assert!(!curl_https(&certificate, https, "/").status.success(), "the old certificate is still served");
+    let _ = Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "Chatter: certificates reloaded\n");
+    // ...and the new one after SIGHUP, in the same process.
+    let renewed = curl_https(&certificate, https, "/");
+    assert!(renewed.status.success(), "{}", String::from_utf8_lossy(&renewed.stderr));
+    assert_ne!(old, std::fs::read(certificate.cert()).unwrap());
+    // A broken file is refused and the certificate in use stays.
+    std::fs::write(certificate.key(), "not a key").unwrap();
+    let _ = Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+    let mut refusal = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut refusal).unwrap();
+    assert!(refusal.starts_with("Chatter: certificates not reloaded, the old ones stay: tls_key"), "{refusal}");
+    assert!(curl_https(&certificate, https, "/").status.success());
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+}

@@ -58,7 +58,8 @@ impl Config {
     /// | variable | value | effect |
     /// |---|---|---|
     /// | `SMOKE_TCP` | port or host:port, comma-separated | replaces every TCP listener |
-    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP`, `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same for those protocols (an error while this server has none) |
+    /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
+    /// | `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same, and they may add TLS to a server that serves the plain protocol (`http`, `ws`, `tcp`) |
     /// | `SMOKE_TLS_CERT`, `SMOKE_TLS_KEY` | PEM file paths, comma-separated, in pairs | replace the TLS certificates and their keys |
     /// | `SMOKE_PFRING` | a network interface name | takes UDP input from the packet ring on it ([`Config::pfring`]; needs a udp listener) |
     /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
@@ -124,7 +125,11 @@ impl Config {
             let name = protocol.name();
             let variable = format!("SMOKE_{}", name.to_ascii_uppercase());
             let Some(value) = lookup(&variable) else { continue };
-            if !self.listeners.iter().any(|(declared, _)| *declared == protocol) {
+            // TLS may be added where its family is served (`SMOKE_HTTPS` on a server with an
+            // http listener): the handlers are the same, and a deployment decides on TLS.
+            let has = |wanted: Protocol| self.listeners.iter().any(|(declared, _)| *declared == wanted);
+            let added_tls = protocol.is_tls() && has(protocol.family());
+            if !has(protocol) && !added_tls {
                 return Err(bad(&variable, &value, format!("this server has no {name} listener to move")));
             }
             let mut parsed = Vec::new();
@@ -184,6 +189,33 @@ mod tests {
         assert_eq!(err.to_string(), "SMOKE_HEADER_TIMEOUT_MS=\"0\": expected milliseconds >= 1");
         let err = Config::new().apply_overrides(only("SMOKE_SEND_TIMEOUT_MS", "-1")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_SEND_TIMEOUT_MS=\"-1\": expected milliseconds (0 for none)");
+    }
+
+    #[test]
+    fn tls_overrides_add_tls_to_a_served_family_and_pair_certificates() {
+        let env = |name: &str| match name {
+            "SMOKE_HTTPS" => Some("127.0.0.1:8443".to_string()),
+            "SMOKE_TLS_CERT" => Some("a.pem, b.pem".to_string()),
+            "SMOKE_TLS_KEY" => Some("a.key,b.key".to_string()),
+            _ => None,
+        };
+        let config = Config::new().http(8080).tls_cert("old.pem").apply_overrides(env).unwrap();
+        assert_eq!(config.listeners()[1], (Protocol::Https, Listen::Addr("127.0.0.1:8443".into())));
+        let files = config.tls_files().unwrap().unwrap();
+        assert_eq!(files, [("a.pem".into(), "a.key".into()), ("b.pem".into(), "b.key".into())]);
+        let only = |key: &'static str, value: &'static str| move |name: &str| (name == key).then(|| value.to_string());
+        let err = Config::new().tcp(1).apply_overrides(only("SMOKE_WSS", "8443")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_WSS=\"8443\": this server has no wss listener to move");
+        let err = Config::new().http(1).apply_overrides(only("SMOKE_TLS_CERT", "a.pem,")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_TLS_CERT=\"a.pem,\": expected PEM file paths, comma-separated");
+        let err = Config::new().https(1).tls_files().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a https listener needs a certificate: set tls_cert and tls_key (or SMOKE_TLS_CERT and SMOKE_TLS_KEY)"
+        );
+        let err = Config::new().tls(1).tls_cert("a.pem").tls_cert("b.pem").tls_key("a.key").tls_files().unwrap_err();
+        assert_eq!(err.to_string(), "2 tls_cert file(s) but 1 tls_key file(s): each certificate needs its key");
+        assert_eq!(Config::new().http(1).tls_cert("unused.pem").tls_files().unwrap(), None);
     }
 
     #[test]

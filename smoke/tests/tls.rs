@@ -135,3 +135,52 @@ fn what_is_not_tls_is_closed_and_counted() {
     assert!(eventually(Duration::from_secs(5), || server.stats().current() == 0));
     assert_eq!(server.stats().panics, 0);
 }
+
+#[test]
+fn sni_picks_the_certificate_for_the_name_asked() {
+    let chat = TestCert::new("sni-chat", &["chat.test"]);
+    let game = TestCert::new("sni-game", &["*.game.test"]);
+    let config = Site::config().tls_cert(&chat.cert).tls_key(&chat.key).tls_cert(&game.cert).tls_key(&game.key);
+    let server = Site::spawn(config).unwrap();
+    let addr = addr_of(&server, Protocol::Tls);
+    // Each client trusts only the certificate for its name: the handshake proves which was sent.
+    let echo = |mut stream: common::tls::TlsStream| {
+        stream.write_all(b"ping").unwrap();
+        let mut back = [0u8; 4];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping");
+    };
+    echo(chat.connect(addr, "chat.test"));
+    echo(game.connect(addr, "eu-1.game.test"));
+    // Without a name (a client connecting to an address sends none) the first one.
+    echo(chat.connect(addr, "127.0.0.1"));
+    assert_eq!(server.stats().tls_failures, 0);
+}
+
+#[test]
+fn reloading_certificates_keeps_open_connections_and_serves_the_new_ones() {
+    let first = TestCert::new("reload-first", &["localhost"]);
+    let second = TestCert::new("reload-second", &["localhost"]);
+    let files = TestCert::new("reload-files", &["localhost"]);
+    std::fs::copy(&first.cert, &files.cert).unwrap();
+    std::fs::copy(&first.key, &files.key).unwrap();
+    let server = start(&files, Site::config());
+    let addr = addr_of(&server, Protocol::Tls);
+    let mut open = first.connect(addr, "localhost");
+    std::fs::copy(&second.cert, &files.cert).unwrap();
+    std::fs::copy(&second.key, &files.key).unwrap();
+    server.reload_certificates().expect("the new files load");
+    let mut fresh = second.connect(addr, "localhost");
+    for stream in [&mut open, &mut fresh] {
+        stream.write_all(b"still here").unwrap();
+        let mut back = [0u8; 10];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"still here");
+    }
+    // A key that is not the certificate's is refused, naming the file; the second pair stays.
+    std::fs::copy(&first.key, &files.key).unwrap();
+    let err = server.reload_certificates().unwrap_err();
+    assert!(err.to_string().starts_with(&format!("tls_key {}", files.key.display())), "{err}");
+    drop(second.connect(addr, "localhost"));
+    assert!(eventually(Duration::from_secs(5), || server.stats().current() == 2), "{:?}", server.stats());
+}
