@@ -55,6 +55,8 @@ cargo fmt --all --check
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p smoke --features fuzzing -- -D warnings
+# A build without TLS stays possible (`default-features = false`).
+cargo clippy -p smoke --no-default-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 # Every fuzz target, bounded (scripts/fuzz.sh SECONDS runs them longer): the nightly toolchain

@@ -233,12 +233,14 @@ impl Conn<'_> {
 
     /// From now on what handlers write is plaintext for a layer to seal (see
     /// `Service::seal`): none of it goes on the wire before [`seal_with`](Conn::seal_with).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn seal_output(&mut self) {
         self.state.flags.set(Flags::SEALED);
     }
 
     /// Queues bytes that are already fit for the wire (a TLS handshake record) ahead of any
     /// plaintext still waiting for its seal.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn write_sealed(&mut self, data: &[u8]) {
         let unsealed = self.state.unsealed as usize;
         if unsealed == 0 {
@@ -252,6 +254,7 @@ impl Conn<'_> {
     /// Replaces the plaintext written since the last seal with what `seal` appends for it,
     /// moving the plaintext aside first (into `scratch`, or a pooled buffer when it is larger).
     /// Returns `seal`'s error, with the plaintext dropped: the connection cannot go on.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn seal_with<E>(
         &mut self,
         scratch: &mut [u8],
@@ -280,11 +283,13 @@ impl Conn<'_> {
     /// A buffer from the worker's pool, for input a layer keeps between calls (TLS's plaintext
     /// that the protocol inside has not taken yet). Give it back with
     /// [`give_buffer`](Conn::give_buffer).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn take_buffer(&mut self) -> Vec<u8> {
         self.pool.take(self.counters)
     }
 
     /// Returns a buffer from [`take_buffer`](Conn::take_buffer); leaves an unallocated Vec.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn give_buffer(&mut self, buf: &mut Vec<u8>) {
         self.pool.give(buf, self.counters);
     }

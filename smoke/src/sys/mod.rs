@@ -19,7 +19,9 @@ pub(crate) use epoll::{Epoll, Events, Interest};
 pub(crate) use eventfd::EventFd;
 pub(crate) use files::{open_files, open_files_limit};
 pub(crate) use packet::PacketRing;
-pub(crate) use signal::{ShutdownSignals, reload_signal};
+pub(crate) use signal::ShutdownSignals;
+#[cfg(feature = "tls")]
+pub(crate) use signal::reload_signal;
 pub(crate) use socket::{Listener, Stream};
 pub(crate) use timerfd::TimerFd;
 pub(crate) use udp::{RecvBatch, SendQueue, UdpSocket};

@@ -108,9 +108,12 @@ impl AsRawFd for ShutdownSignals {
 }
 
 /// The eventfd SIGHUP's handler writes to; created once, never closed (as `SIGNAL_EVENT`).
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 static RELOAD_EVENT: OnceLock<EventFd> = OnceLock::new();
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 static RELOAD_EVENT_FD: AtomicI32 = AtomicI32::new(-1);
 
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 extern "C" fn on_reload_signal(_signal: libc::c_int) {
     // SAFETY: as in `on_shutdown_signal`: errno saved and restored, write(2) is
     // async-signal-safe, and the fd is never closed (see RELOAD_EVENT).
@@ -129,6 +132,7 @@ extern "C" fn on_reload_signal(_signal: libc::c_int) {
 /// SIGHUP turned into a readable fd, for the rest of the process's life (what a served
 /// server does on it, reloading its certificates, lasts as long). Installing again returns the
 /// same fd.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(crate) fn reload_signal() -> io::Result<&'static EventFd> {
     if let Some(event) = RELOAD_EVENT.get() {
         return Ok(event);
