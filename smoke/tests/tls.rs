@@ -184,3 +184,39 @@ fn reloading_certificates_keeps_open_connections_and_serves_the_new_ones() {
     drop(second.connect(addr, "localhost"));
     assert!(eventually(Duration::from_secs(5), || server.stats().current() == 2), "{:?}", server.stats());
 }
+
+/// A client that sends its first request with its Finished, in one segment (as wrk does when
+/// the two writes coalesce): the protocol starts before it sees the request, and answers it.
+#[test]
+fn a_request_that_comes_with_the_clients_finished_is_answered() {
+    use rustls::pki_types::ServerName;
+    let cert = TestCert::new("coalesced", &["localhost"]);
+    let server = start(&cert, Site::config());
+    let addr = addr_of(&server, Protocol::Https);
+    for _ in 0..20 {
+        let mut roots = rustls::RootCertStore::empty();
+        let der = <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_file(&cert.cert);
+        roots.add(der.unwrap()).unwrap();
+        let config =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        // Written before the handshake: rustls sends it right after its Finished.
+        client.writer().write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let socket = common::connect(addr);
+        let mut stream = rustls::StreamOwned::new(client, socket);
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            // The server's close_notify ends it cleanly; a bare end of stream would be an error.
+            Err(e) => panic!("{e}: {}", String::from_utf8_lossy(&answer)),
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello over tls"), "{answer}");
+    }
+    assert_eq!(server.stats().tls_failures, 0);
+}

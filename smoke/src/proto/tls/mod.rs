@@ -62,7 +62,8 @@ pub(crate) enum Step {
     NeedInput,
     /// Application data, decrypted where it lay: this range of the input given.
     Data(Range<usize>),
-    /// Application data that came with the handshake (rustls decrypted it into its own buffer).
+    /// Application data that came with the handshake (rustls decrypted it into its own buffer),
+    /// reported after [`Step::Established`].
     Held(Vec<u8>),
     /// The handshake has just completed: application data may be sealed from now on.
     Established,
@@ -73,6 +74,9 @@ pub(crate) enum Step {
 /// One connection's TLS.
 pub(crate) struct TlsSession {
     state: State,
+    /// Application data that came in the same read as the client's Finished: handed over
+    /// (as [`Step::Held`]) once the handshake's completion has been.
+    held: Vec<u8>,
 }
 
 enum State {
@@ -107,7 +111,7 @@ impl TlsSession {
     /// and TLS 1.3 only (see `certs.rs`, which builds it).
     pub(crate) fn new(config: Arc<ServerConfig>) -> Result<TlsSession, TlsError> {
         let connection = UnbufferedServerConnection::new(config).map_err(TlsError::Handshake)?;
-        Ok(TlsSession { state: State::Handshaking(Box::new(connection)) })
+        Ok(TlsSession { state: State::Handshaking(Box::new(connection)), held: Vec::new() })
     }
 
     /// True once the handshake has completed and until the connection fails or closes.
@@ -120,6 +124,9 @@ impl TlsSession {
     /// alerts, key updates) go to `wire` as they are made. After an error, `wire` has had the
     /// alert, if any, and the connection should close.
     pub(crate) fn read(&mut self, input: &mut [u8], wire: &mut impl FnMut(&[u8])) -> Result<(usize, Step), TlsError> {
+        if !self.held.is_empty() {
+            return Ok((0, Step::Held(std::mem::take(&mut self.held))));
+        }
         match &mut self.state {
             State::Handshaking(_) => self.handshake(input, wire),
             State::Open(open) => {
@@ -162,13 +169,14 @@ impl TlsSession {
                     None
                 }
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    let mut held = Vec::new();
+                    // The client's first request, right behind its Finished: kept until the
+                    // handshake's completion is reported, so the protocol starts first.
                     while let Some(record) = traffic.next_record() {
                         let record = record.map_err(TlsError::Handshake)?;
                         discard += record.discard;
-                        held.extend_from_slice(record.payload);
+                        self.held.extend_from_slice(record.payload);
                     }
-                    Some(Step::Held(held))
+                    None
                 }
                 Ok(ConnectionState::BlockedHandshake) => Some(Step::NeedInput),
                 Ok(ConnectionState::WriteTraffic(_)) => Some(Step::Established),
