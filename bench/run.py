@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks: smoke against its peers, in one run, interleaved.
 
-    python3 bench/run.py [--seconds 5] [--rounds 3] [--groups http,ws,fanout,udp,idle,callgrind]
+    python3 bench/run.py [--seconds 5] [--rounds 3] [--groups http,ws,fanout,udp,tls,idle,callgrind]
 
 Builds smoke's examples (release) and the peers in bench/peers (a separate Cargo project: tokio,
 actix-web, hyper, may_minihttp), starts every server with ONE worker thread, and drives them
@@ -57,7 +57,18 @@ HTTP_SCENARIOS = {
     "plaintext-1000": ([], 1000),
     "pipelined-16": (["-s", "PIPELINE"], 100),
     "connection-close": (["-H", "Connection: close"], 100),
+    # TLS 1.3, ECDSA P-256, the same certificate for every server: every request of the second
+    # is a full handshake (wrk resumes no sessions).
+    "https-plaintext": ([], 100),
+    "https-connection-close": (["-H", "Connection: close"], 100),
 }
+
+TLS_CONF = """
+        listen 127.0.0.1:{port} ssl reuseport backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+"""
 
 NGINX_CONF = """
 worker_processes 1;
@@ -141,6 +152,27 @@ def smoke(binary, variable, udp=False):
     return lambda: Server("smoke", [release(binary)], port, env, udp=udp)
 
 
+def smoke_tls(binary, plain_variable, tls_variable, cert):
+    """An example with TLS added by the environment (its plain listener moved out of the way)."""
+    def start():
+        port, plain = free_port(), free_port()
+        env = dict(os.environ, **{plain_variable: f"127.0.0.1:{plain}", tls_variable: f"127.0.0.1:{port}"},
+                   SMOKE_TLS_CERT=cert[0], SMOKE_TLS_KEY=cert[1], SMOKE_THREADS="1", SMOKE_LOG="error")
+        return Server("smoke", [release(binary)], port, env)
+
+    return start
+
+
+def certificate(workdir):
+    """An ECDSA P-256 certificate for localhost, as every TLS row uses."""
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-addext", "basicConstraints=critical,CA:FALSE", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def peer_server(name, binary, udp=False):
     def start():
         port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
@@ -149,12 +181,16 @@ def peer_server(name, binary, udp=False):
     return start
 
 
-def nginx(workdir):
+def nginx(workdir, cert=None):
     def start():
         port = free_port()
         conf = os.path.join(workdir, f"nginx-{port}.conf")
+        text = NGINX_CONF.format(dir=workdir, port=port)
+        if cert:
+            plain = f"        listen 127.0.0.1:{port} reuseport backlog=4096;\n"
+            text = text.replace(plain, TLS_CONF.format(port=port, cert=cert[0], key=cert[1]))
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=workdir, port=port))
+            f.write(text)
         # The master only supervises; the worker serves. Count both, as nginx users pay for both.
         return Server("nginx", ["nginx", "-c", conf, "-p", workdir], port, children=True)
 
@@ -164,7 +200,8 @@ def nginx(workdir):
 def run_wrk(server, scenario, seconds, lua_path):
     extra, connections = HTTP_SCENARIOS[scenario]
     extra = [lua_path if a == "PIPELINE" else a for a in extra]
-    url = f"http://127.0.0.1:{server.port}/plaintext"
+    scheme = "https" if scenario.startswith("https") else "http"
+    url = f"{scheme}://127.0.0.1:{server.port}/plaintext"
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]
     before = cpu_seconds(server.pids)
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -196,10 +233,10 @@ def closes_on_request(port):
             return False
 
 
-def run_load(server, command, seconds):
+def run_load(server, command, seconds, env=None):
     """Runs a bench/peers load client; it prints `messages=N ... p50_us=A p99_us=B [lost=L]`."""
     before = cpu_seconds(server.pids)
-    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, env=env)
     after = cpu_seconds(server.pids)
     fields = dict(re.findall(r"(\w+)=(\S+)", output.stdout))
     if "messages" not in fields:
@@ -361,13 +398,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--groups", default="http,ws,fanout,udp,idle,callgrind")
+    parser.add_argument("--groups", default="http,ws,fanout,udp,tls,idle,callgrind")
     parser.add_argument("--no-write", action="store_true", help="print only; leave book/src/benchmarks.md alone")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario")
     args = parser.parse_args()
     groups = args.groups.split(",")
     needs_peers = any(group != "callgrind" for group in groups)
-    tools = ["cargo"] + (["wrk", "nginx"] if needs_peers else []) + (["valgrind"] if "callgrind" in groups else [])
+    tools = ["cargo"] + (["wrk", "nginx", "openssl"] if needs_peers else []) + (["valgrind"] if "callgrind" in groups else [])
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install wrk nginx-light valgrind)")
@@ -393,8 +430,17 @@ def main():
     # group -> [(scenario, run(server) -> result)], [server starters]
     plan = []
     if "http" in groups:
-        for scenario in HTTP_SCENARIOS:
+        for scenario in [name for name in HTTP_SCENARIOS if not name.startswith("https")]:
             plan.append((scenario, lambda server, t, sc=scenario: run_wrk(server, sc, t, lua_path), http_servers))
+    if "tls" in groups:
+        cert = certificate(workdir)
+        https_servers = [smoke_tls("plaintext", "SMOKE_HTTP", "SMOKE_HTTPS", cert), nginx(workdir, cert)]
+        for scenario in [name for name in HTTP_SCENARIOS if name.startswith("https")]:
+            plan.append((scenario, lambda server, t, sc=scenario: run_wrk(server, sc, t, lua_path), https_servers))
+        wss_servers = [smoke_tls("ws_echo", "SMOKE_WS", "SMOKE_WSS", cert),
+                       lambda: Server("tokio-tungstenite", [peer("tokio_ws"), str(port := free_port()), "1", *cert], port)]
+        wss_env = dict(os.environ, SMOKE_BENCH_CA=cert[0])
+        plan.append(("wss-echo-100", lambda server, t: run_load(server, [peer("ws_load"), "echo", f"wss://localhost:{server.port}/", "100", str(t)], t, wss_env), wss_servers))
     if "ws" in groups:
         servers = [smoke("ws_echo", "SMOKE_WS"), peer_server("tokio-tungstenite", "tokio_ws")]
         plan.append(("ws-echo-100", lambda server, t: run_load(server, [peer("ws_load"), "echo", f"ws://127.0.0.1:{server.port}/", "100", str(t)], t), servers))
