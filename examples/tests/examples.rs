@@ -217,16 +217,28 @@ fn installed(variable: &str) -> String {
 
 #[test]
 fn ws_echo_passes_the_autobahn_testsuite() {
-    let server = Running::start_with(env!("CARGO_BIN_EXE_ws_echo"), "WsEcho", "SMOKE_WS");
+    // permessage-deflate on, for sections 12 and 13.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ws_echo"))
+        .env("SMOKE_WS", "127.0.0.1:0")
+        .env("SMOKE_THREADS", "2")
+        .env("SMOKE_WS_DEFLATE", "on")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let mut banner = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut banner).unwrap();
+    let addr = banner.strip_prefix("WsEcho listening on ").and_then(|r| r.split_whitespace().next()).unwrap();
+    let server = Running { child, addr: addr.parse().unwrap() };
     let python = installed("SMOKE_AUTOBAHN_PYTHON");
     let packages = installed("SMOKE_AUTOBAHN_DIR");
     let dir = std::env::temp_dir().join(format!("smoke-autobahn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let reports = dir.join("reports");
-    // Sections 1-7 and 10; 9 is performance and 12/13 need permessage-deflate.
+    // Sections 1-7, 10, and 12-13 (permessage-deflate); 9 is performance.
     let spec = format!(
         r#"{{"outdir": "{}", "servers": [{{"agent": "smoke", "url": "ws://{}"}}],
-            "cases": ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"],
+            "cases": ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*", "12.*", "13.*"],
             "exclude-cases": [], "exclude-agent-cases": {{}}}}"#,
         reports.display(),
         server.addr
@@ -254,7 +266,9 @@ fn ws_echo_passes_the_autobahn_testsuite() {
     let verdicts: Vec<Vec<&str>> = summary.lines().map(|l| l.split_whitespace().collect()).collect();
     let acceptable = ["OK", "NON-STRICT", "INFORMATIONAL"];
     let failed: Vec<_> = verdicts.iter().filter(|v| !v[1..].iter().all(|b| acceptable.contains(b))).collect();
-    assert!(verdicts.len() >= 240, "only {} cases ran:\n{summary}", verdicts.len());
+    assert!(verdicts.len() >= 240 + 216, "only {} cases ran:\n{summary}", verdicts.len());
+    let compressed = verdicts.iter().filter(|v| v[0].starts_with("12.") || v[0].starts_with("13.")).count();
+    assert!(compressed >= 216, "only {compressed} permessage-deflate cases ran:\n{summary}");
     assert!(failed.is_empty(), "Autobahn cases not passed (reports in {}): {failed:?}", reports.display());
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
@@ -595,6 +609,8 @@ fn start_chat_with_tls(
         .env("SMOKE_HTTPS", "127.0.0.1:0")
         .env("SMOKE_TLS_CERT", certificate.cert())
         .env("SMOKE_TLS_KEY", certificate.key())
+        // Chromium offers permessage-deflate and compresses what it sends.
+        .env("SMOKE_WS_DEFLATE", "on")
         .env("SMOKE_THREADS", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -175,6 +175,18 @@ impl Config {
         self
     }
 
+    /// WebSocket: permessage-deflate (RFC 7692) for clients that offer it (browsers do). Every
+    /// answer sets `server_no_context_takeover` and `client_no_context_takeover`: no message
+    /// depends on the one before, so one compressor and one decompressor per worker serve
+    /// every connection (a connection holds no zlib memory), and a publication is compressed
+    /// once for all its subscribers. Messages under 64 bytes go uncompressed; `max_message`
+    /// bounds the inflated size (1009 before a bomb inflates further). Default off: it costs
+    /// CPU on every message, which a deployment should choose to spend.
+    pub fn ws_deflate(mut self, on: bool) -> Config {
+        self.ws.deflate = on;
+        self
+    }
+
     /// WebSocket: a connection silent this long gets a ping; silent for as long again, it is
     /// closed with 1001. `None` disables. Default
     /// [`DEFAULT_WS_IDLE_TIMEOUT`](crate::ws::DEFAULT_WS_IDLE_TIMEOUT).

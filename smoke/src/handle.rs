@@ -25,6 +25,8 @@ use crate::sys::ShutdownSignals;
 pub struct ServerHandle {
     running: Running,
     addrs: Vec<(Protocol, SocketAddr)>,
+    /// Its WebSockets may negotiate permessage-deflate: publications are compressed too.
+    deflate: bool,
     /// The TLS listeners' certificates, when it has any.
     #[cfg(feature = "tls")]
     certificates: Option<std::sync::Arc<crate::driver::certs::Certificates>>,
@@ -44,9 +46,15 @@ impl ServerHandle {
         Ok(ServerHandle {
             running,
             addrs,
+            deflate: false,
             #[cfg(feature = "tls")]
             certificates: None,
         })
+    }
+
+    pub(crate) fn with_deflate(mut self, deflate: bool) -> ServerHandle {
+        self.deflate = deflate;
+        self
     }
 
     #[cfg(feature = "tls")]
@@ -94,7 +102,7 @@ impl ServerHandle {
     /// Publishes `message` to `topic` on this server's WebSocket subscribers, from any thread
     /// (see [`WsConn::publish`](crate::ws::WsConn::publish)).
     pub fn publish<'m>(&self, topic: &str, message: impl Into<Message<'m>>) {
-        publish(self.running.workers(), None, topic, message.into());
+        publish(self.running.workers(), None, topic, message.into(), self.deflate);
     }
 
     /// Reloads the certificates on every SIGHUP from now on (`serve` does this), on a thread of

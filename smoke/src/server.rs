@@ -57,6 +57,8 @@ fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let tls_files = config.tls_files()?;
     let (runtime, http, ws, protocols) = config.into_parts();
+    crate::driver::ws_conn::note_deflating(ws.deflate);
+    let deflate = ws.deflate;
     #[cfg(feature = "tls")]
     let tls = match tls_files {
         Some(files) => {
@@ -74,7 +76,7 @@ fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
         #[cfg(feature = "tls")]
         tls: tls.clone(),
     };
-    let server = ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)?;
+    let server = ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)?.with_deflate(deflate);
     #[cfg(feature = "tls")]
     let server = server.with_certificates(tls.map(|tls| tls.certificates));
     Ok(server)
@@ -142,7 +144,7 @@ impl<T: Session> Worker<'_, '_, T> {
     /// Publishes to a WebSocket topic, reaching subscribers on every worker.
     pub fn publish<'m>(&mut self, topic: &str, message: impl Into<Message<'m>>) {
         let from = self.tick.worker();
-        publish(self.tick.workers(), Some(from), topic, message.into());
+        publish(self.tick.workers(), Some(from), topic, message.into(), self.service.ws.deflate);
     }
 
     /// This worker's UDP peers.

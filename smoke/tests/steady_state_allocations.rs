@@ -23,7 +23,8 @@ const UDP_WORKER: usize = 3;
 const TLS_WORKER: usize = 4;
 const HTTPS_WORKER: usize = 5;
 const WSS_WORKER: usize = 6;
-static WORKER_ALLOCATIONS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+const DEFLATE_WORKER: usize = 7;
+static WORKER_ALLOCATIONS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 thread_local! {
     static COUNTS_AS: Cell<usize> = const { Cell::new(NOT_COUNTED) };
@@ -383,5 +384,100 @@ mod over_tls {
         let after = WORKER_ALLOCATIONS[WSS_WORKER].load(Ordering::Relaxed);
         assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
         assert_eq!(after - before, 0, "the worker allocated during 8,000 echoes and 1,000 publications over TLS");
+    }
+}
+
+/// The permessage-deflate twin: compressed messages inflated and echoes and publications
+/// compressed, by the worker's shared (de)compressor.
+mod compressed {
+    use super::*;
+    use flate2::{Compress, Compression, FlushCompress};
+
+    #[derive(Default)]
+    struct Squeezed;
+
+    #[smoke::server(ws = 9446, ws_deflate = true, threads = 1)]
+    impl Squeezed {
+        #[smoke::on_open]
+        fn open(&mut self, ws: &mut smoke::ws::WsConn) {
+            COUNTS_AS.with(|c| c.set(DEFLATE_WORKER));
+            ws.subscribe("zipped");
+        }
+
+        #[smoke::on_message]
+        fn message(&mut self, ws: &mut smoke::ws::WsConn, message: smoke::ws::Message) {
+            match message {
+                smoke::ws::Message::Text(text) if text.starts_with("pub") => ws.publish("zipped", text),
+                other => {
+                    let _ = ws.send(other);
+                }
+            }
+        }
+    }
+
+    /// A masked, compressed (RSV1) client text frame.
+    fn compressed_frame(text: &str) -> Vec<u8> {
+        let mut body = Vec::with_capacity(1024);
+        let mut deflater = Compress::new_with_window_bits(Compression::default(), false, 15);
+        deflater.compress_vec(text.as_bytes(), &mut body, FlushCompress::Sync).unwrap();
+        body.truncate(body.len() - 4);
+        assert!(body.len() < 126);
+        let mask = [5, 6, 7, 8];
+        let mut frame = vec![0xc1, 0x80 | body.len() as u8, 5, 6, 7, 8];
+        frame.extend(body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    }
+
+    /// Reads one server frame and checks it came compressed.
+    fn read_compressed(stream: &mut std::net::TcpStream) {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 0xc1, "a compressed text frame");
+        assert!(head[1] < 126);
+        let mut payload = [0u8; 125];
+        stream.read_exact(&mut payload[..head[1] as usize]).unwrap();
+    }
+
+    fn exchange(clients: &mut [std::net::TcpStream], rounds: usize) {
+        let echo = compressed_frame(&"echo this compressible message, ".repeat(4));
+        let publish = compressed_frame(&format!("pub {}", "to every client, compressed once; ".repeat(4)));
+        for _ in 0..rounds {
+            for client in clients.iter_mut() {
+                client.write_all(&echo).unwrap();
+                read_compressed(client);
+            }
+            clients[0].write_all(&publish).unwrap();
+            for client in clients.iter_mut() {
+                read_compressed(client);
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_messages_and_publications_allocate_nothing_in_steady_state() {
+        let config = common::on_loopback(Squeezed::config(), "ws");
+        let server = Squeezed::spawn(config).unwrap();
+        let mut clients: Vec<_> = (0..8)
+            .map(|_| {
+                let mut stream = common::connect(server.local_addr());
+                stream
+                    .write_all(
+                        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                          Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+                    )
+                    .unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let reply = common::http::read_reply(&mut reader, true).unwrap();
+                assert!(reply.header("sec-websocket-extensions").is_some());
+                stream
+            })
+            .collect();
+        exchange(&mut clients, 100);
+        let before = WORKER_ALLOCATIONS[DEFLATE_WORKER].load(Ordering::Relaxed);
+        exchange(&mut clients, 1_000);
+        let after = WORKER_ALLOCATIONS[DEFLATE_WORKER].load(Ordering::Relaxed);
+        assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
+        assert_eq!(after - before, 0, "the worker allocated inflating 9,000 messages and compressing 9,000 frames");
     }
 }

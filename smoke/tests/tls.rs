@@ -1,5 +1,5 @@
 //! TLS end to end against real clients: curl over HTTPS, Python's `ssl` and `websockets` over
-//! WSS and raw TLS, and hostile ones (not TLS, a broken ClientHello, a handshake that stalls).
+//! WSS (with and without permessage-deflate) and raw TLS, and hostile ones (not TLS, a broken ClientHello, a handshake that stalls).
 
 mod common;
 
@@ -16,7 +16,7 @@ use smoke::prelude::*;
 #[derive(Default)]
 struct Site;
 
-#[smoke::server(https = "127.0.0.1:0", ws_path = "/ws", tls = "127.0.0.1:0", threads = 1)]
+#[smoke::server(https = "127.0.0.1:0", ws_path = "/ws", tls = "127.0.0.1:0", ws_deflate = true, threads = 1)]
 impl Site {
     #[get("/hello")]
     fn hello(&mut self, _req: &Request, res: &mut Response) {
@@ -87,13 +87,15 @@ with socket.create_connection(("127.0.0.1", {tls})) as raw:
         assert got == big, "the echo came back whole"
         print("raw", s.version())
 async def main():
-    async with connect("wss://localhost:{https}/ws", ssl=context) as ws:
-        for i in range(100):
-            await ws.send("message %d" % i)
-            assert await ws.recv() == "message %d" % i
-        await ws.send(b"x" * 100000)
-        assert await ws.recv() == b"x" * 100000
-        print("wss ok")
+    for compression in ("deflate", None):
+        async with connect("wss://localhost:{https}/ws", ssl=context, compression=compression) as ws:
+            print("compressed" if ws.response.headers.get("Sec-WebSocket-Extensions") else "plain", end=" ")
+            for i in range(100):
+                await ws.send("message %d" % i)
+                assert await ws.recv() == "message %d" % i
+            await ws.send(b"x" * 100000)
+            assert await ws.recv() == b"x" * 100000
+    print("wss ok")
 asyncio.run(main())
 "#,
         cafile = cert.cert.to_str().unwrap(),
@@ -101,7 +103,7 @@ asyncio.run(main())
     let output = Command::new("python3").args(["-c", &script]).output().expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout, "raw TLSv1.3\nwss ok\n");
+    assert_eq!(stdout, "raw TLSv1.3\ncompressed plain wss ok\n");
     assert_eq!(server.stats().tls_failures, 0);
 }
 

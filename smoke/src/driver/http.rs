@@ -6,7 +6,7 @@ use super::{Machine, SessionService, Upgrades, ws};
 use crate::driver::session::Session;
 use crate::proto;
 use crate::proto::http::{Answer, Context, Expired};
-use crate::proto::ws::{Upgrade, accept, write_switch};
+use crate::proto::ws::{Agreed, Upgrade, accept, write_switch};
 use crate::rt::conn::Conn;
 use crate::rt::time::wall_clock_seconds;
 use crate::stats::bump;
@@ -23,6 +23,7 @@ pub(super) fn requests<T: Session>(
     let only_upgrades = *upgrades == Upgrades::Only;
     let ws_path = service.ws.path.as_deref();
     let context = Context { limits: &service.http, now: wall_clock_seconds(), server: conn.workers };
+    let mut agreed = Agreed::default();
     let served = machine.serve(conn, input, &context, |req, res, conn| {
         if !only_upgrades && ws_path != Some(req.path()) {
             user.on_request(req, res);
@@ -41,7 +42,8 @@ pub(super) fn requests<T: Session>(
             res.status(status);
             return Answer::Respond;
         }
-        write_switch(conn, &accept_key, upgrade.subprotocol);
+        agreed = Agreed::negotiate(req, service.ws.deflate);
+        write_switch(conn, &accept_key, upgrade.subprotocol, agreed);
         Answer::Upgraded
     });
     if let Some(rejection) = served.rejected {
@@ -52,6 +54,10 @@ pub(super) fn requests<T: Session>(
         // The HTTP machine's timer (its head's or its keep-alive's) is not the WebSocket's.
         conn.cancel_timer();
         let mut websocket = proto::ws::Connection::default();
+        #[cfg(feature = "deflate")]
+        {
+            websocket.state().deflate = agreed.deflate;
+        }
         ws::open(&mut websocket, conn, user, &service.ws);
         *state = Machine::Ws(websocket);
     }

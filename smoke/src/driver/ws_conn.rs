@@ -13,6 +13,66 @@ use crate::rt::shared::WorkerSet;
 use crate::rt::token::ConnId;
 use crate::stats::bump;
 
+#[cfg(feature = "deflate")]
+thread_local! {
+    /// Per worker thread: a compressor per LZ77 window in use (almost always only the largest)
+    /// and the message it compressed last. No message takes over context, so these serve every
+    /// connection of the worker.
+    static COMPRESSORS: std::cell::RefCell<Compressors> = std::cell::RefCell::default();
+}
+
+/// Set once any server in the process offers permessage-deflate: `publish_everywhere` then
+/// compresses its publications too.
+#[cfg(feature = "deflate")]
+static DEFLATING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that a server offers permessage-deflate (see `DEFLATING`).
+pub(crate) fn note_deflating(on: bool) {
+    #[cfg(feature = "deflate")]
+    if on {
+        DEFLATING.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = on;
+}
+
+#[cfg(feature = "deflate")]
+#[derive(Default)]
+struct Compressors {
+    /// Windows of 9 to 15 bits, by `bits - 9`.
+    by_window: [Option<crate::proto::ws::deflate::Deflater>; 7],
+    out: Vec<u8>,
+}
+
+#[cfg(feature = "deflate")]
+impl Compressors {
+    /// `payload`, compressed with a `window_bits` window (9..=15).
+    fn compress(&mut self, window_bits: u8, payload: &[u8]) -> &[u8] {
+        let slot = usize::from(window_bits.clamp(9, 15) - 9);
+        let deflater =
+            self.by_window[slot].get_or_insert_with(|| crate::proto::ws::deflate::Deflater::new(window_bits));
+        self.out.clear();
+        deflater.message(payload, &mut self.out);
+        &self.out
+    }
+}
+
+/// True when a message of `len` bytes with `opcode` is worth compressing.
+#[cfg(feature = "deflate")]
+fn compressible(opcode: OpCode, len: usize) -> bool {
+    matches!(opcode, OpCode::Data(_)) && len >= crate::proto::ws::deflate::MIN_COMPRESSED_MESSAGE
+}
+
+/// Writes a data frame compressed with a `window_bits` window.
+#[cfg(feature = "deflate")]
+fn write_compressed(conn: &mut Conn<'_>, opcode: OpCode, payload: &[u8], window_bits: u8) {
+    COMPRESSORS.with_borrow_mut(|compressors| {
+        let compressed = compressors.compress(window_bits, payload);
+        conn.write(FrameHead::compressed(opcode, compressed.len()).as_bytes());
+        conn.write(compressed);
+    });
+}
+
 /// What became of a message handed to [`WsConn::send`] (or one of its shorthands).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "a send at the backpressure limit is dropped; check for SendStatus::Dropped"]
@@ -73,7 +133,13 @@ impl WsConn<'_, '_> {
             return SendStatus::Dropped;
         }
         let status = if self.conn.is_waiting_for_peer() { SendStatus::Buffered } else { SendStatus::Written };
-        write_frame(self.conn, opcode, payload);
+        match self.state.compressing_window() {
+            #[cfg(feature = "deflate")]
+            Some(window_bits) if compressible(opcode, payload.len()) => {
+                write_compressed(self.conn, opcode, payload, window_bits);
+            }
+            _ => write_frame(self.conn, opcode, payload),
+        }
         status
     }
 
@@ -113,7 +179,8 @@ impl WsConn<'_, '_> {
     /// is encoded once; slow subscribers have it dropped at their `max_backpressure` without
     /// holding up the others.
     pub fn publish<'m>(&mut self, topic: &str, message: impl Into<Message<'m>>) {
-        publish(self.conn.workers, Some(self.conn.id().worker()), topic, message.into());
+        let from = Some(self.conn.id().worker());
+        publish(self.conn.workers, from, topic, message.into(), self.settings.deflate);
     }
 
     /// This connection's id.
@@ -151,26 +218,54 @@ pub(crate) fn admit(conn: &mut Conn<'_>, settings: &WsConfig, len: usize) -> boo
     false
 }
 
-/// Encodes `message` as one frame and publishes it to `topic` on every worker of the server.
-pub(crate) fn publish(workers: &WorkerSet, from: Option<usize>, topic: &str, message: Message<'_>) {
-    let payload = message.payload();
-    let head = FrameHead::new(message.opcode(), payload.len());
-    pubsub::publish_to(workers, from, topic, &[head.as_bytes(), payload]);
+/// Encodes `message` as one frame and publishes it to `topic` on every worker of the server;
+/// with `deflate`, a compressed frame of it too (one compression for every subscriber that
+/// negotiated permessage-deflate). A publication is the plain frame's length (4 bytes, little
+/// endian), the plain frame, then the compressed one if any: see [`deliver`].
+pub(crate) fn publish(workers: &WorkerSet, from: Option<usize>, topic: &str, message: Message<'_>, deflate: bool) {
+    encode_publication(message, deflate, |parts| pubsub::publish_to(workers, from, topic, parts));
 }
 
 /// Publishes `message` to `topic` on every server running in this process, from any thread (a
 /// background job, a timer thread, a handler). Subscribers get it exactly once; publications
 /// from one thread arrive in the order they were made.
 pub fn publish_everywhere<'m>(topic: &str, message: impl Into<Message<'m>>) {
-    let message = message.into();
-    let payload = message.payload();
-    let head = FrameHead::new(message.opcode(), payload.len());
-    pubsub::publish_everywhere(topic, &[head.as_bytes(), payload]);
+    #[cfg(feature = "deflate")]
+    let deflate = DEFLATING.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "deflate"))]
+    let deflate = false;
+    encode_publication(message.into(), deflate, |parts| pubsub::publish_everywhere(topic, parts));
 }
 
-/// A publication arriving for a subscriber: queued unless the connection is closing or at its
-/// backpressure limit.
-pub(crate) fn deliver(conn: &mut Conn<'_>, settings: &WsConfig, frame: &[u8]) {
+fn encode_publication(message: Message<'_>, deflate: bool, publish: impl FnOnce(&[&[u8]])) {
+    let (opcode, payload) = (message.opcode(), message.payload());
+    let head = FrameHead::new(opcode, payload.len());
+    let plain_len = ((head.as_bytes().len() + payload.len()) as u32).to_le_bytes();
+    #[cfg(feature = "deflate")]
+    if deflate && compressible(opcode, payload.len()) {
+        // Compressed with the largest window: what subscribers that allowed less get plain.
+        let window = crate::proto::ws::deflate::MAX_WINDOW_BITS;
+        return COMPRESSORS.with_borrow_mut(|compressors| {
+            let compressed = compressors.compress(window, payload);
+            let compressed_head = FrameHead::compressed(opcode, compressed.len());
+            publish(&[&plain_len, head.as_bytes(), payload, compressed_head.as_bytes(), compressed]);
+        });
+    }
+    let _ = deflate;
+    publish(&[&plain_len, head.as_bytes(), payload]);
+}
+
+/// A publication arriving for a subscriber: its compressed frame when the subscriber's
+/// messages are compressed with the largest window and there is one, its plain frame
+/// otherwise; queued unless the connection is closing or at its backpressure limit.
+pub(crate) fn deliver(conn: &mut Conn<'_>, settings: &WsConfig, window_bits: Option<u8>, publication: &[u8]) {
+    let plain_len = publication.get(..4).map_or(0, |len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]));
+    let Some((plain, compressed)) = publication.get(4..).and_then(|rest| rest.split_at_checked(plain_len as usize))
+    else {
+        return;
+    };
+    let compressed_wanted = window_bits == Some(crate::proto::ws::MAX_WINDOW_BITS) && !compressed.is_empty();
+    let frame = if compressed_wanted { compressed } else { plain };
     if !conn.is_closing() && admit(conn, settings, frame.len()) {
         conn.write(frame);
     }

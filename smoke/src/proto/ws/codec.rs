@@ -76,8 +76,14 @@ impl RawFrame {
 
 /// Parses the client frame at the front of `buf`. `Ok(None)`: incomplete. Errors are protocol
 /// violations the connection must close for, checked as soon as the header is known (before
-/// the payload arrives, so an oversized frame is refused without being buffered).
-pub(crate) fn parse_client_frame(buf: &[u8], max_message: usize) -> Result<Option<RawFrame>, Violation> {
+/// the payload arrives, so an oversized frame is refused without being buffered). With
+/// `compression` (permessage-deflate negotiated), RSV1 marks a message's first frame as
+/// compressed.
+pub(crate) fn parse_client_frame(
+    buf: &[u8],
+    max_message: usize,
+    compression: bool,
+) -> Result<Option<RawFrame>, Violation> {
     let mut cursor = Cursor::new(buf);
     let (header, length) = match FrameHeader::parse(&mut cursor) {
         Ok(Some(parsed)) => parsed,
@@ -93,7 +99,8 @@ pub(crate) fn parse_client_frame(buf: &[u8], max_message: usize) -> Result<Optio
     if !minimal {
         return Err(violation(PROTOCOL_ERROR, "frame length not in its minimal form"));
     }
-    if header.rsv1 || header.rsv2 || header.rsv3 {
+    let compressed_start = compression && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+    if (header.rsv1 && !compressed_start) || header.rsv2 || header.rsv3 {
         return Err(violation(PROTOCOL_ERROR, "reserved bits set without a negotiated extension"));
     }
     if header.mask.is_none() {
@@ -145,6 +152,11 @@ pub(crate) enum Event<'a> {
     Pong(&'a [u8]),
     /// The peer's close: its code (None for an empty close payload) and reason.
     Close(Option<u16>, &'a str),
+    /// A whole compressed message (permessage-deflate), still to be inflated.
+    Compressed {
+        text: bool,
+        payload: &'a [u8],
+    },
 }
 
 /// What the assembler does with a data frame's payload.
@@ -160,6 +172,9 @@ enum Kind {
 pub(crate) struct Assembler {
     /// The message in progress (after its first fragment) and its payload so far.
     partial: Option<Kind>,
+    /// The message in progress is compressed: its fragments are kept as they came, and its
+    /// text checked once inflated.
+    compressed: bool,
     buffer: Vec<u8>,
     /// How much of a text message's buffer is known to be whole UTF-8 characters: each
     /// fragment is checked from there, not from the start (which would be quadratic).
@@ -185,19 +200,23 @@ impl Assembler {
                 if self.partial.is_some() {
                     return Err(violation(PROTOCOL_ERROR, "new message before the last one finished"));
                 }
+                self.compressed = header.rsv1;
                 if data == Data::Text { Kind::Text } else { Kind::Binary }
             }
         };
         let continuing = self.partial.is_some();
         if !continuing && header.is_final {
             // The common case: a whole message in one frame, returned without a copy.
+            if self.compressed {
+                return Ok(Some(Event::Compressed { text: kind == Kind::Text, payload }));
+            }
             return finished(kind, payload).map(Some);
         }
         if self.buffer.len() + payload.len() > max_message {
             return Err(violation(MESSAGE_TOO_BIG, "message above max_message"));
         }
         self.buffer.extend_from_slice(payload);
-        if kind == Kind::Text {
+        if kind == Kind::Text && !self.compressed {
             // Fail fast: invalid UTF-8 is refused at the fragment that brings it, not at the end.
             match std::str::from_utf8(&self.buffer[self.valid_up_to..]) {
                 Ok(_) => self.valid_up_to = self.buffer.len(),
@@ -215,6 +234,9 @@ impl Assembler {
         // The buffer is borrowed by the returned message; `release` frees it afterwards.
         self.partial = None;
         self.valid_up_to = 0;
+        if self.compressed {
+            return Ok(Some(Event::Compressed { text: kind == Kind::Text, payload: &self.buffer }));
+        }
         finished(kind, &self.buffer).map(Some)
     }
 
@@ -224,6 +246,12 @@ impl Assembler {
             self.buffer = Vec::new();
         }
     }
+}
+
+/// A compressed message, inflated: its event, with text checked.
+#[cfg(feature = "deflate")]
+pub(crate) fn inflated(text: bool, payload: &[u8]) -> Result<Event<'_>, Violation> {
+    finished(if text { Kind::Text } else { Kind::Binary }, payload)
 }
 
 fn finished(kind: Kind, payload: &[u8]) -> Result<Event<'_>, Violation> {
@@ -266,7 +294,17 @@ pub(crate) struct FrameHead {
 
 impl FrameHead {
     pub(crate) fn new(opcode: OpCode, payload_len: usize) -> FrameHead {
-        let header = FrameHeader { is_final: true, rsv1: false, rsv2: false, rsv3: false, opcode, mask: None };
+        FrameHead::with_rsv1(opcode, payload_len, false)
+    }
+
+    /// The header of a compressed message's (only) frame: RSV1 set (RFC 7692 §6).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn compressed(opcode: OpCode, payload_len: usize) -> FrameHead {
+        FrameHead::with_rsv1(opcode, payload_len, true)
+    }
+
+    fn with_rsv1(opcode: OpCode, payload_len: usize, rsv1: bool) -> FrameHead {
+        let header = FrameHeader { is_final: true, rsv1, rsv2: false, rsv3: false, opcode, mask: None };
         let mut bytes = [0u8; 14];
         let mut rest = &mut bytes[..];
         // 14 bytes hold the longest header of an unmasked frame, so formatting cannot fail.
@@ -334,7 +372,7 @@ mod tests {
         let mut events = Vec::new();
         let mut input = bytes.to_vec();
         let mut at = 0;
-        while let Some(frame) = parse_client_frame(&input[at..], 1 << 20)? {
+        while let Some(frame) = parse_client_frame(&input[at..], 1 << 20, false)? {
             let start = at + frame.header_len;
             let payload = &mut input[start..start + frame.payload_len];
             unmask(payload, frame.header.mask.unwrap(), 0);
@@ -447,7 +485,7 @@ mod tests {
     #[test]
     fn oversized_messages_are_refused_before_buffering() {
         let frame = client_frame(true, 2, &[0; 100]);
-        assert_eq!(parse_client_frame(&frame[..8], 50).unwrap_err().code, 1009, "known from the header alone");
+        assert_eq!(parse_client_frame(&frame[..8], 50, false).unwrap_err().code, 1009, "known from the header alone");
         let mut assembler = Assembler::default();
         let header = FrameHeader { is_final: false, opcode: OpCode::Data(Data::Binary), ..FrameHeader::default() };
         assert_eq!(assembler.push(&header, &[0; 40], 50), Ok(None));
@@ -459,7 +497,7 @@ mod tests {
     fn incomplete_frames_wait_at_every_split() {
         let frame = client_frame(true, 1, &vec![b'a'; 300]);
         for split in 0..frame.len() {
-            assert!(parse_client_frame(&frame[..split], 1 << 20).unwrap().is_none(), "split at {split}");
+            assert!(parse_client_frame(&frame[..split], 1 << 20, false).unwrap().is_none(), "split at {split}");
         }
     }
 

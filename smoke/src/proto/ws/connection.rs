@@ -21,6 +21,13 @@ thread_local! {
     static UNMASKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+#[cfg(feature = "deflate")]
+thread_local! {
+    /// Per worker thread: the decompressor of every connection's compressed messages (none
+    /// takes over context, so one serves all) and the message it inflated last.
+    static INFLATER: RefCell<(super::deflate::Inflater, Vec<u8>)> = RefCell::default();
+}
+
 /// What the machine tells the connection's user: complete messages, and the end of the
 /// WebSocket (once, with its close code). Each call gets the machine's [`State`], through which
 /// the user may send or close.
@@ -55,9 +62,28 @@ pub(crate) struct State {
     /// Closed for a violation: our close frame and FIN are out, and whatever the client still
     /// sends is read and dropped until it closes too (or the close wait ends).
     draining: bool,
+    /// permessage-deflate, when the upgrade negotiated it.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<super::deflate::Negotiated>,
 }
 
 impl State {
+    /// True when the client may send compressed messages.
+    fn compression(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
+    }
+
+    /// The LZ77 window this connection's outgoing messages are compressed with, if they are.
+    pub(crate) fn compressing_window(&self) -> Option<u8> {
+        #[cfg(feature = "deflate")]
+        return self.deflate.and_then(super::deflate::Negotiated::compressing_window);
+        #[cfg(not(feature = "deflate"))]
+        None
+    }
+
     /// True once our close frame is out: nothing else may be sent.
     pub(crate) fn close_sent(&self) -> bool {
         self.close_sent
@@ -109,7 +135,7 @@ impl Connection {
                 return input.len();
             }
             let buf = &input[consumed..];
-            let frame = match codec::parse_client_frame(buf, max_message) {
+            let frame = match codec::parse_client_frame(buf, max_message, self.state.compression()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(violation) => {
@@ -128,6 +154,10 @@ impl Connection {
                 let Connection { assembler, state } = &mut *self;
                 match assembler.push(&frame.header, unmasked, max_message) {
                     Ok(None) => {}
+                    Ok(Some(Event::Compressed { text, payload })) => {
+                        inflate_and_handle(text, payload, max_message, state, sink, events);
+                        assembler.release();
+                    }
                     Ok(Some(event)) => {
                         let finished_message = matches!(event, Event::Text(_) | Event::Binary(_));
                         handle(event, state, sink, events);
@@ -191,6 +221,36 @@ impl Connection {
     }
 }
 
+/// A compressed message: inflated (never past `max_message`: 1009 before a bomb goes off),
+/// then handled as any other.
+fn inflate_and_handle<S: Sink>(
+    text: bool,
+    payload: &[u8],
+    max_message: usize,
+    state: &mut State,
+    sink: &mut S,
+    events: &mut impl Events<S>,
+) {
+    #[cfg(feature = "deflate")]
+    INFLATER.with_borrow_mut(|(inflater, inflated)| {
+        use super::close_code::{INVALID_PAYLOAD, MESSAGE_TOO_BIG};
+        use super::deflate::InflateError;
+        let outcome = match inflater.message(payload, inflated, max_message) {
+            Ok(()) => codec::inflated(text, inflated),
+            Err(InflateError::TooBig) => Err(Violation { code: MESSAGE_TOO_BIG, reason: "message above max_message" }),
+            Err(InflateError::Corrupt) => {
+                Err(Violation { code: INVALID_PAYLOAD, reason: "compressed message does not inflate" })
+            }
+        };
+        match outcome {
+            Ok(event) => handle(event, state, sink, events),
+            Err(violation) => fail(state, sink, events, violation),
+        }
+    });
+    #[cfg(not(feature = "deflate"))]
+    let _ = (text, payload, max_message, state, sink, events);
+}
+
 fn handle<S: Sink>(event: Event<'_>, state: &mut State, sink: &mut S, events: &mut impl Events<S>) {
     match event {
         Event::Text(text) => events.on_message(state, sink, Message::Text(text)),
@@ -220,6 +280,8 @@ fn handle<S: Sink>(event: Event<'_>, state: &mut State, sink: &mut S, events: &m
             // The server closes the TCP connection first (RFC 6455 §7.1.1).
             sink.close();
         }
+        // Inflated by the caller before it comes here.
+        Event::Compressed { .. } => {}
     }
 }
 

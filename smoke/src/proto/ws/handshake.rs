@@ -106,8 +106,32 @@ pub(crate) fn accept(req: &Request<'_>) -> Result<String, Refusal> {
     Ok(tungstenite::handshake::derive_accept_key(key))
 }
 
+/// The extensions an accepted upgrade agreed on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Agreed {
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<super::deflate::Negotiated>,
+}
+
+impl Agreed {
+    /// What the request offers that the server takes (`deflate`: permessage-deflate is on).
+    pub(crate) fn negotiate(req: &Request<'_>, deflate: bool) -> Agreed {
+        #[cfg(feature = "deflate")]
+        return Agreed {
+            deflate: deflate
+                .then(|| super::deflate::negotiate(req.headers_named("sec-websocket-extensions")))
+                .flatten(),
+        };
+        #[cfg(not(feature = "deflate"))]
+        {
+            let _ = (req, deflate);
+            Agreed {}
+        }
+    }
+}
+
 /// Writes the `101 Switching Protocols` that completes an accepted upgrade.
-pub(crate) fn write_switch(sink: &mut impl Sink, accept_key: &str, subprotocol: Option<&str>) {
+pub(crate) fn write_switch(sink: &mut impl Sink, accept_key: &str, subprotocol: Option<&str>, agreed: Agreed) {
     sink.write(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -116,6 +140,12 @@ pub(crate) fn write_switch(sink: &mut impl Sink, accept_key: &str, subprotocol: 
         sink.write(b"\r\nSec-WebSocket-Protocol: ");
         sink.write(protocol.as_bytes());
     }
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = agreed.deflate {
+        deflate.write_response(sink);
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = agreed;
     sink.write(b"\r\n\r\n");
 }
 

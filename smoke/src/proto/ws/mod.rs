@@ -6,6 +6,8 @@
 
 mod codec;
 mod connection;
+#[cfg(feature = "deflate")]
+pub(crate) mod deflate;
 mod handshake;
 
 use std::time::Duration;
@@ -14,7 +16,10 @@ pub use codec::Message;
 pub(crate) use codec::{FrameHead, write_frame};
 pub(crate) use connection::{Connection, Events, State};
 pub use handshake::Upgrade;
-pub(crate) use handshake::{accept, write_switch};
+pub(crate) use handshake::{Agreed, accept, write_switch};
+
+/// The largest LZ77 window (bits): what publications are compressed with.
+pub(crate) const MAX_WINDOW_BITS: u8 = 15;
 
 /// Default [`Config::max_message`](crate::Config::max_message): 1 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
@@ -36,6 +41,8 @@ pub struct WsConfig {
     pub close_on_backpressure_limit: bool,
     /// Silence before a ping, and again before a close.
     pub idle_timeout: Option<Duration>,
+    /// permessage-deflate offered to clients that ask for it.
+    pub deflate: bool,
 }
 
 impl Default for WsConfig {
@@ -46,6 +53,7 @@ impl Default for WsConfig {
             max_backpressure: DEFAULT_MAX_BACKPRESSURE,
             close_on_backpressure_limit: false,
             idle_timeout: Some(DEFAULT_WS_IDLE_TIMEOUT),
+            deflate: false,
         }
     }
 }
