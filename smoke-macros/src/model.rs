@@ -65,6 +65,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "max_backpressure", kind: KeyKind::Count { min: 1, max: u64::MAX } },
     KeySpec { name: "close_on_backpressure_limit", kind: KeyKind::Flag },
     KeySpec { name: "ws_deflate", kind: KeyKind::Flag },
+    KeySpec { name: "ws_deflate_dedicated", kind: KeyKind::Flag },
     KeySpec { name: "ws_idle_timeout_ms", kind: KeyKind::Millis { setter: "ws_idle_timeout", optional: true } },
     KeySpec { name: "max_mailbox", kind: KeyKind::Count { min: 1, max: u64::MAX } },
     KeySpec { name: "udp", kind: KeyKind::Listener(Protocol::Udp) },

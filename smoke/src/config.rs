@@ -187,6 +187,18 @@ impl Config {
         self
     }
 
+    /// WebSocket: permessage-deflate with a dedicated compression context per connection, kept
+    /// between messages as the client offers (its `server_no_context_takeover` and
+    /// `client_no_context_takeover` honoured, not imposed): similar consecutive messages
+    /// compress far better, at the cost of each connection's own zlib state (measured in the
+    /// book's TLS and compression chapter). Publications are compressed per subscriber. Turns
+    /// [`ws_deflate`](Config::ws_deflate) on. Default off.
+    pub fn ws_deflate_dedicated(mut self, on: bool) -> Config {
+        self.ws.deflate_dedicated = on;
+        self.ws.deflate |= on;
+        self
+    }
+
     /// WebSocket: a connection silent this long gets a ping; silent for as long again, it is
     /// closed with 1001. `None` disables. Default
     /// [`DEFAULT_WS_IDLE_TIMEOUT`](crate::ws::DEFAULT_WS_IDLE_TIMEOUT).

@@ -60,7 +60,7 @@ impl Config {
     /// | `SMOKE_TCP` | port or host:port, comma-separated | replaces every TCP listener |
     /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
     /// | `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same, and they may add TLS to a server that serves the plain protocol (`http`, `ws`, `tcp`) |
-    /// | `SMOKE_WS_DEFLATE` | `on` or `off` | permessage-deflate ([`Config::ws_deflate`]) |
+    /// | `SMOKE_WS_DEFLATE` | `on`, `dedicated` or `off` | permessage-deflate ([`Config::ws_deflate`], [`Config::ws_deflate_dedicated`]) |
     /// | `SMOKE_TLS_CERT`, `SMOKE_TLS_KEY` | PEM file paths, comma-separated, in pairs | replace the TLS certificates and their keys |
     /// | `SMOKE_PFRING` | a network interface name | takes UDP input from the packet ring on it ([`Config::pfring`]; needs a udp listener) |
     /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
@@ -118,10 +118,11 @@ impl Config {
             }
         }
         if let Some(value) = lookup("SMOKE_WS_DEFLATE") {
-            self.ws.deflate = match value.trim() {
-                "1" | "true" | "on" => true,
-                "0" | "false" | "off" => false,
-                _ => return Err(bad("SMOKE_WS_DEFLATE", &value, "expected `on` or `off`".into())),
+            (self.ws.deflate, self.ws.deflate_dedicated) = match value.trim() {
+                "on" | "shared" => (true, false),
+                "dedicated" => (true, true),
+                "off" => (false, false),
+                _ => return Err(bad("SMOKE_WS_DEFLATE", &value, "expected `on`, `dedicated` or `off`".into())),
             };
         }
         for (variable, setting) in LIMITS {

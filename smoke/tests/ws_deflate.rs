@@ -191,3 +191,48 @@ fn a_decompression_bomb_closes_with_1009_before_it_inflates_past_max_message() {
     let (first, payload) = read_frame(&mut plain);
     assert_eq!((first, u16::from_be_bytes([payload[0], payload[1]])), (0x88, 1002));
 }
+
+/// The same sequence of similar messages through a shared and a dedicated server: the
+/// dedicated one keeps each connection's context (as Python's default offer allows), answers
+/// without the no-context parameters, and sends far fewer bytes for it.
+#[test]
+fn dedicated_contexts_are_negotiated_as_offered_and_compress_similar_messages_better() {
+    let run = |config: Config| {
+        let server = Echo::spawn(config).unwrap();
+        let url = format!("ws://{}/", server.local_addr());
+        let script = format!(
+            r#"
+import asyncio, json
+from websockets.asyncio.client import connect
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+async def main():
+    async with connect({url:?}) as ws, connect({url:?}, compression=None) as plain:
+        print(ws.response.headers["Sec-WebSocket-Extensions"])
+        for tick in range(300):
+            state = json.dumps({{"tick": tick, "players": [{{"id": i, "x": i * 10.5, "y": 3.25, "hp": 100}} for i in range(8)]}})
+            await ws.send(state)
+            assert await ws.recv() == state
+        await ws.send("publish " + state)
+        assert await ws.recv() == state and await plain.recv() == state
+    offer = ClientPerMessageDeflateFactory(client_no_context_takeover=True)
+    async with connect({url:?}, extensions=[offer], compression=None) as ws:
+        print(ws.response.headers["Sec-WebSocket-Extensions"])
+        await ws.send(state)
+        assert await ws.recv() == state
+asyncio.run(main())
+"#
+        );
+        let before = server.stats().bytes_out;
+        let out = python(&script);
+        (out, server.stats().bytes_out - before)
+    };
+    let (shared_headers, shared_bytes) = run(Echo::config());
+    let (dedicated_headers, dedicated_bytes) = run(Echo::config().ws_deflate_dedicated(true));
+    assert_eq!(
+        shared_headers,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover\n\
+         permessage-deflate; server_no_context_takeover; client_no_context_takeover\n"
+    );
+    assert_eq!(dedicated_headers, "permessage-deflate\npermessage-deflate; client_no_context_takeover\n");
+    assert!(dedicated_bytes * 2 < shared_bytes, "dedicated sent {dedicated_bytes} bytes, shared {shared_bytes}");
+}

@@ -42,7 +42,7 @@ pub(super) fn requests<T: Session>(
             res.status(status);
             return Answer::Respond;
         }
-        agreed = Agreed::negotiate(req, service.ws.deflate);
+        agreed = Agreed::negotiate(req, &service.ws);
         write_switch(conn, &accept_key, upgrade.subprotocol, agreed);
         Answer::Upgraded
     });
@@ -55,9 +55,7 @@ pub(super) fn requests<T: Session>(
         conn.cancel_timer();
         let mut websocket = proto::ws::Connection::default();
         #[cfg(feature = "deflate")]
-        {
-            websocket.state().deflate = agreed.deflate;
-        }
+        websocket.state().set_deflate(agreed.deflate);
         ws::open(&mut websocket, conn, user, &service.ws);
         *state = Machine::Ws(websocket);
     }

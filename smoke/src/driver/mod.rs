@@ -180,11 +180,11 @@ impl<T: Session> Service for SessionService<T> {
         stream.user.on_close(conn, reason);
     }
     fn on_delivery(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>, publication: &[u8]) {
-        let window_bits = match stream.machine.serving() {
-            Some(Machine::Ws(machine)) => machine.state().compressing_window(),
+        let state = match stream.machine.serving() {
+            Some(Machine::Ws(machine)) => Some(machine.state()),
             _ => None,
         };
-        ws_conn::deliver(conn, &self.ws, window_bits, publication);
+        ws_conn::deliver(conn, &self.ws, state, publication);
     }
     #[cfg(feature = "tls")]
     fn seal(&self, stream: &mut Stream<T>, conn: &mut Conn<'_>, scratch: &mut [u8]) {

@@ -52,7 +52,7 @@ impl Compressors {
         let deflater =
             self.by_window[slot].get_or_insert_with(|| crate::proto::ws::deflate::Deflater::new(window_bits));
         self.out.clear();
-        deflater.message(payload, &mut self.out);
+        deflater.message(payload, &mut self.out, false);
         &self.out
     }
 }
@@ -63,14 +63,29 @@ fn compressible(opcode: OpCode, len: usize) -> bool {
     matches!(opcode, OpCode::Data(_)) && len >= crate::proto::ws::deflate::MIN_COMPRESSED_MESSAGE
 }
 
-/// Writes a data frame compressed with a `window_bits` window.
-#[cfg(feature = "deflate")]
-fn write_compressed(conn: &mut Conn<'_>, opcode: OpCode, payload: &[u8], window_bits: u8) {
-    COMPRESSORS.with_borrow_mut(|compressors| {
-        let compressed = compressors.compress(window_bits, payload);
-        conn.write(FrameHead::compressed(opcode, compressed.len()).as_bytes());
-        conn.write(compressed);
-    });
+/// Writes a message as one frame: compressed when the connection negotiated it and the message
+/// is worth it, with its own context (dedicated) or the worker's compressor (shared).
+fn write_message(conn: &mut Conn<'_>, state: &mut State, opcode: OpCode, payload: &[u8]) {
+    #[cfg(feature = "deflate")]
+    if compressible(opcode, payload.len()) {
+        if let Some((deflater, keep)) = state.dedicated_deflater() {
+            return COMPRESSORS.with_borrow_mut(|compressors| {
+                compressors.out.clear();
+                deflater.message(payload, &mut compressors.out, keep);
+                conn.write(FrameHead::compressed(opcode, compressors.out.len()).as_bytes());
+                conn.write(&compressors.out);
+            });
+        }
+        if let Some(window_bits) = state.compressing_window() {
+            return COMPRESSORS.with_borrow_mut(|compressors| {
+                let compressed = compressors.compress(window_bits, payload);
+                conn.write(FrameHead::compressed(opcode, compressed.len()).as_bytes());
+                conn.write(compressed);
+            });
+        }
+    }
+    let _ = &state;
+    write_frame(conn, opcode, payload);
 }
 
 /// What became of a message handed to [`WsConn::send`] (or one of its shorthands).
@@ -133,13 +148,7 @@ impl WsConn<'_, '_> {
             return SendStatus::Dropped;
         }
         let status = if self.conn.is_waiting_for_peer() { SendStatus::Buffered } else { SendStatus::Written };
-        match self.state.compressing_window() {
-            #[cfg(feature = "deflate")]
-            Some(window_bits) if compressible(opcode, payload.len()) => {
-                write_compressed(self.conn, opcode, payload, window_bits);
-            }
-            _ => write_frame(self.conn, opcode, payload),
-        }
+        write_message(self.conn, self.state, opcode, payload);
         status
     }
 
@@ -255,19 +264,38 @@ fn encode_publication(message: Message<'_>, deflate: bool, publish: impl FnOnce(
     publish(&[&plain_len, head.as_bytes(), payload]);
 }
 
-/// A publication arriving for a subscriber: its compressed frame when the subscriber's
-/// messages are compressed with the largest window and there is one, its plain frame
-/// otherwise; queued unless the connection is closing or at its backpressure limit.
-pub(crate) fn deliver(conn: &mut Conn<'_>, settings: &WsConfig, window_bits: Option<u8>, publication: &[u8]) {
+/// A publication arriving for a subscriber: the compressed frame when the subscriber's
+/// messages are compressed by the shared compressor with the largest window and there is one;
+/// compressed again with its own context for a dedicated subscriber; the plain frame
+/// otherwise. Queued unless the connection is closing or at its backpressure limit.
+pub(crate) fn deliver(conn: &mut Conn<'_>, settings: &WsConfig, state: Option<&mut State>, publication: &[u8]) {
     let plain_len = publication.get(..4).map_or(0, |len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]));
     let Some((plain, compressed)) = publication.get(4..).and_then(|rest| rest.split_at_checked(plain_len as usize))
     else {
         return;
     };
-    let compressed_wanted = window_bits == Some(crate::proto::ws::MAX_WINDOW_BITS) && !compressed.is_empty();
-    let frame = if compressed_wanted { compressed } else { plain };
-    if !conn.is_closing() && admit(conn, settings, frame.len()) {
-        conn.write(frame);
+    if conn.is_closing() {
+        return;
+    }
+    let window_bits = state.as_ref().and_then(|state| state.compressing_window());
+    if window_bits == Some(crate::proto::ws::MAX_WINDOW_BITS) && !compressed.is_empty() {
+        if admit(conn, settings, compressed.len()) {
+            conn.write(compressed);
+        }
+        return;
+    }
+    #[cfg(feature = "deflate")]
+    if let Some(state) = state
+        && state.contexts.is_some()
+        && let Some((opcode, payload)) = crate::proto::ws::split_frame(plain)
+    {
+        if admit(conn, settings, plain.len()) {
+            write_message(conn, state, opcode, payload);
+        }
+        return;
+    }
+    if admit(conn, settings, plain.len()) {
+        conn.write(plain);
     }
 }
 

@@ -318,6 +318,18 @@ impl FrameHead {
     }
 }
 
+/// The opcode and payload of a final, unmasked, uncompressed frame that `FrameHead` made (a
+/// publication's plain frame); `None` for anything else.
+#[cfg(feature = "deflate")]
+pub(crate) fn split_frame(frame: &[u8]) -> Option<(OpCode, &[u8])> {
+    let mut cursor = Cursor::new(frame);
+    let (header, length) = FrameHeader::parse(&mut cursor).ok()??;
+    let start = cursor.position() as usize;
+    let payload = frame.get(start..)?;
+    (header.is_final && !header.rsv1 && header.mask.is_none() && payload.len() as u64 == length)
+        .then_some((header.opcode, payload))
+}
+
 /// Writes a final, unmasked server frame.
 pub(crate) fn write_frame(sink: &mut impl Sink, opcode: OpCode, payload: &[u8]) {
     sink.write(FrameHead::new(opcode, payload.len()).as_bytes());
@@ -498,6 +510,18 @@ mod tests {
         let frame = client_frame(true, 1, &vec![b'a'; 300]);
         for split in 0..frame.len() {
             assert!(parse_client_frame(&frame[..split], 1 << 20, false).unwrap().is_none(), "split at {split}");
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn a_plain_frame_splits_back_into_its_opcode_and_payload() {
+        for len in [0, 5, 125, 126, 70_000] {
+            let payload = vec![7u8; len];
+            let mut frame = FrameHead::new(OpCode::Data(Data::Binary), len).as_bytes().to_vec();
+            frame.extend_from_slice(&payload);
+            assert_eq!(split_frame(&frame), Some((OpCode::Data(Data::Binary), &payload[..])));
+            assert_eq!(split_frame(&frame[..frame.len() - 1]), None, "cut short");
         }
     }
 

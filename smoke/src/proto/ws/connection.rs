@@ -65,6 +65,9 @@ pub(crate) struct State {
     /// permessage-deflate, when the upgrade negotiated it.
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<super::deflate::Negotiated>,
+    /// A dedicated connection's own compression contexts (boxed: only those pay for them).
+    #[cfg(feature = "deflate")]
+    pub(crate) contexts: Option<Box<super::deflate::Contexts>>,
 }
 
 impl State {
@@ -76,12 +79,27 @@ impl State {
         false
     }
 
-    /// The LZ77 window this connection's outgoing messages are compressed with, if they are.
+    /// The LZ77 window this connection's outgoing messages are compressed with by the worker's
+    /// shared compressor, if they are (a dedicated connection has its own: see `contexts`).
     pub(crate) fn compressing_window(&self) -> Option<u8> {
         #[cfg(feature = "deflate")]
-        return self.deflate.and_then(super::deflate::Negotiated::compressing_window);
+        return self.deflate.filter(|d| !d.dedicated).and_then(super::deflate::Negotiated::compressing_window);
         #[cfg(not(feature = "deflate"))]
         None
+    }
+
+    /// Takes on what the upgrade negotiated (a dedicated connection's contexts are made here).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn set_deflate(&mut self, negotiated: Option<super::deflate::Negotiated>) {
+        self.deflate = negotiated;
+        self.contexts = negotiated.filter(|d| d.dedicated).map(|d| Box::new(super::deflate::Contexts::new(d)));
+    }
+
+    /// A dedicated connection's compressor and whether it keeps its context, if it has one.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn dedicated_deflater(&mut self) -> Option<(&mut super::deflate::Deflater, bool)> {
+        let keep = self.deflate.is_some_and(|d| !d.server_no_context_takeover);
+        self.contexts.as_mut()?.deflater.as_mut().map(|deflater| (deflater, keep))
     }
 
     /// True once our close frame is out: nothing else may be sent.
@@ -232,10 +250,15 @@ fn inflate_and_handle<S: Sink>(
     events: &mut impl Events<S>,
 ) {
     #[cfg(feature = "deflate")]
-    INFLATER.with_borrow_mut(|(inflater, inflated)| {
+    INFLATER.with_borrow_mut(|(shared, inflated)| {
         use super::close_code::{INVALID_PAYLOAD, MESSAGE_TOO_BIG};
         use super::deflate::InflateError;
-        let outcome = match inflater.message(payload, inflated, max_message) {
+        let keep = state.deflate.is_some_and(|d| d.dedicated && !d.client_no_context_takeover);
+        let inflater = match &mut state.contexts {
+            Some(contexts) => &mut contexts.inflater,
+            None => shared,
+        };
+        let outcome = match inflater.message(payload, inflated, max_message, keep) {
             Ok(()) => codec::inflated(text, inflated),
             Err(InflateError::TooBig) => Err(Violation { code: MESSAGE_TOO_BIG, reason: "message above max_message" }),
             Err(InflateError::Corrupt) => {

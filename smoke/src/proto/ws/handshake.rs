@@ -114,17 +114,21 @@ pub(crate) struct Agreed {
 }
 
 impl Agreed {
-    /// What the request offers that the server takes (`deflate`: permessage-deflate is on).
-    pub(crate) fn negotiate(req: &Request<'_>, deflate: bool) -> Agreed {
+    /// What the request offers that the server (its WebSocket settings) takes.
+    pub(crate) fn negotiate(req: &Request<'_>, settings: &super::WsConfig) -> Agreed {
         #[cfg(feature = "deflate")]
         return Agreed {
-            deflate: deflate
-                .then(|| super::deflate::negotiate(req.headers_named("sec-websocket-extensions")))
+            deflate: settings
+                .deflate
+                .then(|| {
+                    let offers = req.headers_named("sec-websocket-extensions");
+                    super::deflate::negotiate(offers, settings.deflate_dedicated)
+                })
                 .flatten(),
         };
         #[cfg(not(feature = "deflate"))]
         {
-            let _ = (req, deflate);
+            let _ = (req, settings);
             Agreed {}
         }
     }

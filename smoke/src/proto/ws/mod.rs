@@ -13,6 +13,8 @@ mod handshake;
 use std::time::Duration;
 
 pub use codec::Message;
+#[cfg(feature = "deflate")]
+pub(crate) use codec::split_frame;
 pub(crate) use codec::{FrameHead, write_frame};
 pub(crate) use connection::{Connection, Events, State};
 pub use handshake::Upgrade;
@@ -43,6 +45,8 @@ pub struct WsConfig {
     pub idle_timeout: Option<Duration>,
     /// permessage-deflate offered to clients that ask for it.
     pub deflate: bool,
+    /// ... with a compression context of its own per connection, kept between messages.
+    pub deflate_dedicated: bool,
 }
 
 impl Default for WsConfig {
@@ -54,6 +58,7 @@ impl Default for WsConfig {
             close_on_backpressure_limit: false,
             idle_timeout: Some(DEFAULT_WS_IDLE_TIMEOUT),
             deflate: false,
+            deflate_dedicated: false,
         }
     }
 }
