@@ -175,10 +175,13 @@ fn key_value(spec: &KeySpec, name: &str, value: &Expr, model: &mut Model, errors
                     Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if !s.value().is_empty() => {
                         model.settings.push(Setting::Text { setter: spec.name, value: s.value() })
                     }
-                    other => errors.push(syn::Error::new_spanned(
-                        other,
-                        format!("`{name}` expects a PEM file's path, e.g. \"cert.pem\", or an array of them"),
-                    )),
+                    other => {
+                        let example = if name == "tls_key" { "key.pem" } else { "cert.pem" };
+                        errors.push(syn::Error::new_spanned(
+                            other,
+                            format!("`{name}` expects a PEM file's path, e.g. \"{example}\", or an array of them"),
+                        ))
+                    }
                 }
             }
             return;

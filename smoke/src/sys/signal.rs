@@ -32,13 +32,18 @@ pub(crate) struct ShutdownSignals {
 }
 
 extern "C" fn on_shutdown_signal(_signal: libc::c_int) {
+    notify_from_handler(&SIGNAL_EVENT_FD);
+}
+
+/// What a signal handler does: one write to the eventfd in `event_fd`, errno untouched.
+fn notify_from_handler(event_fd: &AtomicI32) {
     // SAFETY: __errno_location returns this thread's errno slot; we restore it so the interrupted
-    // code does not see the handler's errno. write(2) is async-signal-safe, and the fd it writes
-    // to is never closed (see SIGNAL_EVENT).
+    // code does not see the handler's errno. write(2) is async-signal-safe, and the fds written
+    // to are never closed (see SIGNAL_EVENT and RELOAD_EVENT).
     unsafe {
         let errno = libc::__errno_location();
         let saved = *errno;
-        let fd = SIGNAL_EVENT_FD.load(Ordering::Relaxed);
+        let fd = event_fd.load(Ordering::Relaxed);
         if fd >= 0 {
             let one: u64 = 1;
             libc::write(fd, (&raw const one).cast(), 8);
@@ -115,18 +120,7 @@ static RELOAD_EVENT_FD: AtomicI32 = AtomicI32::new(-1);
 
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
 extern "C" fn on_reload_signal(_signal: libc::c_int) {
-    // SAFETY: as in `on_shutdown_signal`: errno saved and restored, write(2) is
-    // async-signal-safe, and the fd is never closed (see RELOAD_EVENT).
-    unsafe {
-        let errno = libc::__errno_location();
-        let saved = *errno;
-        let fd = RELOAD_EVENT_FD.load(Ordering::Relaxed);
-        if fd >= 0 {
-            let one: u64 = 1;
-            libc::write(fd, (&raw const one).cast(), 8);
-        }
-        *errno = saved;
-    }
+    notify_from_handler(&RELOAD_EVENT_FD);
 }
 
 /// SIGHUP turned into a readable fd, for the rest of the process's life (what a served
