@@ -113,6 +113,28 @@ fn crate_path(value: &Expr, model: &mut Model, errors: &mut Errors) {
     }
 }
 
+/// A `File` key's value: one path string, or an array of them, each a setter call.
+fn file_paths(spec: &KeySpec, name: &str, value: &Expr, model: &mut Model, errors: &mut Errors) {
+    let items: Vec<&Expr> = match value {
+        Expr::Array(ExprArray { elems, .. }) if !elems.is_empty() => elems.iter().map(ungrouped).collect(),
+        other => vec![other],
+    };
+    for item in items {
+        match item {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if !s.value().is_empty() => {
+                model.settings.push(Setting::Text { setter: spec.name, value: s.value() })
+            }
+            other => {
+                let example = if name == "tls_key" { "key.pem" } else { "cert.pem" };
+                errors.push(syn::Error::new_spanned(
+                    other,
+                    format!("`{name}` expects a PEM file's path, e.g. \"{example}\", or an array of them"),
+                ))
+            }
+        }
+    }
+}
+
 /// One `key = value` of the attribute, checked against its kind.
 fn key_value(spec: &KeySpec, name: &str, value: &Expr, model: &mut Model, errors: &mut Errors) {
     let setting = match spec.kind {
@@ -165,27 +187,7 @@ fn key_value(spec: &KeySpec, name: &str, value: &Expr, model: &mut Model, errors
                 format!("`{name}` expects a network interface name such as \"eth0\""),
             )),
         },
-        KeyKind::File => {
-            let items: Vec<&Expr> = match value {
-                Expr::Array(ExprArray { elems, .. }) if !elems.is_empty() => elems.iter().map(ungrouped).collect(),
-                other => vec![other],
-            };
-            for item in items {
-                match item {
-                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if !s.value().is_empty() => {
-                        model.settings.push(Setting::Text { setter: spec.name, value: s.value() })
-                    }
-                    other => {
-                        let example = if name == "tls_key" { "key.pem" } else { "cert.pem" };
-                        errors.push(syn::Error::new_spanned(
-                            other,
-                            format!("`{name}` expects a PEM file's path, e.g. \"{example}\", or an array of them"),
-                        ))
-                    }
-                }
-            }
-            return;
-        }
+        KeyKind::File => return file_paths(spec, name, value, model, errors),
         KeyKind::Flag => match value {
             Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(Setting::Flag { setter: spec.name, value: b.value }),
             other => Err(syn::Error::new_spanned(other, format!("`{name}` expects `true` or `false`"))),
