@@ -68,20 +68,19 @@ fn compressible(opcode: OpCode, len: usize) -> bool {
 fn write_message(conn: &mut Conn<'_>, state: &mut State, opcode: OpCode, payload: &[u8]) {
     #[cfg(feature = "deflate")]
     if compressible(opcode, payload.len()) {
+        let write = |conn: &mut Conn<'_>, compressed: &[u8]| {
+            conn.write(FrameHead::compressed(opcode, compressed.len()).as_bytes());
+            conn.write(compressed);
+        };
         if let Some((deflater, keep)) = state.dedicated_deflater() {
             return COMPRESSORS.with_borrow_mut(|compressors| {
                 compressors.out.clear();
                 deflater.message(payload, &mut compressors.out, keep);
-                conn.write(FrameHead::compressed(opcode, compressors.out.len()).as_bytes());
-                conn.write(&compressors.out);
+                write(conn, &compressors.out);
             });
         }
         if let Some(window_bits) = state.compressing_window() {
-            return COMPRESSORS.with_borrow_mut(|compressors| {
-                let compressed = compressors.compress(window_bits, payload);
-                conn.write(FrameHead::compressed(opcode, compressed.len()).as_bytes());
-                conn.write(compressed);
-            });
+            return COMPRESSORS.with_borrow_mut(|compressors| write(conn, compressors.compress(window_bits, payload)));
         }
     }
     let _ = &state;
