@@ -18,6 +18,8 @@ need chromium || missing+=(chromium)
 # ip(8) builds the network namespaces of the packet-ring test; setpriv drops CAP_NET_RAW.
 need ip || missing+=(iproute2)
 need setpriv || missing+=(util-linux)
+# HAProxy stands in front of the PROXY protocol test's server, as a load balancer would.
+need haproxy || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

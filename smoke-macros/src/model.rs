@@ -82,6 +82,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "tls", kind: KeyKind::Listener(Protocol::Tls) },
     KeySpec { name: "tls_cert", kind: KeyKind::File },
     KeySpec { name: "tls_key", kind: KeyKind::File },
+    KeySpec { name: "proxy_protocol", kind: KeyKind::Flag },
 ];
 
 /// One argument of a handler, after the receiver.

@@ -46,6 +46,8 @@ pub struct Config {
     /// order.
     pub(crate) tls_certs: Vec<PathBuf>,
     pub(crate) tls_keys: Vec<PathBuf>,
+    /// Every stream listener's connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
 }
 
 impl Config {
@@ -165,6 +167,19 @@ impl Config {
     /// [`DEFAULT_MAX_BACKPRESSURE`](crate::ws::DEFAULT_MAX_BACKPRESSURE).
     pub fn max_backpressure(mut self, bytes: usize) -> Config {
         self.ws.max_backpressure = bytes.max(1);
+        self
+    }
+
+    /// Behind a load balancer (HAProxy's `send-proxy` or `send-proxy-v2`, an AWS or GCP network
+    /// balancer with the PROXY protocol on): every connection to the server's stream listeners
+    /// (TCP, HTTP, WebSocket, and their TLS forms, where the header comes before TLS) starts
+    /// with a PROXY protocol header, v1 or v2, and `peer_addr()` reports the client it names.
+    /// A connection without a valid header, or without all of it within `header_timeout`, is
+    /// closed and counted in [`Stats::proxy_failures`](crate::Stats::proxy_failures): a client
+    /// that could skip the header could forge one. The balancer's own health checks (`LOCAL`,
+    /// `UNKNOWN`) keep the balancer's address. Default off.
+    pub fn proxy_protocol(mut self, on: bool) -> Config {
+        self.proxy_protocol = on;
         self
     }
 

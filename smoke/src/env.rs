@@ -61,6 +61,7 @@ impl Config {
     /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
     /// | `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same, and they may add TLS to a server that serves the plain protocol (`http`, `ws`, `tcp`) |
     /// | `SMOKE_WS_DEFLATE` | `on`, `dedicated` or `off` | permessage-deflate ([`Config::ws_deflate`], [`Config::ws_deflate_dedicated`]) |
+    /// | `SMOKE_PROXY_PROTOCOL` | `on` or `off` | every stream listener's connections start with a PROXY protocol header ([`Config::proxy_protocol`]) |
     /// | `SMOKE_TLS_CERT`, `SMOKE_TLS_KEY` | PEM file paths, comma-separated, in pairs | replace the TLS certificates and their keys |
     /// | `SMOKE_PFRING` | a network interface name | takes UDP input from the packet ring on it ([`Config::pfring`]; needs a udp listener) |
     /// | `SMOKE_THREADS` | `auto` or a number ≥ 1 | worker threads |
@@ -117,13 +118,13 @@ impl Config {
                 *files = value.split(',').map(|path| path.trim().into()).collect();
             }
         }
-        if let Some(value) = lookup("SMOKE_WS_DEFLATE") {
-            (self.ws.deflate, self.ws.deflate_dedicated) = match value.trim() {
-                "on" | "shared" => (true, false),
-                "dedicated" => (true, true),
-                "off" => (false, false),
-                _ => return Err(bad("SMOKE_WS_DEFLATE", &value, "expected `on`, `dedicated` or `off`".into())),
-            };
+        let deflate =
+            [("on", (true, false)), ("shared", (true, false)), ("dedicated", (true, true)), ("off", (false, false))];
+        if let Some(choice) = switch(&lookup, "SMOKE_WS_DEFLATE", &deflate, "`on`, `dedicated` or `off`")? {
+            (self.ws.deflate, self.ws.deflate_dedicated) = choice;
+        }
+        if let Some(on) = switch(&lookup, "SMOKE_PROXY_PROTOCOL", &[("on", true), ("off", false)], "`on` or `off`")? {
+            self.proxy_protocol = on;
         }
         for (variable, setting) in LIMITS {
             if let Some(value) = lookup(variable) {
@@ -149,6 +150,20 @@ impl Config {
             self.listeners.extend(parsed.into_iter().map(|listen| (protocol, listen)));
         }
         Ok(self)
+    }
+}
+
+/// A variable that takes one of a few words: what the one it holds stands for, if it is set.
+fn switch<T: Copy>(
+    lookup: impl Fn(&str) -> Option<String>,
+    variable: &str,
+    choices: &[(&str, T)],
+    expected: &str,
+) -> Result<Option<T>, Error> {
+    let Some(value) = lookup(variable) else { return Ok(None) };
+    match choices.iter().find(|(word, _)| *word == value.trim()) {
+        Some((_, choice)) => Ok(Some(*choice)),
+        None => Err(Error::config(format!("{variable}={value:?}: expected {expected}"))),
     }
 }
 
@@ -198,6 +213,13 @@ mod tests {
         assert_eq!(err.to_string(), "SMOKE_HEADER_TIMEOUT_MS=\"0\": expected milliseconds >= 1");
         let err = Config::new().apply_overrides(only("SMOKE_SEND_TIMEOUT_MS", "-1")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_SEND_TIMEOUT_MS=\"-1\": expected milliseconds (0 for none)");
+        let err = Config::new().apply_overrides(only("SMOKE_PROXY_PROTOCOL", "yes")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_PROXY_PROTOCOL=\"yes\": expected `on` or `off`");
+        let err = Config::new().apply_overrides(only("SMOKE_WS_DEFLATE", "max")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_WS_DEFLATE=\"max\": expected `on`, `dedicated` or `off`");
+        assert!(Config::new().apply_overrides(only("SMOKE_PROXY_PROTOCOL", " on")).unwrap().proxy_protocol);
+        let off = Config::new().proxy_protocol(true).apply_overrides(only("SMOKE_PROXY_PROTOCOL", "off")).unwrap();
+        assert!(!off.proxy_protocol);
     }
 
     #[test]

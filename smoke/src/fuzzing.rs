@@ -109,3 +109,32 @@ pub fn ring_filter(ports: &[u16], snap: u32, frame: &[u8]) -> Result<u32, String
     let program = crate::sys::bpf::udp_port_filter(ports, snap)?;
     Ok(crate::sys::bpf::run(&program, frame))
 }
+
+/// The PROXY protocol header parser on every prefix of `input`, as a connection's bytes would
+/// arrive: what a prefix says never contradicts what more bytes say. Before the header is
+/// whole, a prefix is incomplete (or already refused, and refused for good); once whole, every
+/// longer prefix reads the same header. Returns the whole input's reading, as a string.
+pub fn proxy_header(input: &[u8]) -> String {
+    use crate::proto::proxy::{Header, parse};
+    let whole = parse(input);
+    let mut refused_at = None;
+    for end in 0..=input.len() {
+        let prefix = parse(&input[..end]);
+        match (&prefix, &whole) {
+            (Ok(Header::Complete { len, .. }), _) => {
+                assert!(*len <= end, "a header of {len} bytes read from {end}");
+                assert_eq!(prefix, whole, "a whole header changed with more bytes");
+            }
+            (Ok(Header::Incomplete), Ok(Header::Complete { len, .. })) => assert!(end < *len, "whole at {len}"),
+            (Ok(Header::Incomplete), _) => {}
+            (Err(_), _) => {
+                refused_at.get_or_insert(end);
+                assert!(whole.is_err(), "refused at {end} bytes, taken at {}: {whole:?}", input.len());
+            }
+        }
+        if let Some(at) = refused_at {
+            assert!(prefix.is_err(), "refused at {at} bytes, not at {end}");
+        }
+    }
+    format!("{whole:?}")
+}

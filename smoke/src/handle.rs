@@ -201,6 +201,12 @@ where
     H: Handler,
     F: Fn(&mut Conn<'_>) -> H + Send + Sync + 'static,
 {
+    if config.proxy_protocol {
+        return Err(Error::config(
+            "proxy_protocol needs a smoke::Server (#[smoke::server]): smoke::spawn hands every byte, \
+             a PROXY header too, to its Handler",
+        ));
+    }
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let (runtime, _, _, protocols) = config.into_parts();
     let service = FromFn { new_session, protocols: protocols.clone() };

@@ -56,6 +56,7 @@ pub trait Server: Session {
 fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let tls_files = config.tls_files()?;
+    let proxy_protocol = config.proxy_protocol;
     let (runtime, http, ws, protocols) = config.into_parts();
     crate::driver::ws_conn::note_deflating(ws.deflate);
     let deflate = ws.deflate;
@@ -75,6 +76,7 @@ fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
         on_tick: on_tick::<T>,
         #[cfg(feature = "tls")]
         tls: tls.clone(),
+        proxy_protocol,
     };
     let server = ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)?.with_deflate(deflate);
     #[cfg(feature = "tls")]

@@ -68,6 +68,9 @@ counters! {
     /// TLS connections closed for a failed handshake (not TLS, a bad ClientHello, nothing in
     /// common, or not done within `header_timeout`) or a record that did not authenticate.
     tls_failures,
+    /// Connections to a `proxy_protocol` listener closed for their PROXY header: missing,
+    /// malformed, or not whole within `header_timeout`.
+    proxy_failures,
     /// Bytes received.
     bytes_in,
     /// Bytes sent.

@@ -11,11 +11,13 @@
 //! - `ws_conn.rs`: [`WsConn`](ws_conn::WsConn), backpressure, topic publications
 //! - `certs.rs`: the TLS listeners' certificates: PEM files, SNI, reloading
 //! - `tls.rs`: TLS around any of them: the handshake, then plaintext in and sealed records out
+//! - `proxy.rs`: the PROXY protocol header before any of them, behind a load balancer
 //! - `sink.rs`: the runtime's connection as the machines' sink
 
 #[cfg(feature = "tls")]
 pub(crate) mod certs;
 mod http;
+mod proxy;
 pub(crate) mod raw;
 pub(crate) mod session;
 mod sink;
@@ -53,6 +55,8 @@ pub(crate) enum Machine {
     /// TLS around one of the others (boxed: only TLS connections pay for it).
     #[cfg(feature = "tls")]
     Tls(Box<tls::TlsLayer>),
+    /// Waiting for a PROXY protocol header; the machine inside takes over once it is read.
+    Proxy(Box<Machine>),
 }
 
 impl Machine {
@@ -71,6 +75,7 @@ impl Machine {
         match self {
             #[cfg(feature = "tls")]
             Machine::Tls(layer) => layer.is_connected().then_some(&mut layer.inner),
+            Machine::Proxy(_) => None,
             machine => Some(machine),
         }
     }
@@ -99,6 +104,8 @@ pub(crate) struct SessionService<T> {
     /// The TLS listeners' configurations, when the server has any.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<certs::TlsConfigs>,
+    /// Every stream listener's connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
 }
 
 impl<T: Session> Service for SessionService<T> {
@@ -122,6 +129,7 @@ impl<T: Session> Service for SessionService<T> {
             }
             _ => machine,
         };
+        let machine = if self.proxy_protocol { Machine::Proxy(Box::new(machine)) } else { machine };
         Stream { user: T::new_session(conn), machine }
     }
     #[inline]
@@ -129,6 +137,7 @@ impl<T: Session> Service for SessionService<T> {
         match &mut stream.machine {
             #[cfg(feature = "tls")]
             Machine::Tls(layer) => tls::connected(layer, conn, &self.http),
+            Machine::Proxy(_) => proxy::connected(self, conn),
             machine => self.connected(machine, &mut stream.user, conn),
         }
     }
@@ -137,6 +146,7 @@ impl<T: Session> Service for SessionService<T> {
         match &mut stream.machine {
             #[cfg(feature = "tls")]
             Machine::Tls(layer) => tls::data(self, layer, &mut stream.user, conn, input),
+            Machine::Proxy(_) => proxy::data(self, stream, conn, input),
             machine => self.data(machine, &mut stream.user, conn, input),
         }
     }
@@ -151,6 +161,7 @@ impl<T: Session> Service for SessionService<T> {
         match &mut stream.machine {
             #[cfg(feature = "tls")]
             Machine::Tls(layer) if !layer.is_connected() => tls::handshake_timed_out(conn),
+            Machine::Proxy(_) => proxy::timed_out(conn),
             machine => self.timer(machine.plain(), &mut stream.user, conn),
         }
     }
@@ -158,6 +169,7 @@ impl<T: Session> Service for SessionService<T> {
         match &mut stream.machine {
             #[cfg(feature = "tls")]
             Machine::Tls(layer) if !layer.is_connected() => conn.close(),
+            Machine::Proxy(_) => conn.close(),
             machine => self.shutting_down(machine.plain(), &mut stream.user, conn),
         }
     }
@@ -172,6 +184,8 @@ impl<T: Session> Service for SessionService<T> {
                 }
                 &mut layer.inner
             }
+            // Its header never came: its session never started.
+            Machine::Proxy(_) => return,
             machine => machine,
         };
         if let Machine::Ws(machine) = machine {
@@ -235,6 +249,7 @@ impl<T: Session> SessionService<T> {
             Machine::Ws(machine) => ws::frames(machine, conn, input, user, &self.ws),
             #[cfg(feature = "tls")]
             Machine::Tls(_) => 0,
+            Machine::Proxy(_) => 0,
         }
     }
     fn written(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>) {
@@ -251,6 +266,7 @@ impl<T: Session> SessionService<T> {
             Machine::Ws(machine) => ws::timer(machine, conn, user, &self.ws),
             #[cfg(feature = "tls")]
             Machine::Tls(_) => {}
+            Machine::Proxy(_) => {}
         }
     }
     fn shutting_down(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>) {

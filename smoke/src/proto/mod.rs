@@ -11,8 +11,10 @@
 //! - `ring.rs`: the packet ring's frames (Ethernet, VLAN, IPv4/IPv6, UDP) as datagrams.
 //! - `tls/`: TLS 1.3 for a server connection: rustls's handshake, then smoke's in-place record
 //!   layer.
+//! - `proxy.rs`: the PROXY protocol header (v1 and v2) a load balancer sends first.
 
 pub(crate) mod http;
+pub(crate) mod proxy;
 pub(crate) mod ring;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;

@@ -128,6 +128,9 @@ impl Flags {
     /// What handlers write is plaintext that a layer (TLS) seals before it is sent: only the
     /// output before the last `unsealed` bytes may go on the wire.
     pub(crate) const SEALED: u32 = 1 << 18;
+    /// A layer in front (a PROXY protocol header) told the connection's real peer: its address
+    /// is in the worker's `told_peers`, not the socket's.
+    pub(crate) const PEER_TOLD: u32 = 1 << 19;
     /// Any of these means no more input goes to the handler (and none is kept for it).
     pub(crate) const INPUT_ENDED: u32 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 
@@ -144,6 +147,11 @@ impl Flags {
         self.0 &= !bits;
     }
 }
+
+/// The peers that layers in front told (see [`Conn::tell_peer_addr`]), by socket: only the
+/// connections of a listener behind a load balancer have an entry, so the others' slots stay
+/// as small as they were.
+pub(crate) type ToldPeers = std::collections::HashMap<std::os::fd::RawFd, SocketAddr>;
 
 /// What the runtime keeps of a connection between its handler calls besides the session and the
 /// socket: the output queue, the state bits and the timer.
@@ -186,6 +194,7 @@ pub struct Conn<'a> {
     pub(crate) state: &'a mut ConnState,
     pub(crate) id: ConnId,
     pub(crate) pool: &'a mut BufPool,
+    pub(crate) told_peers: &'a mut ToldPeers,
     pub(crate) counters: &'a Counters,
     pub(crate) workers: &'a WorkerSet,
     pub(crate) max_write_buffer: usize,
@@ -386,9 +395,24 @@ impl Conn<'_> {
         self.state.flags.has(Flags::CLOSE | Flags::ABORT)
     }
 
-    /// The remote address (a system call; cache it in the session if you need it often).
+    /// The remote address: the client's as a PROXY protocol header gave it on a listener that
+    /// takes one, the socket's otherwise (a system call; cache it in the session if you need it
+    /// often).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        if self.state.flags.has(Flags::PEER_TOLD)
+            && let Some(told) = self.told_peers.get(&self.stream.as_raw_fd())
+        {
+            return Ok(*told);
+        }
         self.stream.peer_addr()
+    }
+
+    /// Makes `peer` the address [`peer_addr`](Conn::peer_addr) reports from now on: a layer in
+    /// front of the protocol (a PROXY protocol header) knows the real client better than the
+    /// socket does.
+    pub(crate) fn tell_peer_addr(&mut self, peer: SocketAddr) {
+        self.told_peers.insert(self.stream.as_raw_fd(), peer);
+        self.state.flags.set(Flags::PEER_TOLD);
     }
 
     /// The local address the connection arrived on.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::rt::buf::BufPool;
 use crate::rt::config::Limits;
-use crate::rt::conn::{Conn, ConnState};
+use crate::rt::conn::{Conn, ConnState, ToldPeers};
 use crate::rt::shared::{WorkerSet, WorkerShared};
 use crate::rt::time::Clock;
 use crate::rt::token::{ConnId, GENERATION_MASK, Token};
@@ -25,6 +25,8 @@ pub(crate) struct Core {
     pub(crate) epoll: Epoll,
     pub(crate) scratch: Box<[u8]>,
     pub(crate) pool: BufPool,
+    /// The real peers of connections behind a load balancer (see `Conn::tell_peer_addr`).
+    pub(crate) told_peers: ToldPeers,
     /// This worker's counters and wake-up, as the other threads see them.
     pub(crate) own: Arc<WorkerShared>,
     pub(crate) workers: Arc<WorkerSet>,
@@ -45,6 +47,7 @@ impl Core {
             epoll,
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             pool: BufPool::default(),
+            told_peers: ToldPeers::default(),
             own: workers.workers[index].clone(),
             workers,
             limits,
@@ -76,6 +79,7 @@ impl Core {
             state,
             id,
             pool: &mut self.pool,
+            told_peers: &mut self.told_peers,
             counters: &self.own.counters,
             workers: &self.workers,
             max_write_buffer: self.limits.max_write_buffer,

@@ -231,6 +231,10 @@ impl<St> Connection<St> {
         self.state.timer.request = TimerRequest::Unchanged;
         self.state.out.discard(&mut core.pool, counters);
         self.state.unsealed = 0;
+        if self.state.flags.has(Flags::PEER_TOLD) {
+            core.told_peers.remove(&self.stream.as_raw_fd());
+            self.state.flags.clear(Flags::PEER_TOLD);
+        }
         core.pool.give(&mut self.input, counters);
     }
 
