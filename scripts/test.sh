@@ -20,6 +20,8 @@ need ip || missing+=(iproute2)
 need setpriv || missing+=(util-linux)
 # HAProxy stands in front of the PROXY protocol test's server, as a load balancer would.
 need haproxy || missing+=(haproxy)
+# nats-server carries topics between the cluster tests' nodes.
+need nats-server || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

@@ -28,6 +28,8 @@ pub(crate) enum KeyKind {
     /// A network interface name, passed to the `Config` setter of the same name; served
     /// through the listeners of `needs`.
     Interface { needs: Protocol },
+    /// A cluster's broker address, `"nats://HOST:PORT"`.
+    Broker,
     /// A file path string (or an array of them), passed to the `Config` setter of the same name
     /// once per path.
     File,
@@ -83,6 +85,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "tls_cert", kind: KeyKind::File },
     KeySpec { name: "tls_key", kind: KeyKind::File },
     KeySpec { name: "proxy_protocol", kind: KeyKind::Flag },
+    KeySpec { name: "cluster", kind: KeyKind::Broker },
 ];
 
 /// One argument of a handler, after the receiver.

@@ -187,6 +187,12 @@ fn key_value(spec: &KeySpec, name: &str, value: &Expr, model: &mut Model, errors
                 format!("`{name}` expects a network interface name such as \"eth0\""),
             )),
         },
+        KeyKind::Broker => match value {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => smoke_rules::check_cluster_url(&s.value())
+                .map(|()| Setting::Text { setter: spec.name, value: s.value() })
+                .map_err(|why| syn::Error::new_spanned(s, format!("`{name}`: {why}"))),
+            other => Err(syn::Error::new_spanned(other, format!("`{name}` expects a string: \"nats://HOST:PORT\""))),
+        },
         KeyKind::File => return file_paths(spec, name, value, model, errors),
         KeyKind::Flag => match value {
             Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(Setting::Flag { setter: spec.name, value: b.value }),

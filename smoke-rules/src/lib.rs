@@ -12,5 +12,5 @@ mod names;
 mod route;
 
 pub use listen::{Host, Listen, ListenError, Protocol, Socket, overlap, parse_port};
-pub use names::{check_interface_name, is_token};
+pub use names::{check_cluster_url, check_interface_name, is_token};
 pub use route::{MAX_PARAMS, RouteError, Segment, parse_route};

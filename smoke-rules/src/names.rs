@@ -24,9 +24,44 @@ pub fn check_interface_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Checks a cluster's broker address: `nats://HOST` or `nats://HOST:PORT` (a name or an IP
+/// address, IPv6 in brackets; the port 1 to 65535, 4222 when left out).
+pub fn check_cluster_url(url: &str) -> Result<(), &'static str> {
+    const EXPECTED: &str = "expected nats://HOST or nats://HOST:PORT";
+    let authority = url.strip_prefix("nats://").ok_or(EXPECTED)?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && (!host.starts_with('[') || host.ends_with(']')) => {
+            (host, Some(port))
+        }
+        _ => (authority, None),
+    };
+    let bare_host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host_ok = !bare_host.is_empty()
+        && bare_host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+        && (host.starts_with('[') || !bare_host.contains(':'));
+    if !host_ok {
+        return Err(EXPECTED);
+    }
+    match port.map(str::parse::<u16>) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => Err("the port of a nats:// address is 1 to 65535"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_urls() {
+        for good in ["nats://127.0.0.1:4222", "nats://localhost", "nats://[::1]:4222", "nats://nats.internal:14222"] {
+            assert_eq!(check_cluster_url(good), Ok(()), "{good}");
+        }
+        for bad in ["127.0.0.1:4222", "nats://", "nats://host:0", "nats://host:99999", "nats://a b", "nats://::1:4222"]
+        {
+            assert!(check_cluster_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn tokens_and_interface_names() {

@@ -48,6 +48,8 @@ pub struct Config {
     pub(crate) tls_keys: Vec<PathBuf>,
     /// Every stream listener's connections start with a PROXY protocol header.
     pub(crate) proxy_protocol: bool,
+    /// The NATS server that bridges topics between nodes.
+    pub(crate) cluster: Option<String>,
 }
 
 impl Config {
@@ -180,6 +182,18 @@ impl Config {
     /// `UNKNOWN`) keep the balancer's address. Default off.
     pub fn proxy_protocol(mut self, on: bool) -> Config {
         self.proxy_protocol = on;
+        self
+    }
+
+    /// Topics across nodes: every publication is also sent to the NATS server at `url`
+    /// (`"nats://HOST:PORT"`), and publications other nodes send there reach this server's
+    /// subscribers, each once, in each publisher's order. Delivery between nodes is at most
+    /// once, as NATS core's is: while the broker is unreachable, local delivery goes on and what
+    /// would have crossed is dropped and counted (`Stats::cluster_dropped`); the bridge
+    /// reconnects with back-off and subscribes again. Only topics with subscribers here are
+    /// subscribed to on the broker. Needs the `cluster` feature (on by default). Default: none.
+    pub fn cluster(mut self, url: &str) -> Config {
+        self.cluster = Some(url.to_owned());
         self
     }
 

@@ -61,6 +61,7 @@ impl Config {
     /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
     /// | `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same, and they may add TLS to a server that serves the plain protocol (`http`, `ws`, `tcp`) |
     /// | `SMOKE_WS_DEFLATE` | `on`, `dedicated` or `off` | permessage-deflate ([`Config::ws_deflate`], [`Config::ws_deflate_dedicated`]) |
+    /// | `SMOKE_CLUSTER` | `nats://HOST:PORT` | bridges topics through that NATS server ([`Config::cluster`]) |
     /// | `SMOKE_PROXY_PROTOCOL` | `on` or `off` | every stream listener's connections start with a PROXY protocol header ([`Config::proxy_protocol`]) |
     /// | `SMOKE_TLS_CERT`, `SMOKE_TLS_KEY` | PEM file paths, comma-separated, in pairs | replace the TLS certificates and their keys |
     /// | `SMOKE_PFRING` | a network interface name | takes UDP input from the packet ring on it ([`Config::pfring`]; needs a udp listener) |
@@ -122,6 +123,11 @@ impl Config {
             [("on", (true, false)), ("shared", (true, false)), ("dedicated", (true, true)), ("off", (false, false))];
         if let Some(choice) = switch(&lookup, "SMOKE_WS_DEFLATE", &deflate, "`on`, `dedicated` or `off`")? {
             (self.ws.deflate, self.ws.deflate_dedicated) = choice;
+        }
+        if let Some(value) = lookup("SMOKE_CLUSTER") {
+            let url = value.trim();
+            smoke_rules::check_cluster_url(url).map_err(|why| bad("SMOKE_CLUSTER", &value, why.into()))?;
+            self.cluster = Some(url.to_owned());
         }
         if let Some(on) = switch(&lookup, "SMOKE_PROXY_PROTOCOL", &[("on", true), ("off", false)], "`on` or `off`")? {
             self.proxy_protocol = on;
@@ -213,6 +219,10 @@ mod tests {
         assert_eq!(err.to_string(), "SMOKE_HEADER_TIMEOUT_MS=\"0\": expected milliseconds >= 1");
         let err = Config::new().apply_overrides(only("SMOKE_SEND_TIMEOUT_MS", "-1")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_SEND_TIMEOUT_MS=\"-1\": expected milliseconds (0 for none)");
+        let err = Config::new().apply_overrides(only("SMOKE_CLUSTER", "localhost:4222")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_CLUSTER=\"localhost:4222\": expected nats://HOST or nats://HOST:PORT");
+        let cluster = Config::new().apply_overrides(only("SMOKE_CLUSTER", "nats://10.0.0.5:4222 ")).unwrap().cluster;
+        assert_eq!(cluster.as_deref(), Some("nats://10.0.0.5:4222"));
         let err = Config::new().apply_overrides(only("SMOKE_PROXY_PROTOCOL", "yes")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_PROXY_PROTOCOL=\"yes\": expected `on` or `off`");
         let err = Config::new().apply_overrides(only("SMOKE_WS_DEFLATE", "max")).unwrap_err();

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 #[cfg(feature = "tls")]
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use smoke_rules::Protocol;
 
@@ -13,6 +14,7 @@ use crate::driver::ws_conn::publish;
 use crate::proto::ws::Message;
 use crate::rt::conn::Conn;
 use crate::rt::error::Error;
+use crate::rt::shared::TopicBridge;
 use crate::rt::spawn::{ListenerSpec, Running};
 use crate::rt::worker::Service;
 use crate::stats::Stats;
@@ -40,8 +42,9 @@ impl ServerHandle {
         min_read_buffer: usize,
         protocols: Vec<Protocol>,
         service: S,
+        bridge: Option<Arc<dyn TopicBridge>>,
     ) -> Result<ServerHandle, Error> {
-        let running = crate::rt::spawn::spawn(runtime, specs, min_read_buffer, service)?;
+        let running = crate::rt::spawn::spawn(runtime, specs, min_read_buffer, service, bridge)?;
         let addrs = protocols.into_iter().zip(running.addrs().iter().copied()).collect();
         Ok(ServerHandle {
             running,
@@ -77,6 +80,12 @@ impl ServerHandle {
             return certificates.reload();
         }
         Ok(())
+    }
+
+    /// The server's workers as other threads see them (for the cluster bridge).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn workers(&self) -> &Arc<crate::rt::shared::WorkerSet> {
+        self.running.workers()
     }
 
     /// Every listener's bound address (port 0 resolved), in configuration order.
@@ -201,6 +210,12 @@ where
     H: Handler,
     F: Fn(&mut Conn<'_>) -> H + Send + Sync + 'static,
 {
+    if config.cluster.is_some() {
+        return Err(Error::config(
+            "cluster bridges WebSocket topics, which need a smoke::Server (#[smoke::server]); \
+             smoke::spawn serves raw TCP",
+        ));
+    }
     if config.proxy_protocol {
         return Err(Error::config(
             "proxy_protocol needs a smoke::Server (#[smoke::server]): smoke::spawn hands every byte, \
@@ -210,7 +225,7 @@ where
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let (runtime, _, _, protocols) = config.into_parts();
     let service = FromFn { new_session, protocols: protocols.clone() };
-    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)
+    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, None)
 }
 
 /// Runs a raw TCP server until SIGINT or SIGTERM, then drains and stops it: [`spawn`], the

@@ -57,6 +57,7 @@ fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let tls_files = config.tls_files()?;
     let proxy_protocol = config.proxy_protocol;
+    let cluster = config.cluster.clone();
     let (runtime, http, ws, protocols) = config.into_parts();
     crate::driver::ws_conn::note_deflating(ws.deflate);
     let deflate = ws.deflate;
@@ -78,10 +79,35 @@ fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
         tls: tls.clone(),
         proxy_protocol,
     };
-    let server = ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service)?.with_deflate(deflate);
+    let bridge = start_bridge(cluster.as_deref(), runtime.max_mailbox)?;
+    let server =
+        ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, bridge.clone().map(|b| b as _))?
+            .with_deflate(deflate);
+    #[cfg(feature = "cluster")]
+    if let Some(bridge) = bridge {
+        bridge.attach(server.workers());
+    }
     #[cfg(feature = "tls")]
     let server = server.with_certificates(tls.map(|tls| tls.certificates));
     Ok(server)
+}
+
+#[cfg(feature = "cluster")]
+type Bridge = std::sync::Arc<crate::driver::cluster::Bridge>;
+#[cfg(not(feature = "cluster"))]
+type Bridge = std::sync::Arc<dyn crate::rt::shared::TopicBridge>;
+
+/// The bridge to the cluster at `url`, started (it connects in the background), if there is one.
+fn start_bridge(url: Option<&str>, max_outbox: usize) -> Result<Option<Bridge>, Error> {
+    let Some(url) = url else { return Ok(None) };
+    smoke_rules::check_cluster_url(url).map_err(|why| Error::config(format!("cluster {url:?}: {why}")))?;
+    #[cfg(feature = "cluster")]
+    return Ok(Some(std::sync::Arc::new(crate::driver::cluster::Bridge::start(url, max_outbox)?)));
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = max_outbox;
+        Err(Error::config("cluster needs smoke's `cluster` feature, which this build leaves out"))
+    }
 }
 
 /// `Server::on_tick`, as the driver calls it.

@@ -107,6 +107,15 @@ counters! {
     ring_dropped,
     /// UDP datagrams that could not be sent (socket buffer full, or refused by the kernel).
     datagrams_dropped,
+    /// Publications this node sent to the cluster's broker.
+    cluster_published,
+    /// Publications from other nodes delivered here.
+    cluster_received,
+    /// Publications that did not cross to other nodes: made while the broker was unreachable,
+    /// or while the bridge was behind by `max_mailbox` bytes.
+    cluster_dropped,
+    /// Times the connection to the cluster's broker was lost.
+    cluster_outages,
     /// Ticks run (on all workers).
     ticks,
     /// Ticks that were due while a worker was busy and ran late as one (each late tick reports

@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use common::eventually;
 use common::http::read_reply;
+use common::nats::free_port;
 use common::tls::TestCert;
 use smoke::prelude::*;
 
@@ -92,11 +93,6 @@ impl Drop for Haproxy {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A port the kernel just had free on loopback.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Frontends in front of `started`, each `(mode, server address, send-proxy option)`; returns

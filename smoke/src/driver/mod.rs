@@ -12,10 +12,13 @@
 //! - `certs.rs`: the TLS listeners' certificates: PEM files, SNI, reloading
 //! - `tls.rs`: TLS around any of them: the handshake, then plaintext in and sealed records out
 //! - `proxy.rs`: the PROXY protocol header before any of them, behind a load balancer
+//! - `cluster.rs`: topics bridged between nodes through NATS
 //! - `sink.rs`: the runtime's connection as the machines' sink
 
 #[cfg(feature = "tls")]
 pub(crate) mod certs;
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 mod http;
 mod proxy;
 pub(crate) mod raw;

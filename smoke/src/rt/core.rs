@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn a_sessions_generation_survives_its_token_across_the_wrap() {
         let config = RuntimeConfig::default();
-        let workers = Arc::new(WorkerSet::new(1, &config.caps(1)).unwrap());
+        let workers = Arc::new(WorkerSet::new(1, &config.caps(1), None).unwrap());
         let limits = Limits::resolve(&config, 0);
         let mut core = Core::new(0, Epoll::new().unwrap(), workers, limits);
         core.sequence = u64::from(GENERATION_MASK) - 2;

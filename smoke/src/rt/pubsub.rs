@@ -12,9 +12,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crate::rt::shared::WorkerSet;
+use crate::rt::shared::{TopicBridge, WorkerSet};
 use crate::rt::token::ConnId;
 
 /// A subscriber: its fd (the session table's key) and its id (so a reused fd never receives
@@ -26,10 +26,18 @@ type Subscriber = (RawFd, ConnId);
 struct Registry {
     topics: HashMap<Box<str>, Vec<Subscriber>>,
     by_connection: HashMap<ConnId, Vec<Box<str>>>,
+    /// The server's cluster bridge, told when a topic gains or loses this worker's interest.
+    bridge: Option<Arc<dyn TopicBridge>>,
 }
 
 thread_local! {
     static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+/// Makes this thread a worker of the server `workers` runs: its topics' interest goes to the
+/// server's bridge, if it has one.
+pub(crate) fn attach(workers: &WorkerSet) {
+    REGISTRY.with_borrow_mut(|registry| registry.bridge = workers.bridge.clone());
 }
 
 pub(crate) fn subscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
@@ -44,6 +52,9 @@ pub(crate) fn subscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
             Some(subscribers) => subscribers.push((fd, id)),
             None => {
                 registry.topics.insert(topic.into(), vec![(fd, id)]);
+                if let Some(bridge) = &registry.bridge {
+                    bridge.interest(topic, true);
+                }
             }
         }
         true
@@ -82,6 +93,9 @@ impl Registry {
             }
             if subscribers.is_empty() {
                 self.topics.remove(topic);
+                if let Some(bridge) = &self.bridge {
+                    bridge.interest(topic, false);
+                }
             }
         }
     }
@@ -103,6 +117,15 @@ pub(crate) fn for_each_subscriber(topic: &str, mut deliver: impl FnMut(RawFd, Co
 /// it: the publication is dropped for that worker's subscribers and counted
 /// (`Stats::mail_dropped`); the publisher never waits.
 pub(crate) fn publish_to(workers: &WorkerSet, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
+    if let Some(bridge) = &workers.bridge {
+        bridge.publish(topic, frame);
+    }
+    deliver_locally(workers, from, topic, frame);
+}
+
+/// Appends `frame` to every worker's mailbox for its subscribers of `topic`, without handing it
+/// to the bridge: a publication another node made (or this process's, on its way out).
+pub(crate) fn deliver_locally(workers: &WorkerSet, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
     for (index, worker) in workers.workers.iter().enumerate() {
         let (was_empty, stored) = {
             let mut mailbox = worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner);

@@ -25,6 +25,21 @@ pub(crate) struct WorkerSet {
     pub(crate) connections: Admission,
     /// UDP peer sessions across the workers, at most `max_peers`.
     pub(crate) peers: Admission,
+    /// Where topics meet other nodes', if the server is part of a cluster.
+    pub(crate) bridge: Option<Arc<dyn TopicBridge>>,
+}
+
+/// Where a server's topics meet other processes' (the cluster bridge). The runtime tells it
+/// when a worker gains its first subscriber of a topic or loses its last, and hands it every
+/// publication made in this process (as the opaque frame its protocol encoded); publications
+/// from other nodes come back through `pubsub::deliver_locally`.
+pub(crate) trait TopicBridge: Send + Sync + std::fmt::Debug {
+    /// A worker's first subscriber of `topic` arrived (`true`) or its last one left (`false`).
+    fn interest(&self, topic: &str, subscribed: bool);
+    /// A publication made in this process, for the other nodes. It must not wait.
+    fn publish(&self, topic: &str, frame: &[&[u8]]);
+    /// The bridge's own counters (cluster_*), summed into the server's.
+    fn counters(&self) -> &Counters;
 }
 
 /// A server-wide cap on sessions of one kind. Each worker admits while the server as a whole
@@ -74,7 +89,7 @@ pub(crate) struct WorkerShared {
 
 impl WorkerSet {
     /// `threads` workers' shared state, with the server-wide caps.
-    pub(crate) fn new(threads: usize, caps: &Caps) -> io::Result<WorkerSet> {
+    pub(crate) fn new(threads: usize, caps: &Caps, bridge: Option<Arc<dyn TopicBridge>>) -> io::Result<WorkerSet> {
         let workers = (0..threads)
             .map(|_| {
                 Ok(Arc::new(WorkerShared {
@@ -92,12 +107,14 @@ impl WorkerSet {
             max_mailbox: caps.max_mailbox,
             connections: Admission::new(caps.max_connections),
             peers: Admission::new(caps.max_peers),
+            bridge,
         })
     }
 
     /// All workers' counters, summed (a few relaxed atomic loads per worker).
     pub(crate) fn stats(&self) -> Stats {
-        Stats::sum(self.workers.iter().map(|w| &w.counters))
+        let bridge = self.bridge.as_ref().map(|bridge| bridge.counters());
+        Stats::sum(self.workers.iter().map(|w| &w.counters).chain(bridge))
     }
 
     /// Each worker's counters, by worker index.

@@ -15,7 +15,7 @@ use crate::rt::config::{Limits, RuntimeConfig};
 use crate::rt::core::Core;
 use crate::rt::error::Error;
 use crate::rt::pubsub;
-use crate::rt::shared::WorkerSet;
+use crate::rt::shared::{TopicBridge, WorkerSet};
 use crate::rt::worker::Service;
 use crate::rt::worker::{EventLoop, StreamListener, WorkerSockets};
 use crate::sys::{Epoll, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket};
@@ -48,6 +48,7 @@ pub(crate) fn spawn<S: Service>(
     listeners: &[ListenerSpec],
     min_read_buffer: usize,
     service: S,
+    bridge: Option<Arc<dyn TopicBridge>>,
 ) -> Result<Running, Error> {
     check(config, listeners)?;
     let wanted = resolve_all(config.bind, listeners)?;
@@ -65,7 +66,8 @@ pub(crate) fn spawn<S: Service>(
         sockets.push(worker_sockets(config, listeners, &addrs, fanout_group)?);
     }
     let caps = config.caps(threads);
-    let workers = Arc::new(WorkerSet::new(threads, &caps).map_err(|e| Error::io("create the workers' eventfds", e))?);
+    let workers =
+        Arc::new(WorkerSet::new(threads, &caps, bridge).map_err(|e| Error::io("create the workers' eventfds", e))?);
     pubsub::register(&workers);
     let limits = Limits::resolve(config, min_read_buffer);
     let service = Arc::new(service);

@@ -150,6 +150,7 @@ pub(crate) struct EventLoop<S: Service> {
 
 impl<S: Service> EventLoop<S> {
     pub(crate) fn new(core: Core, sockets: WorkerSockets, service: Arc<S>) -> io::Result<EventLoop<S>> {
+        pubsub::attach(&core.workers);
         let epoll = &core.epoll;
         epoll.add(core.own.waker.as_raw_fd(), Token::of(Kind::Waker, 0).to_epoll(), Interest::READABLE)?;
         for (i, listener) in sockets.listeners.iter().enumerate() {
