@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nats::{Nats, free_port};
+use nats::{Nats, free_port, heard_until_quiet};
 use tungstenite::{Message, WebSocket};
 
 /// One chat process, its HTTP listener on a free loopback port, bridged through `cluster`.
@@ -58,30 +58,12 @@ impl Node {
     }
 }
 
-/// Every line `person` hears until nothing new comes for `quiet`.
-fn listen(person: &mut WebSocket<TcpStream>, quiet: Duration) -> Vec<String> {
-    let mut heard = Vec::new();
-    let mut last = Instant::now();
-    while last.elapsed() < quiet {
-        match person.read() {
-            Ok(Message::Text(text)) => {
-                heard.push(text.to_string());
-                last = Instant::now();
-            }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("lost the chat: {e}"),
-        }
-    }
-    heard
-}
-
 /// `speaker` says "probe" until `listener` (on the other node) hears it.
 fn until_heard(speaker: &mut WebSocket<TcpStream>, listener: &mut WebSocket<TcpStream>, name: &str) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         speaker.send(Message::text("probe")).unwrap();
-        if listen(listener, Duration::from_millis(300)).contains(&format!("{name}: probe")) {
+        if heard_until_quiet(listener, Duration::from_millis(300)).contains(&format!("{name}: probe")) {
             return true;
         }
     }
@@ -104,7 +86,7 @@ fn two_chat_processes_share_a_room_through_nats_and_outlive_the_broker() {
     assert!(until_heard(&mut ann, &mut bob, "ann"), "ann's node reaches bob's");
     assert!(until_heard(&mut bob, &mut ann, "bob"), "bob's node reaches ann's");
     for person in [&mut ann, &mut cat, &mut bob, &mut dan] {
-        listen(person, Duration::from_millis(300));
+        heard_until_quiet(person, Duration::from_millis(300));
     }
     // Each node subscribed to its room once, for its two people.
     assert_eq!(broker.subscriptions("smoke.topic.lobby"), 2);
@@ -114,7 +96,7 @@ fn two_chat_processes_share_a_room_through_nats_and_outlive_the_broker() {
         bob.send(Message::text(format!("line {i}"))).unwrap();
     }
     for (person, who) in [(&mut ann, "ann"), (&mut cat, "cat"), (&mut bob, "bob"), (&mut dan, "dan")] {
-        let heard = listen(person, Duration::from_secs(2));
+        let heard = heard_until_quiet(person, Duration::from_secs(2));
         assert!(in_order(&heard, "ann", 200) && in_order(&heard, "bob", 200), "{who} heard {heard:?}");
     }
 
@@ -124,9 +106,9 @@ fn two_chat_processes_share_a_room_through_nats_and_outlive_the_broker() {
     for i in 0..50 {
         ann.send(Message::text(format!("line {i}"))).unwrap();
     }
-    let heard = listen(&mut cat, Duration::from_secs(1));
+    let heard = heard_until_quiet(&mut cat, Duration::from_secs(1));
     assert!(in_order(&heard, "ann", 50), "cat, on ann's node, heard {heard:?}");
-    let heard = listen(&mut dan, Duration::from_millis(500));
+    let heard = heard_until_quiet(&mut dan, Duration::from_millis(500));
     assert!(heard.iter().all(|l| !l.starts_with("ann: ")), "dan heard through no broker: {heard:?}");
 
     // The broker is back on its port: one room again.
@@ -134,13 +116,13 @@ fn two_chat_processes_share_a_room_through_nats_and_outlive_the_broker() {
     assert!(until_heard(&mut bob, &mut cat, "bob"), "bob's node reaches cat's again");
     assert!(until_heard(&mut ann, &mut dan, "ann"), "ann's node reaches dan's again");
     for person in [&mut ann, &mut cat, &mut bob, &mut dan] {
-        listen(person, Duration::from_millis(300));
+        heard_until_quiet(person, Duration::from_millis(300));
     }
     for i in 0..100 {
         dan.send(Message::text(format!("line {i}"))).unwrap();
     }
     for (person, who) in [(&mut ann, "ann"), (&mut cat, "cat"), (&mut bob, "bob"), (&mut dan, "dan")] {
-        let heard = listen(person, Duration::from_secs(2));
+        let heard = heard_until_quiet(person, Duration::from_secs(2));
         assert!(in_order(&heard, "dan", 100), "{who} heard {heard:?}");
     }
     drop((ann, cat, bob, dan));

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::eventually;
-use common::nats::{Nats, free_port};
+use common::nats::{Nats, free_port, heard_until_quiet};
 use smoke::prelude::*;
 use tungstenite::{Message as WsMessage, WebSocket};
 
@@ -55,31 +55,13 @@ fn client(addr: SocketAddr, topic: &str) -> Client {
     tungstenite::client::client(format!("ws://{addr}/ws?topic={topic}"), stream).expect("upgrade").0
 }
 
-/// Everything `client` receives until `quiet` passes with nothing new.
-fn drain(client: &mut Client, quiet: Duration) -> Vec<String> {
-    let mut got = Vec::new();
-    let mut last = Instant::now();
-    while last.elapsed() < quiet {
-        match client.read() {
-            Ok(WsMessage::Text(text)) => {
-                got.push(text.to_string());
-                last = Instant::now();
-            }
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("a subscriber lost its connection: {e}"),
-        }
-    }
-    got
-}
-
 /// Publishes probes from `from` until `to` hears one: the bridges of both ends are connected
 /// and subscribed. Returns whether one crossed within `limit`.
 fn crossing(from: &mut Client, to: &mut Client, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         from.send(WsMessage::text("probe")).unwrap();
-        if drain(to, Duration::from_millis(300)).iter().any(|m| m == "probe") {
+        if heard_until_quiet(to, Duration::from_millis(300)).iter().any(|m| m == "probe") {
             return true;
         }
     }
@@ -104,7 +86,7 @@ fn publications_cross_nodes_once_in_order_and_survive_a_broker_restart() {
     assert!(crossing(&mut pub_a, &mut sub_b, Duration::from_secs(10)), "A reaches B through NATS");
     assert!(crossing(&mut pub_b, &mut sub_a, Duration::from_secs(10)), "B reaches A through NATS");
     for c in [&mut pub_a, &mut sub_a, &mut pub_b, &mut sub_b] {
-        drain(c, Duration::from_millis(300));
+        heard_until_quiet(c, Duration::from_millis(300));
     }
     // One subscription per node for the topic with subscribers, whatever their number.
     assert_eq!(nats.subscriptions("smoke.topic.room"), 2);
@@ -117,11 +99,11 @@ fn publications_cross_nodes_once_in_order_and_survive_a_broker_restart() {
     }
     for (client, who) in [(&mut pub_a, "A's publisher"), (&mut sub_a, "A's subscriber"), (&mut sub_b, "B's subscriber")]
     {
-        let got = drain(client, Duration::from_secs(2));
+        let got = heard_until_quiet(client, Duration::from_secs(2));
         check_sequence(&got, "a", COUNT, who);
         check_sequence(&got, "b", COUNT, who);
     }
-    drain(&mut pub_b, Duration::from_millis(300));
+    heard_until_quiet(&mut pub_b, Duration::from_millis(300));
     let before = node_b.stats();
     assert!(before.cluster_received >= COUNT as u64, "{before:?}");
 
@@ -131,8 +113,8 @@ fn publications_cross_nodes_once_in_order_and_survive_a_broker_restart() {
     for i in 0..100 {
         pub_a.send(WsMessage::text(format!("alone {i}"))).unwrap();
     }
-    check_sequence(&drain(&mut sub_a, Duration::from_secs(1)), "alone", 100, "A's subscriber, broker down");
-    let heard_on_b = drain(&mut sub_b, Duration::from_millis(500));
+    check_sequence(&heard_until_quiet(&mut sub_a, Duration::from_secs(1)), "alone", 100, "A's subscriber, broker down");
+    let heard_on_b = heard_until_quiet(&mut sub_b, Duration::from_millis(500));
     assert!(heard_on_b.is_empty(), "nothing crosses without a broker: {heard_on_b:?}");
     assert!(node_a.stats().cluster_dropped >= 100, "{:?}", node_a.stats());
 
@@ -141,13 +123,23 @@ fn publications_cross_nodes_once_in_order_and_survive_a_broker_restart() {
     assert!(crossing(&mut pub_a, &mut sub_b, Duration::from_secs(20)), "A reaches B again");
     assert!(crossing(&mut pub_b, &mut sub_a, Duration::from_secs(20)), "B reaches A again");
     for c in [&mut pub_a, &mut sub_a, &mut pub_b, &mut sub_b] {
-        drain(c, Duration::from_millis(300));
+        heard_until_quiet(c, Duration::from_millis(300));
     }
     for i in 0..COUNT {
         pub_b.send(WsMessage::text(format!("again {i}"))).unwrap();
     }
-    check_sequence(&drain(&mut sub_a, Duration::from_secs(2)), "again", COUNT, "A's subscriber after the restart");
-    check_sequence(&drain(&mut sub_b, Duration::from_secs(2)), "again", COUNT, "B's subscriber after the restart");
+    check_sequence(
+        &heard_until_quiet(&mut sub_a, Duration::from_secs(2)),
+        "again",
+        COUNT,
+        "A's subscriber after the restart",
+    );
+    check_sequence(
+        &heard_until_quiet(&mut sub_b, Duration::from_secs(2)),
+        "again",
+        COUNT,
+        "B's subscriber after the restart",
+    );
     let (a, b) = (node_a.stats(), node_b.stats());
     assert!(a.cluster_outages >= 1 && b.cluster_outages >= 1, "{a:?} {b:?}");
     assert!(a.cluster_received >= 2 * COUNT as u64, "B's two rounds came to A through the bridge: {a:?}");

@@ -1,4 +1,5 @@
-//! `nats-server` (Debian's package) for the cluster tests, on loopback ports the test picks.
+//! `nats-server` (Debian's package) for the cluster tests, on loopback ports the test picks,
+//! and what a WebSocket subscriber hears.
 //! Shared with the examples' tests (`#[path]`), so it needs nothing else of this folder.
 
 use std::io::{Read, Write};
@@ -60,4 +61,23 @@ impl Drop for Nats {
 /// A port the kernel just had free on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Every text message `subscriber` receives until `quiet` passes with nothing new (its socket's
+/// read timeout sets how often it looks).
+pub fn heard_until_quiet(subscriber: &mut tungstenite::WebSocket<TcpStream>, quiet: Duration) -> Vec<String> {
+    let mut heard = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        match subscriber.read() {
+            Ok(tungstenite::Message::Text(text)) => {
+                heard.push(text.to_string());
+                last = Instant::now();
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("a subscriber lost its connection: {e}"),
+        }
+    }
+    heard
 }
