@@ -29,6 +29,12 @@ pub(super) fn requests<T: Session>(
             user.on_request(req, res);
             return Answer::Respond;
         }
+        if conn.is_shutting_down() {
+            // A WebSocket opened now would be closed (1001) as soon as it opened: the client
+            // is better off opening it with the server that takes over.
+            res.status(503);
+            return Answer::Respond;
+        }
         let accept_key = match accept(req) {
             Ok(key) => key,
             Err(refusal) => {

@@ -93,6 +93,12 @@ pub(crate) enum Upgrades {
     Only,
 }
 
+/// How long a kept-alive HTTP connection between requests is given for its next one once the
+/// server drains: a client that sent a request as the drain began gets its answer (with
+/// `Connection: close`) rather than a closed connection, and one that sends nothing is closed
+/// well before `shutdown_timeout`.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The per-tick work of a server: what `Server::on_tick` becomes (the face adapts its own
 /// view of the tick).
 pub(crate) type OnTick<T> = fn(&mut Tick<'_, Stream<T>, T>, &SessionService<T>);
@@ -272,11 +278,22 @@ impl<T: Session> SessionService<T> {
             Machine::Proxy(_) => {}
         }
     }
+    /// The server is draining: raw TCP and WebSocket connections close once their output
+    /// (a WebSocket's 1001 close frame) is flushed; an HTTP connection answers the request it
+    /// is in, or its next, with `Connection: close`, and one with none coming closes after a
+    /// grace.
     fn shutting_down(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>) {
         match machine {
-            Machine::Raw => user.on_shutdown(conn),
-            Machine::Ws(machine) => ws::shutting_down(machine, conn, user, &self.ws),
-            _ => {}
+            Machine::Http(machine, _) => machine.drain(conn, DRAIN_GRACE),
+            Machine::Raw => {
+                conn.close();
+                user.on_shutdown(conn);
+            }
+            Machine::Ws(machine) => {
+                conn.close();
+                ws::shutting_down(machine, conn, user, &self.ws);
+            }
+            _ => conn.close(),
         }
     }
 }

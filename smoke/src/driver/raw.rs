@@ -121,6 +121,7 @@ where
         session.on_timer(conn);
     }
     fn on_shutdown(&self, session: &mut H, conn: &mut Conn<'_>) {
+        conn.close();
         session.on_shutdown(conn);
     }
     fn on_close(&self, session: &mut H, conn: &mut Conn<'_>, reason: CloseReason) {

@@ -42,6 +42,9 @@ impl Sink for Conn<'_> {
     fn peer_addr(&self) -> Option<SocketAddr> {
         Conn::peer_addr(self).ok()
     }
+    fn is_draining(&self) -> bool {
+        Conn::is_shutting_down(self)
+    }
     #[inline]
     fn now(&self) -> u64 {
         self.now

@@ -51,6 +51,8 @@ pub(crate) trait Sink {
     fn is_closing(&self) -> bool;
     /// The peer's address, when the transport knows it.
     fn peer_addr(&self) -> Option<SocketAddr>;
+    /// The server is shutting down: answer what is asked, then close.
+    fn is_draining(&self) -> bool;
     /// Milliseconds on the runtime's monotonic clock, as of this wake-up: for a machine that
     /// keeps a deadline itself rather than re-arming its timer on every message.
     fn now(&self) -> u64;
@@ -83,6 +85,8 @@ pub(crate) struct TestSink {
     pub(crate) high_water: usize,
     /// What `now` answers.
     pub(crate) now: u64,
+    /// What `is_draining` answers.
+    pub(crate) draining: bool,
 }
 
 #[cfg(any(test, feature = "fuzzing"))]
@@ -124,6 +128,9 @@ impl Sink for TestSink {
     }
     fn peer_addr(&self) -> Option<SocketAddr> {
         None
+    }
+    fn is_draining(&self) -> bool {
+        self.draining
     }
     fn now(&self) -> u64 {
         self.now

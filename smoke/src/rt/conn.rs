@@ -390,6 +390,12 @@ impl Conn<'_> {
         self.state.flags.set(Flags::WANT_WRITE);
     }
 
+    /// True once the server has begun shutting down (draining): the connection is asked to
+    /// finish what it is doing and close, by the shutdown deadline at the latest.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.state.flags.has(Flags::SHUTTING_DOWN)
+    }
+
     /// True once [`close`](Conn::close) or [`abort`](Conn::abort) was called.
     pub fn is_closing(&self) -> bool {
         self.state.flags.has(Flags::CLOSE | Flags::ABORT)

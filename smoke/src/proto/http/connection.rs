@@ -187,7 +187,10 @@ impl Connection {
                 self.peer = sink.peer_addr();
             }
             let request = Request::new(&head, headers, body, self.peer, context.server);
-            let answer = respond(&request, &head, sink, context.now, &mut handle);
+            // A draining server answers, then closes: the client opens its next connection
+            // elsewhere (the server taking over, on a restart) instead of finding this one gone.
+            let keep_alive = head.keep_alive && !sink.is_draining();
+            let answer = respond(&request, &head, keep_alive, sink, context.now, &mut handle);
             served.consumed += used;
             // The request is answered: the next one starts from nothing (and an idle
             // connection holds no buffer: a decoded body goes with its request).
@@ -199,7 +202,7 @@ impl Connection {
                 served.upgraded = true;
                 return served;
             }
-            if !head.keep_alive {
+            if !keep_alive {
                 sink.close();
             }
         }
@@ -227,6 +230,11 @@ impl Connection {
     /// The connection's timer fired: a head or body that stalled past its timeout gets 408 and
     /// the connection closes; an idle one closes quietly.
     pub(crate) fn timer_fired(&mut self, sink: &mut impl Sink, limits: &Limits, now: u64) -> Expired {
+        if sink.is_draining() && self.between_requests() && sink.buffered() == 0 {
+            // The drain's grace is over and no request came.
+            sink.close();
+            return Expired::Idle;
+        }
         let timeout = match self.phase {
             Phase::Waiting { since } => {
                 let idle = Duration::from_millis(sink.now().saturating_sub(since));
@@ -257,6 +265,19 @@ impl Connection {
                 Expired::Refused
             }
         }
+    }
+
+    /// The server is draining: a request under way finishes (every answer now says
+    /// `Connection: close`); a connection between requests gets `grace` for its next one.
+    pub(crate) fn drain(&mut self, sink: &mut impl Sink, grace: Duration) {
+        if self.between_requests() {
+            sink.set_timer(grace);
+        }
+    }
+
+    /// No request is under way: the connection waits for one's first byte.
+    fn between_requests(&self) -> bool {
+        matches!(self.phase, Phase::Waiting { .. } | Phase::Head { started: false })
     }
 
     /// The connection was accepted: its first head is due `header_timeout` from now.
@@ -309,6 +330,7 @@ fn body<'b>(phase: &'b mut Phase, buf: &'b [u8], head: &Head<'_>, limits: &Limit
 fn respond<S: Sink>(
     request: &Request<'_>,
     head: &Head<'_>,
+    keep_alive: bool,
     sink: &mut S,
     now: u64,
     handle: &mut impl FnMut(&Request<'_>, &mut Response, &mut S) -> Answer,
@@ -318,7 +340,7 @@ fn respond<S: Sink>(
         if handle(request, response, sink) == Answer::Upgraded {
             return Answer::Upgraded;
         }
-        let connection = match (head.keep_alive, head.minor_version) {
+        let connection = match (keep_alive, head.minor_version) {
             (false, _) => ConnectionHeader::Close,
             (true, 0) => ConnectionHeader::KeepAlive,
             (true, _) => ConnectionHeader::None,
@@ -376,6 +398,40 @@ mod tests {
             }
         }
         (sink.out, sink.closed)
+    }
+
+    /// Draining: a kept-alive connection's next request is answered with `Connection: close`
+    /// and the connection closes; one between requests closes when the grace runs out; a
+    /// request under way keeps its own timer and is answered the same way.
+    #[test]
+    fn a_draining_server_answers_then_closes() {
+        let grace = Duration::from_secs(1);
+        let (mut connection, mut sink) = (Connection::default(), TestSink::new());
+        serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(!sink.closed && !String::from_utf8_lossy(&sink.out).contains("close"));
+        sink.draining = true;
+        serve(&mut connection, &mut sink, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+        let answers = String::from_utf8_lossy(&sink.out).to_string();
+        assert!(answers.ends_with("/b") && answers.matches("Connection: close").count() == 1, "{answers}");
+        assert!(sink.closed, "closed after its answer");
+
+        let (mut connection, mut sink) = (Connection::default(), TestSink::new());
+        serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        sink.out.clear();
+        sink.draining = true;
+        connection.drain(&mut sink, grace);
+        assert_eq!(sink.timer, Some(grace), "between requests: the grace");
+        assert_eq!(connection.timer_fired(&mut sink, &Limits::default(), 0), Expired::Idle);
+        assert!(sink.closed && sink.out.is_empty(), "closed quietly");
+
+        let (mut connection, mut sink) = (Connection::default(), TestSink::new());
+        serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\nHo");
+        sink.timer = None;
+        sink.draining = true;
+        connection.drain(&mut sink, grace);
+        assert_eq!(sink.timer, None, "a head under way keeps its header_timeout");
+        serve(&mut connection, &mut sink, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(String::from_utf8_lossy(&sink.out).contains("Connection: close") && sink.closed);
     }
 
     /// Inputs the fuzzer (fuzz/fuzz_targets/http_framing.rs) found answered differently

@@ -128,6 +128,8 @@ const MAIL_BUDGET: usize = 4096;
 pub(crate) struct WorkerSockets {
     pub(crate) listeners: Vec<StreamListener>,
     pub(crate) udp: Vec<UdpSocket>,
+    /// The listener index of each of `udp`.
+    pub(crate) udp_listeners: Vec<usize>,
     pub(crate) ring: Option<PacketRing>,
 }
 
@@ -301,7 +303,10 @@ impl<S: Service> EventLoop<S> {
         // queued on this worker's socket.
         self.listeners.close();
         self.closing.extend(self.connections.iter_mut().map(|(fd, c)| {
-            c.state.flags.set(Flags::CLOSE | Flags::SHUTTING_DOWN);
+            // The service decides how each connection ends (a raw one closes once flushed; an
+            // HTTP one answers the request it is in, or its next, with `Connection: close`);
+            // whatever is left at the deadline is closed.
+            c.state.flags.set(Flags::SHUTTING_DOWN);
             fd
         }));
         for fd in std::mem::take(&mut self.closing) {
