@@ -50,6 +50,8 @@ pub struct Config {
     pub(crate) proxy_protocol: bool,
     /// The NATS server that bridges topics between nodes.
     pub(crate) cluster: Option<String>,
+    /// Where a running server hands its sockets to its successor (see `Config::handoff`).
+    pub(crate) handoff: Option<PathBuf>,
 }
 
 impl Config {
@@ -182,6 +184,17 @@ impl Config {
     /// `UNKNOWN`) keep the balancer's address. Default off.
     pub fn proxy_protocol(mut self, on: bool) -> Config {
         self.proxy_protocol = on;
+        self
+    }
+
+    /// Restarts that drop nobody: [`Server::serve`](crate::Server::serve) takes the listening
+    /// sockets over from the server already running with the same `path` (a Unix socket it
+    /// answers on), starts serving on them, and only then does the old one stop accepting and
+    /// drain (HTTP connections after the answer they are owed, with `Connection: close`;
+    /// WebSockets with 1001). Then this one answers at `path` for the next. A first start, with
+    /// nobody at `path`, binds as usual. Default: none.
+    pub fn handoff(mut self, path: impl Into<PathBuf>) -> Config {
+        self.handoff = Some(path.into());
         self
     }
 

@@ -61,6 +61,7 @@ impl Config {
     /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
     /// | `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same, and they may add TLS to a server that serves the plain protocol (`http`, `ws`, `tcp`) |
     /// | `SMOKE_WS_DEFLATE` | `on`, `dedicated` or `off` | permessage-deflate ([`Config::ws_deflate`], [`Config::ws_deflate_dedicated`]) |
+    /// | `SMOKE_HANDOFF` | a path | restarts take the sockets over from the server running there ([`Config::handoff`]) |
     /// | `SMOKE_CLUSTER` | `nats://HOST:PORT` | bridges topics through that NATS server ([`Config::cluster`]) |
     /// | `SMOKE_PROXY_PROTOCOL` | `on` or `off` | every stream listener's connections start with a PROXY protocol header ([`Config::proxy_protocol`]) |
     /// | `SMOKE_TLS_CERT`, `SMOKE_TLS_KEY` | PEM file paths, comma-separated, in pairs | replace the TLS certificates and their keys |
@@ -119,19 +120,7 @@ impl Config {
                 *files = value.split(',').map(|path| path.trim().into()).collect();
             }
         }
-        let deflate =
-            [("on", (true, false)), ("shared", (true, false)), ("dedicated", (true, true)), ("off", (false, false))];
-        if let Some(choice) = switch(&lookup, "SMOKE_WS_DEFLATE", &deflate, "`on`, `dedicated` or `off`")? {
-            (self.ws.deflate, self.ws.deflate_dedicated) = choice;
-        }
-        if let Some(value) = lookup("SMOKE_CLUSTER") {
-            let url = value.trim();
-            smoke_rules::check_cluster_url(url).map_err(|why| bad("SMOKE_CLUSTER", &value, why.into()))?;
-            self.cluster = Some(url.to_owned());
-        }
-        if let Some(on) = switch(&lookup, "SMOKE_PROXY_PROTOCOL", &[("on", true), ("off", false)], "`on` or `off`")? {
-            self.proxy_protocol = on;
-        }
+        self = self.apply_deployment(&lookup)?;
         for (variable, setting) in LIMITS {
             if let Some(value) = lookup(variable) {
                 self = setting.apply(self, value.trim()).map_err(|why| bad(variable, &value, why.into()))?;
@@ -154,6 +143,32 @@ impl Config {
             }
             self.listeners.retain(|(p, _)| *p != protocol);
             self.listeners.extend(parsed.into_iter().map(|listen| (protocol, listen)));
+        }
+        Ok(self)
+    }
+
+    /// The overrides that say how a server is deployed rather than where it listens or how
+    /// much it takes: compression, handoff, cluster, PROXY protocol.
+    fn apply_deployment(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let bad = |name: &str, value: &str, why: String| Error::config(format!("{name}={value:?}: {why}"));
+        let deflate =
+            [("on", (true, false)), ("shared", (true, false)), ("dedicated", (true, true)), ("off", (false, false))];
+        if let Some(choice) = switch(&lookup, "SMOKE_WS_DEFLATE", &deflate, "`on`, `dedicated` or `off`")? {
+            (self.ws.deflate, self.ws.deflate_dedicated) = choice;
+        }
+        if let Some(value) = lookup("SMOKE_HANDOFF") {
+            if value.trim().is_empty() {
+                return Err(bad("SMOKE_HANDOFF", &value, "expected the path of a Unix socket".into()));
+            }
+            self.handoff = Some(value.trim().into());
+        }
+        if let Some(value) = lookup("SMOKE_CLUSTER") {
+            let url = value.trim();
+            smoke_rules::check_cluster_url(url).map_err(|why| bad("SMOKE_CLUSTER", &value, why.into()))?;
+            self.cluster = Some(url.to_owned());
+        }
+        if let Some(on) = switch(&lookup, "SMOKE_PROXY_PROTOCOL", &[("on", true), ("off", false)], "`on` or `off`")? {
+            self.proxy_protocol = on;
         }
         Ok(self)
     }
@@ -219,6 +234,10 @@ mod tests {
         assert_eq!(err.to_string(), "SMOKE_HEADER_TIMEOUT_MS=\"0\": expected milliseconds >= 1");
         let err = Config::new().apply_overrides(only("SMOKE_SEND_TIMEOUT_MS", "-1")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_SEND_TIMEOUT_MS=\"-1\": expected milliseconds (0 for none)");
+        let err = Config::new().apply_overrides(only("SMOKE_HANDOFF", " ")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_HANDOFF=\" \": expected the path of a Unix socket");
+        let handoff = Config::new().apply_overrides(only("SMOKE_HANDOFF", "/run/chat.sock")).unwrap().handoff;
+        assert_eq!(handoff.as_deref(), Some(std::path::Path::new("/run/chat.sock")));
         let err = Config::new().apply_overrides(only("SMOKE_CLUSTER", "localhost:4222")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_CLUSTER=\"localhost:4222\": expected nats://HOST or nats://HOST:PORT");
         let cluster = Config::new().apply_overrides(only("SMOKE_CLUSTER", "nats://10.0.0.5:4222 ")).unwrap().cluster;

@@ -15,10 +15,11 @@ use crate::proto::ws::Message;
 use crate::rt::conn::Conn;
 use crate::rt::error::Error;
 use crate::rt::shared::TopicBridge;
-use crate::rt::spawn::{ListenerSpec, Running};
+use crate::rt::spawn::{ListenerSpec, Listening, Running};
 use crate::rt::worker::Service;
 use crate::stats::Stats;
 use crate::sys::ShutdownSignals;
+use crate::sys::inherit::InheritedSocket;
 
 /// A running server: its bound addresses, its counters, and the way to stop it.
 ///
@@ -43,8 +44,9 @@ impl ServerHandle {
         protocols: Vec<Protocol>,
         service: S,
         bridge: Option<Arc<dyn TopicBridge>>,
+        inherited: Vec<InheritedSocket>,
     ) -> Result<ServerHandle, Error> {
-        let running = crate::rt::spawn::spawn(runtime, specs, min_read_buffer, service, bridge)?;
+        let running = crate::rt::spawn::spawn(runtime, specs, min_read_buffer, service, bridge, inherited)?;
         let addrs = protocols.into_iter().zip(running.addrs().iter().copied()).collect();
         Ok(ServerHandle {
             running,
@@ -86,6 +88,11 @@ impl ServerHandle {
     #[cfg(feature = "cluster")]
     pub(crate) fn workers(&self) -> &Arc<crate::rt::shared::WorkerSet> {
         self.running.workers()
+    }
+
+    /// Every listener's sockets, for a successor to take over; empty once the server stops.
+    pub(crate) fn listening(&self) -> &Arc<std::sync::Mutex<Vec<Listening>>> {
+        self.running.listening()
     }
 
     /// Every listener's bound address (port 0 resolved), in configuration order.
@@ -225,7 +232,7 @@ where
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let (runtime, _, _, protocols) = config.into_parts();
     let service = FromFn { new_session, protocols: protocols.clone() };
-    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, None)
+    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, None, Vec::new())
 }
 
 /// Runs a raw TCP server until SIGINT or SIGTERM, then drains and stops it: [`spawn`], the

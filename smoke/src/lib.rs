@@ -44,6 +44,7 @@ mod env;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod handoff;
 mod proto;
 mod rt;
 mod server;

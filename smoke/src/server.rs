@@ -19,6 +19,7 @@ use crate::rt::error::Error;
 use crate::rt::peer::Peer;
 use crate::rt::worker::{Tick, TickInfo};
 use crate::sys::ShutdownSignals;
+use crate::sys::inherit::InheritedSocket;
 
 /// A session type turned into a server: its configuration, what each worker does on a tick,
 /// and the entry points. `#[smoke::server]` writes this impl (with those of
@@ -35,25 +36,53 @@ pub trait Server: Session {
     /// Starts the server with `config` (usually `Self::config()`, adjusted) and returns its
     /// handle: for tests, and for programs that do more than serve.
     fn spawn(config: Config) -> Result<ServerHandle, Error> {
-        spawn_server::<Self>(config)
+        spawn_server::<Self>(config, Vec::new())
     }
 
     /// Runs the server until SIGINT/SIGTERM: [`config`](Server::config) with the environment
     /// overrides of [`Config::apply_env`] applied, the bound addresses printed to stdout, then a
     /// graceful drain on the signal.
+    ///
+    /// Sockets systemd passed (socket activation: `LISTEN_FDS`) are served by the listeners
+    /// they match; with [`Config::handoff`], the ones of the server running at that path are
+    /// taken over, and that server drains once this one serves.
     fn serve() -> Result<(), Error> {
-        let config = Self::config().apply_env()?;
-        let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
-        let server = Self::spawn(config)?;
-        let name = std::any::type_name::<Self>().rsplit("::").next().unwrap_or("smoke");
-        server.reload_on_sighup(name)?;
-        announce(name, &server);
-        server.wait_for(signals)
+        serve_server::<Self>(Self::config().apply_env()?)
     }
 }
 
+/// `Server::serve`: the sockets handed to the process, the server, its announcement, the
+/// handover from a predecessor and to a successor, then the wait for a signal.
+fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
+    let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
+    let mut inherited = crate::sys::inherit::systemd_sockets()
+        .map_err(|e| Error::io("take the sockets systemd passed (LISTEN_FDS)", e))?;
+    let handoff_path = config.handoff.clone();
+    let predecessor = match &handoff_path {
+        Some(path) => crate::handoff::Predecessor::take_over(path)?.map(|(predecessor, sockets)| {
+            inherited.extend(sockets);
+            predecessor
+        }),
+        None => None,
+    };
+    let server = spawn_server::<T>(config, inherited)?;
+    let name = std::any::type_name::<T>().rsplit("::").next().unwrap_or("smoke");
+    server.reload_on_sighup(name)?;
+    announce(name, &server);
+    if let Some(predecessor) = predecessor {
+        // Serving already: a predecessor that does not confirm is its problem, not ours.
+        if let Err(e) = predecessor.serving() {
+            eprintln!("{name}: {e}");
+        }
+    }
+    if let Some(path) = &handoff_path {
+        crate::handoff::await_successor(path, &server, name)?;
+    }
+    server.wait_for(signals)
+}
+
 /// Starts a [`Server`] type: its sessions, speaking each listener's protocol.
-fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
+fn spawn_server<T: Server>(config: Config, inherited: Vec<InheritedSocket>) -> Result<ServerHandle, Error> {
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let tls_files = config.tls_files()?;
     let proxy_protocol = config.proxy_protocol;
@@ -80,8 +109,9 @@ fn spawn_server<T: Server>(config: Config) -> Result<ServerHandle, Error> {
         proxy_protocol,
     };
     let bridge = start_bridge(cluster.as_deref(), runtime.max_mailbox)?;
+    let bridge_for_workers = bridge.clone().map(|b| b as _);
     let server =
-        ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, bridge.clone().map(|b| b as _))?
+        ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, bridge_for_workers, inherited)?
             .with_deflate(deflate);
     #[cfg(feature = "cluster")]
     if let Some(bridge) = bridge {

@@ -4,9 +4,9 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use smoke_rules::Listen;
@@ -18,6 +18,7 @@ use crate::rt::pubsub;
 use crate::rt::shared::{TopicBridge, WorkerSet};
 use crate::rt::worker::Service;
 use crate::rt::worker::{EventLoop, StreamListener, WorkerSockets};
+use crate::sys::inherit::InheritedSocket;
 use crate::sys::{Epoll, Events, Interest, Listener, PacketRing, ShutdownSignals, UdpSocket};
 
 /// A listener as the runtime sees it: where it binds, the name messages give it, and the
@@ -39,16 +40,34 @@ pub(crate) struct Running {
     workers: Arc<WorkerSet>,
     threads: Vec<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
+    /// Every listening socket, once more (each worker's, or the ones handed to this process),
+    /// by listener: what a successor takes over. Let go before the workers stop, so a server
+    /// that stops without one closes its sockets as before (and a new connection is refused,
+    /// not queued where nobody accepts).
+    listening: Arc<Mutex<Vec<Listening>>>,
+}
+
+/// One listener's sockets, as a successor takes them over.
+#[derive(Debug)]
+pub(crate) struct Listening {
+    pub(crate) name: &'static str,
+    pub(crate) datagram: bool,
+    pub(crate) addr: SocketAddr,
+    pub(crate) fds: Vec<OwnedFd>,
 }
 
 /// Starts `service` on the workers `config` asks for, with `listeners`; returns once every
 /// listener is bound and every worker thread started. `min_read_buffer`: see [`Limits::resolve`].
+/// A listener that one of `inherited` matches (its transport, and its address, or its port on
+/// a listener bound to every address) serves that socket instead of binding its own; an
+/// inherited socket no listener matches is a configuration error.
 pub(crate) fn spawn<S: Service>(
     config: &RuntimeConfig,
     listeners: &[ListenerSpec],
     min_read_buffer: usize,
     service: S,
     bridge: Option<Arc<dyn TopicBridge>>,
+    inherited: Vec<InheritedSocket>,
 ) -> Result<Running, Error> {
     check(config, listeners)?;
     let wanted = resolve_all(config.bind, listeners)?;
@@ -56,22 +75,25 @@ pub(crate) fn spawn<S: Service>(
     for index in 0..listeners.len() {
         service.check_listener(index).map_err(Error::config)?;
     }
-    let addrs = probe_all(listeners, &wanted)?;
+    let handed = match_inherited(listeners, &wanted, inherited)?;
+    let addrs = probe_all(listeners, &wanted, &handed)?;
     // Again with the ports the kernel chose for port 0.
     refuse_overlaps(listeners, &addrs)?;
     let threads = config.worker_threads();
     let fanout_group = next_fanout_group();
     let mut sockets = Vec::with_capacity(threads);
     for _ in 0..threads {
-        sockets.push(worker_sockets(config, listeners, &addrs, fanout_group)?);
+        sockets.push(worker_sockets(config, listeners, &addrs, &handed, fanout_group)?);
     }
+    let listening = listening(listeners, &addrs, handed, &sockets)?;
     let caps = config.caps(threads);
     let workers =
         Arc::new(WorkerSet::new(threads, &caps, bridge).map_err(|e| Error::io("create the workers' eventfds", e))?);
     pubsub::register(&workers);
     let limits = Limits::resolve(config, min_read_buffer);
     let service = Arc::new(service);
-    let mut running = Running { workers: workers.clone(), threads: Vec::with_capacity(threads), addrs };
+    let listening = Arc::new(Mutex::new(listening));
+    let mut running = Running { workers: workers.clone(), threads: Vec::with_capacity(threads), addrs, listening };
     for (index, sockets) in sockets.into_iter().enumerate() {
         let epoll = Epoll::new().map_err(|e| Error::io("create an epoll instance", e))?;
         let core = Core::new(index, epoll, workers.clone(), limits.clone());
@@ -143,14 +165,53 @@ fn refuse_overlaps(listeners: &[ListenerSpec], addrs: &[SocketAddr]) -> Result<(
     Ok(())
 }
 
+/// The inherited sockets each listener serves instead of binding (none for most): every one
+/// whose transport matches and whose address is the listener's, or has its port when the
+/// listener binds every address (systemd's `ListenStream=8080` is `[::]:8080`), or has its IP
+/// when the listener leaves the port to the kernel (port 0: the one it chose last time).
+fn match_inherited(
+    listeners: &[ListenerSpec],
+    wanted: &[SocketAddr],
+    inherited: Vec<InheritedSocket>,
+) -> Result<Vec<Vec<InheritedSocket>>, Error> {
+    let mut handed: Vec<Vec<InheritedSocket>> = listeners.iter().map(|_| Vec::new()).collect();
+    for socket in inherited {
+        let serves = |(spec, want): &(&ListenerSpec, &SocketAddr)| {
+            spec.datagram == socket.datagram
+                && (**want == socket.addr
+                    || (want.ip().is_unspecified() && want.port() == socket.addr.port())
+                    || (want.port() == 0 && want.ip() == socket.addr.ip()))
+        };
+        match listeners.iter().zip(wanted).position(|pair| serves(&pair)) {
+            Some(index) => handed[index].push(socket),
+            None => {
+                let transport = if socket.datagram { "udp" } else { "tcp" };
+                return Err(Error::config(format!(
+                    "a socket handed to this process ({transport} on {}) matches none of its listeners",
+                    socket.addr
+                )));
+            }
+        }
+    }
+    Ok(handed)
+}
+
 /// Binds each listener's address once, exclusively, to find out whether another process holds
-/// it (SO_REUSEPORT would let it join ours) and which port a port 0 gets.
-fn probe_all(listeners: &[ListenerSpec], wanted: &[SocketAddr]) -> Result<Vec<SocketAddr>, Error> {
+/// it (SO_REUSEPORT would let it join ours) and which port a port 0 gets. A listener handed its
+/// sockets has their address.
+fn probe_all(
+    listeners: &[ListenerSpec],
+    wanted: &[SocketAddr],
+    handed: &[Vec<InheritedSocket>],
+) -> Result<Vec<SocketAddr>, Error> {
     listeners
         .iter()
         .zip(wanted)
-        .map(|(listener, &addr)| {
-            if listener.datagram {
+        .zip(handed)
+        .map(|((listener, &addr), handed)| {
+            if let Some(socket) = handed.first() {
+                Ok(socket.addr)
+            } else if listener.datagram {
                 UdpSocket::bind(addr, false).and_then(|probe| probe.local_addr())
             } else {
                 Listener::probe_exclusive(addr)
@@ -175,16 +236,31 @@ fn resolve(listen: &Listen, bind: IpAddr) -> io::Result<SocketAddr> {
     }
 }
 
-/// One worker's sockets: a SO_REUSEPORT socket per listener, and its packet ring (in the
-/// server's fanout group, so the kernel spreads flows across the workers' rings).
+/// One worker's sockets: a SO_REUSEPORT socket per listener (or every socket a listener was
+/// handed, shared with the other workers), and its packet ring (in the server's fanout group,
+/// so the kernel spreads flows across the workers' rings).
 fn worker_sockets(
     config: &RuntimeConfig,
     listeners: &[ListenerSpec],
     addrs: &[SocketAddr],
+    handed: &[Vec<InheritedSocket>],
     fanout_group: u16,
 ) -> Result<WorkerSockets, Error> {
     let mut sockets = WorkerSockets::default();
     for (index, (spec, &addr)) in listeners.iter().zip(addrs).enumerate() {
+        for socket in &handed[index] {
+            let fd = socket.fd.try_clone().map_err(|e| Error::io("share a handed socket with a worker", e))?;
+            if spec.datagram {
+                sockets.udp.push(UdpSocket::from_inherited(fd));
+                sockets.udp_listeners.push(index);
+            } else {
+                let socket = Listener::from_inherited(fd);
+                sockets.listeners.push(StreamListener { socket, index, client_speaks_first: spec.client_speaks_first });
+            }
+        }
+        if !handed[index].is_empty() {
+            continue;
+        }
         if spec.datagram {
             let socket = UdpSocket::bind(addr, true).map_err(|e| bind_error(addr, spec, e))?;
             if config.pfring.is_some() {
@@ -192,6 +268,7 @@ fn worker_sockets(
                 socket.drop_all_input().map_err(|e| Error::io("filter the udp socket's input", e))?;
             }
             sockets.udp.push(socket);
+            sockets.udp_listeners.push(index);
         } else {
             let socket = Listener::bind(addr, spec.client_speaks_first).map_err(|e| bind_error(addr, spec, e))?;
             sockets.listeners.push(StreamListener { socket, index, client_speaks_first: spec.client_speaks_first });
@@ -205,6 +282,34 @@ fn worker_sockets(
         sockets.ring = Some(PacketRing::open(interface, &filter, fanout_group).map_err(Error::os)?);
     }
     Ok(sockets)
+}
+
+/// Every listener's sockets once more, for a successor to take over: the handed ones as they
+/// came, or each worker's own.
+fn listening(
+    listeners: &[ListenerSpec],
+    addrs: &[SocketAddr],
+    handed: Vec<Vec<InheritedSocket>>,
+    sockets: &[WorkerSockets],
+) -> Result<Vec<Listening>, Error> {
+    let failed = |e| Error::io("keep a listening socket for a successor", e);
+    let mut listening = Vec::with_capacity(listeners.len());
+    for (index, ((spec, &addr), handed)) in listeners.iter().zip(addrs).zip(handed).enumerate() {
+        let mut fds: Vec<OwnedFd> = handed.into_iter().map(|socket| socket.fd).collect();
+        if fds.is_empty() {
+            for worker in sockets {
+                if spec.datagram {
+                    if let Some(position) = worker.udp_listeners.iter().position(|&i| i == index) {
+                        fds.push(worker.udp[position].duplicate().map_err(failed)?);
+                    }
+                } else if let Some(listener) = worker.listeners.iter().find(|l| l.index == index) {
+                    fds.push(listener.socket.duplicate().map_err(failed)?);
+                }
+            }
+        }
+        listening.push(Listening { name: spec.name, datagram: spec.datagram, addr, fds });
+    }
+    Ok(listening)
 }
 
 /// The most header bytes before a UDP payload in a frame the packet ring keeps: Ethernet (14),
@@ -241,6 +346,11 @@ impl Running {
         &self.workers
     }
 
+    /// Every listener's sockets, for a successor to take over; empty once the server stops.
+    pub(crate) fn listening(&self) -> &Arc<Mutex<Vec<Listening>>> {
+        &self.listening
+    }
+
     /// Blocks until one of `signals` arrives (or a worker stops on its own), then stops.
     /// The handlers are installed by the caller, before it announces the server, so a
     /// supervisor that signals as soon as it sees the announcement cannot kill the process with
@@ -266,6 +376,9 @@ impl Running {
     /// Stops accepting, lets pending output flush (up to `shutdown_timeout`), closes every
     /// session and joins the workers. Stopping twice is stopping once.
     pub(crate) fn stop_and_join(&mut self) -> Result<(), Error> {
+        // Without these, the workers closing theirs closes the sockets (a successor, if one took
+        // them over, holds its own).
+        self.listening.lock().unwrap_or_else(PoisonError::into_inner).clear();
         self.workers.stopping.store(true, Ordering::SeqCst);
         for worker in self.workers.workers.iter() {
             worker.waker.wake();

@@ -20,6 +20,11 @@ impl Interest {
     pub(crate) const READ_WRITE: Interest =
         Interest((libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLOUT) as u32);
 
+    /// A listening or UDP socket: input only, and one waiting worker woken per event
+    /// (EPOLLEXCLUSIVE) when several workers share the socket, as they do one handed over by
+    /// another process. (EPOLLEXCLUSIVE admits no EPOLLRDHUP or EPOLLPRI.)
+    pub(crate) const SHARED_INPUT: Interest = Interest((libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32);
+
     fn bits(self) -> u32 {
         self.0 | libc::EPOLLET as u32
     }

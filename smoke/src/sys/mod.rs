@@ -8,6 +8,7 @@ pub(crate) mod clock;
 pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod files;
+pub(crate) mod inherit;
 pub(crate) mod packet;
 pub(crate) mod signal;
 pub(crate) mod socket;

@@ -52,6 +52,12 @@ fn notify_from_handler(event_fd: &AtomicI32) {
     }
 }
 
+/// Does what SIGTERM would: wakes whoever waits on the installed [`ShutdownSignals`] (a
+/// successor has taken over, and this process drains). Nothing when none is installed.
+pub(crate) fn request_shutdown() {
+    notify_from_handler(&SIGNAL_EVENT_FD);
+}
+
 impl ShutdownSignals {
     pub(crate) fn install() -> io::Result<ShutdownSignals> {
         if INSTALLED.swap(true, Ordering::SeqCst) {

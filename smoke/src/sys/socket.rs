@@ -37,6 +37,16 @@ impl Listener {
         Ok(Listener { fd })
     }
 
+    /// A listening socket this process was handed (see `sys::inherit`), already non-blocking.
+    pub(crate) fn from_inherited(fd: OwnedFd) -> Listener {
+        Listener { fd }
+    }
+
+    /// Another descriptor for the same listening socket (to hand over to another process).
+    pub(crate) fn duplicate(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// Binds (without listening) a socket that does not share its port, and returns the bound
     /// address. Fails with EADDRINUSE while anyone listens on `addr`, even other SO_REUSEPORT
     /// servers, which `bind` alone would silently join.

@@ -34,6 +34,16 @@ impl UdpSocket {
         Ok(UdpSocket { fd })
     }
 
+    /// A bound socket this process was handed (see `sys::inherit`), already non-blocking.
+    pub(crate) fn from_inherited(fd: OwnedFd) -> UdpSocket {
+        UdpSocket { fd }
+    }
+
+    /// Another descriptor for the same socket (to hand over to another process).
+    pub(crate) fn duplicate(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// Drops everything this socket would receive (a filter that accepts nothing): with the
     /// packet ring on, the UDP socket only sends, or each datagram would arrive twice.
     pub(crate) fn drop_all_input(&self) -> io::Result<()> {

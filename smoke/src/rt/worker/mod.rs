@@ -156,10 +156,10 @@ impl<S: Service> EventLoop<S> {
         let epoll = &core.epoll;
         epoll.add(core.own.waker.as_raw_fd(), Token::of(Kind::Waker, 0).to_epoll(), Interest::READABLE)?;
         for (i, listener) in sockets.listeners.iter().enumerate() {
-            epoll.add(listener.socket.as_raw_fd(), Token::of(Kind::Listener, i).to_epoll(), Interest::READABLE)?;
+            epoll.add(listener.socket.as_raw_fd(), Token::of(Kind::Listener, i).to_epoll(), Interest::SHARED_INPUT)?;
         }
         for (i, socket) in sockets.udp.iter().enumerate() {
-            epoll.add(socket.as_raw_fd(), Token::of(Kind::Udp, i).to_epoll(), Interest::READABLE)?;
+            epoll.add(socket.as_raw_fd(), Token::of(Kind::Udp, i).to_epoll(), Interest::SHARED_INPUT)?;
         }
         if let Some(ring) = &sockets.ring {
             epoll.add(ring.as_raw_fd(), Token::of(Kind::Ring, 0).to_epoll(), Interest::READABLE)?;
