@@ -4,7 +4,8 @@
 //! never close, so no connection attempt meets a closed port; the old process's connections end
 //! as a drain ends them (an HTTP connection after the answer it owes, a WebSocket with 1001).
 //!
-//! The exchange, one line each way (the descriptors ride on the successor's side's messages):
+//! The exchange, one line at a time (the running server's `listener` lines carry the
+//! descriptors):
 //!
 //! ```text
 //! successor:   sockets
