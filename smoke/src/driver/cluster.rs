@@ -47,6 +47,15 @@ pub(crate) struct Bridge {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Which topics this node needs from the broker, and what changed since the bridge last looked.
+#[derive(Debug, Default)]
+struct Interest {
+    /// How many workers have subscribers of each topic.
+    workers: HashMap<Box<str>, usize>,
+    /// Subscriptions to make (`true`) or end on the broker, in the order they were decided.
+    changes: Vec<(Box<str>, bool)>,
+}
+
 /// What the workers and the bridge's thread share.
 #[derive(Debug)]
 struct Shared {
@@ -54,10 +63,7 @@ struct Shared {
     node: String,
     outbox: Mutex<Mailbox>,
     max_outbox: usize,
-    /// Subscriptions to make (`true`) or end on the broker, in the order they were decided.
-    changes: Mutex<Vec<(Box<str>, bool)>>,
-    /// How many workers have subscribers of each topic.
-    interest: Mutex<HashMap<Box<str>, usize>>,
+    interest: Mutex<Interest>,
     /// Something for the bridge's thread to do: an outbox that filled, a change, a stop.
     wake: Notify,
     stopping: AtomicBool,
@@ -75,7 +81,6 @@ impl Bridge {
             node: format!("{:016x}", RandomState::new().hash_one(std::process::id())),
             outbox: Mutex::default(),
             max_outbox,
-            changes: Mutex::default(),
             interest: Mutex::default(),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -115,8 +120,9 @@ impl Drop for Bridge {
 
 impl TopicBridge for Bridge {
     fn interest(&self, topic: &str, subscribed: bool) {
-        let mut interest = self.shared.interest.lock().unwrap_or_else(PoisonError::into_inner);
-        let workers = interest.entry(topic.into()).or_insert(0);
+        let mut guard = self.shared.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        let Interest { workers: counts, changes } = &mut *guard;
+        let workers = counts.entry(topic.into()).or_insert(0);
         let change = if subscribed {
             *workers += 1;
             *workers == 1
@@ -125,11 +131,12 @@ impl TopicBridge for Bridge {
             *workers == 0
         };
         if *workers == 0 {
-            interest.remove(topic);
+            counts.remove(topic);
         }
         if change {
-            // Under the interest lock: changes reach the broker in the order they were decided.
-            self.shared.changes.lock().unwrap_or_else(PoisonError::into_inner).push((topic.into(), subscribed));
+            // Under the same lock as the counts: changes reach the broker in the order they
+            // were decided.
+            changes.push((topic.into(), subscribed));
             self.shared.wake.notify_one();
         }
     }
@@ -188,7 +195,7 @@ async fn run(shared: Arc<Shared>, url: String) {
     let mut letters = Mailbox::default();
     while !shared.stopping.load(Ordering::SeqCst) {
         shared.wake.notified().await;
-        let changes = std::mem::take(&mut *shared.changes.lock().unwrap_or_else(PoisonError::into_inner));
+        let changes = std::mem::take(&mut shared.interest.lock().unwrap_or_else(PoisonError::into_inner).changes);
         for (topic, subscribed) in changes {
             if let Some(previous) = subscriptions.remove(&topic) {
                 previous.abort();
