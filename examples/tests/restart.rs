@@ -1,9 +1,11 @@
 //! Restarts that drop nobody: the chat example restarted three times in a row under wrk load,
 //! keep-alive and a connection per request at once, each new process taking the listening
-//! socket over from the running one (`SMOKE_HANDOFF`) before the old one drains. wrk must see
-//! no socket error and no non-2xx answer; WebSocket clients of each old process get 1001 and
-//! reconnect to the new one. And systemd socket activation: the echo example serving the
-//! socket `systemd-socket-activate` passes it.
+//! socket over from the running one (`SMOKE_HANDOFF`) before the old one drains, from a single
+//! process to a supervisor of worker processes, to another, and back. wrk must see no socket
+//! error and no non-2xx answer; WebSocket clients of each old process get 1001 and reconnect to
+//! the new one. Worker processes (`SMOKE_PROCESSES`): a killed one is replaced while the others
+//! serve, and SIGTERM drains them all. And systemd socket activation: the echo example serving
+//! the socket `systemd-socket-activate` passes it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,27 +16,42 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
-/// A chat process, its banner read.
+/// A chat process, its banner read: a server, or the supervisor of `workers` worker processes.
 struct Chat {
     child: Child,
     stdout: BufReader<std::process::ChildStdout>,
+    workers: Vec<u32>,
 }
 
 impl Chat {
-    fn start(addr: SocketAddr, handoff: &PathBuf) -> Chat {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-            .env("SMOKE_HTTP", addr.to_string())
-            .env("SMOKE_THREADS", "2")
-            .env("SMOKE_HANDOFF", handoff)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the chat example");
+    fn start(addr: SocketAddr, handoff: Option<&PathBuf>, processes: usize) -> Chat {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chat"));
+        command.env("SMOKE_HTTP", addr.to_string()).env("SMOKE_PROCESSES", processes.to_string());
+        if processes == 1 {
+            command.env("SMOKE_THREADS", "2");
+        }
+        if let Some(path) = handoff {
+            command.env("SMOKE_HANDOFF", path);
+        }
+        let mut child =
+            command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start the chat example");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut banner = String::new();
         stdout.read_line(&mut banner).unwrap();
         assert_eq!(banner.trim_end(), format!("Chatter listening on {addr} (http)"));
-        Chat { child, stdout }
+        let mut workers = Vec::new();
+        if processes > 1 {
+            banner.clear();
+            stdout.read_line(&mut banner).unwrap();
+            let pids = banner
+                .trim_end()
+                .strip_prefix(&format!("Chatter: {processes} worker processes serving (pids "))
+                .and_then(|rest| rest.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("the supervisor said {banner:?}"));
+            workers = pids.split(", ").map(|pid| pid.parse().unwrap()).collect();
+            assert_eq!(children_of(child.id()), sorted(&workers), "the workers are the supervisor's children");
+        }
+        Chat { child, stdout, workers }
     }
 
     /// Waits for the process to exit by itself (it drains once its successor serves).
@@ -53,6 +70,28 @@ impl Drop for Chat {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The processes whose parent is `pid`, from `/proc`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let child: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so count from the last ')'.
+            let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect();
+    children.sort_unstable();
+    children
+}
+
+fn sorted(pids: &[u32]) -> Vec<u32> {
+    let mut pids = pids.to_vec();
+    pids.sort_unstable();
+    pids
 }
 
 fn join(addr: SocketAddr, name: &str) -> WebSocket<TcpStream> {
@@ -84,6 +123,18 @@ fn wrk(addr: SocketAddr, seconds: u32, extra: &[&str]) -> Child {
         .expect("wrk runs")
 }
 
+/// Reads `ws` until it has heard every line of `wanted`, in any order (the read timeout fails
+/// the test).
+fn hears_all(ws: &mut WebSocket<TcpStream>, mut wanted: Vec<String>) {
+    while !wanted.is_empty() {
+        match ws.read() {
+            Ok(Message::Text(text)) => wanted.retain(|line| !text.contains(line.as_str())),
+            Ok(_) => {}
+            Err(e) => panic!("{e} while waiting for {wanted:?}"),
+        }
+    }
+}
+
 fn wrk_report(child: Child) -> String {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -96,14 +147,16 @@ fn three_restarts_under_load_drop_no_request_and_move_websockets_over() {
     let dir = std::env::temp_dir().join(format!("smoke-restart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let handoff = dir.join("handoff.sock");
-    let mut running = Chat::start(addr, &handoff);
+    // One process, then supervisors of two worker processes, then one process again.
+    let processes = [1, 2, 2, 1];
+    let mut running = Chat::start(addr, Some(&handoff), processes[0]);
     let kept_alive = wrk(addr, 10, &[]);
     let one_per_request = wrk(addr, 10, &["-H", "Connection: close"]);
     let mut people: Vec<WebSocket<TcpStream>> = (0..3).map(|i| join(addr, &format!("p{i}"))).collect();
     for round in 0..3 {
         std::thread::sleep(Duration::from_secs(2));
         let started = Instant::now();
-        let next = Chat::start(addr, &handoff);
+        let next = Chat::start(addr, Some(&handoff), processes[round + 1]);
         running.exits_cleanly();
         println!(
             "restart {round}: the old process drained and exited {:?} after its successor started",
@@ -115,14 +168,16 @@ fn three_restarts_under_load_drop_no_request_and_move_websockets_over() {
             *person = join(addr, &format!("p{i}"));
             person.send(Message::text(format!("back after restart {round}"))).unwrap();
         }
-        // Everyone is in the new process's room: the last one back is heard by the first.
-        let heard = loop {
-            match people[0].read().unwrap() {
-                Message::Text(text) if text.contains(&format!("p2: back after restart {round}")) => break true,
-                _ => {}
+        // Everyone hears themselves in the new process's room; where one process serves them
+        // all, the first hears the last one back too (worker processes share no topics).
+        // (In either order: p0's worker may be busy with wrk when p0's line arrives.)
+        for (i, person) in people.iter_mut().enumerate() {
+            let mut wanted = vec![format!("p{i}: back after restart {round}")];
+            if i == 0 && processes[round + 1] == 1 {
+                wanted.push(format!("p2: back after restart {round}"));
             }
-        };
-        assert!(heard);
+            hears_all(person, wanted);
+        }
     }
     for (report, what) in
         [(wrk_report(kept_alive), "keep-alive"), (wrk_report(one_per_request), "connection per request")]
@@ -175,4 +230,69 @@ fn systemd_socket_activation_hands_the_listening_socket_over() {
     let mut log = String::new();
     child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(status.success(), "{status:?}: {log}");
+}
+
+/// Whether `ws` still answers a ping; `false` once its process is gone (a reset, or the end).
+fn answers_ping(ws: &mut WebSocket<TcpStream>) -> bool {
+    if ws.send(Message::Ping(b"there?".to_vec().into())).is_err() {
+        return false;
+    }
+    loop {
+        match ws.read() {
+            Ok(Message::Pong(_)) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn worker_processes_replace_a_killed_one_and_drain_together() {
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut supervisor = Chat::start(addr, None, 2);
+    let mut people: Vec<WebSocket<TcpStream>> = (0..16).map(|i| join(addr, &format!("w{i}"))).collect();
+    let killed = supervisor.workers[0];
+    assert!(Command::new("kill").args(["-KILL", &killed.to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let replaced = loop {
+        let children = children_of(supervisor.child.id());
+        if children.len() == 2 && !children.contains(&killed) {
+            break children;
+        }
+        assert!(Instant::now() < deadline, "no replacement for worker {killed}: children {children:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(replaced.contains(&supervisor.workers[1]), "the other worker kept serving: {replaced:?}");
+    // The killed worker's people lost their connection; the others' still answer. Everyone
+    // who lost theirs joins again, served by the survivor or the replacement.
+    let mut rejoined = 0;
+    for (i, person) in people.iter_mut().enumerate() {
+        if !answers_ping(person) {
+            *person = join(addr, &format!("w{i}"));
+            rejoined += 1;
+        }
+        assert!(answers_ping(person), "w{i}");
+    }
+    // The kernel spreads connections over both workers' sockets: all 16 on one is 1 in 32,768.
+    println!("{rejoined} of 16 people were on the killed worker");
+    assert!(0 < rejoined && rejoined < 16, "{rejoined} of 16 were on the killed worker");
+    // New requests, some on the replacement's socket, are all answered.
+    for _ in 0..20 {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // SIGTERM drains every worker: each WebSocket gets 1001, then the supervisor exits.
+    let workers = children_of(supervisor.child.id());
+    assert!(Command::new("kill").args(["-TERM", &supervisor.child.id().to_string()]).status().unwrap().success());
+    for (i, person) in people.iter_mut().enumerate() {
+        assert_eq!(close_code(person), Some(CloseCode::Away), "w{i}");
+    }
+    assert!(supervisor.child.wait().unwrap().success(), "the supervisor exits cleanly after the drain");
+    for pid in workers {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} outlived its supervisor");
+    }
 }

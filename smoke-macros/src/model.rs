@@ -86,6 +86,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "tls_key", kind: KeyKind::File },
     KeySpec { name: "proxy_protocol", kind: KeyKind::Flag },
     KeySpec { name: "cluster", kind: KeyKind::Broker },
+    KeySpec { name: "processes", kind: KeyKind::Count { min: 1, max: smoke_rules::limits::MAX_PROCESSES as u64 } },
 ];
 
 /// One argument of a handler, after the receiver.

@@ -7,3 +7,7 @@ pub const MIN_HEADER_BYTES: usize = 64;
 pub const MAX_HEADERS: usize = 128;
 /// Largest `max_datagram`: the most a UDP datagram over IPv4 can carry.
 pub const MAX_DATAGRAM: usize = 65_507;
+
+/// The most worker processes a supervisor starts (`processes`): beyond a core per process
+/// they only compete for the same cores.
+pub const MAX_PROCESSES: usize = 1024;

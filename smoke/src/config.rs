@@ -52,6 +52,8 @@ pub struct Config {
     pub(crate) cluster: Option<String>,
     /// Where a running server hands its sockets to its successor (see `Config::handoff`).
     pub(crate) handoff: Option<PathBuf>,
+    /// Worker processes [`Server::serve`](crate::Server::serve) starts; 0 or 1 for none.
+    pub(crate) processes: usize,
 }
 
 impl Config {
@@ -195,6 +197,19 @@ impl Config {
     /// nobody at `path`, binds as usual. Default: none.
     pub fn handoff(mut self, path: impl Into<PathBuf>) -> Config {
         self.handoff = Some(path.into());
+        self
+    }
+
+    /// Worker processes: [`Server::serve`](crate::Server::serve) becomes a supervisor that
+    /// binds the listeners, starts `count` copies of the program sharing them (each with
+    /// [`threads`](Config::threads) workers; by default the cores divided among them), restarts
+    /// one that dies (after 0.1 s, doubling up to 10 s while they keep dying young), and on
+    /// SIGINT/SIGTERM drains them all. With [`handoff`](Config::handoff) the supervisor hands
+    /// the sockets over. A crash then costs the connections of one process, not of the server.
+    /// Not available to [`Server::spawn`](crate::Server::spawn), which runs in the caller's
+    /// process. Default 1: no supervisor.
+    pub fn processes(mut self, count: usize) -> Config {
+        self.processes = count.clamp(1, smoke_rules::limits::MAX_PROCESSES);
         self
     }
 

@@ -61,6 +61,7 @@ impl Config {
     /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
     /// | `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same, and they may add TLS to a server that serves the plain protocol (`http`, `ws`, `tcp`) |
     /// | `SMOKE_WS_DEFLATE` | `on`, `dedicated` or `off` | permessage-deflate ([`Config::ws_deflate`], [`Config::ws_deflate_dedicated`]) |
+    /// | `SMOKE_PROCESSES` | a number ≥ 1 | worker processes under a supervisor ([`Config::processes`]) |
     /// | `SMOKE_HANDOFF` | a path | restarts take the sockets over from the server running there ([`Config::handoff`]) |
     /// | `SMOKE_CLUSTER` | `nats://HOST:PORT` | bridges topics through that NATS server ([`Config::cluster`]) |
     /// | `SMOKE_PROXY_PROTOCOL` | `on` or `off` | every stream listener's connections start with a PROXY protocol header ([`Config::proxy_protocol`]) |
@@ -156,6 +157,15 @@ impl Config {
         if let Some(choice) = switch(&lookup, "SMOKE_WS_DEFLATE", &deflate, "`on`, `dedicated` or `off`")? {
             (self.ws.deflate, self.ws.deflate_dedicated) = choice;
         }
+        if let Some(value) = lookup("SMOKE_PROCESSES") {
+            match value.trim().parse::<usize>() {
+                Ok(count) if (1..=smoke_rules::limits::MAX_PROCESSES).contains(&count) => self.processes = count,
+                _ => {
+                    let why = format!("expected a number from 1 to {}", smoke_rules::limits::MAX_PROCESSES);
+                    return Err(bad("SMOKE_PROCESSES", &value, why));
+                }
+            }
+        }
         if let Some(value) = lookup("SMOKE_HANDOFF") {
             if value.trim().is_empty() {
                 return Err(bad("SMOKE_HANDOFF", &value, "expected the path of a Unix socket".into()));
@@ -234,6 +244,9 @@ mod tests {
         assert_eq!(err.to_string(), "SMOKE_HEADER_TIMEOUT_MS=\"0\": expected milliseconds >= 1");
         let err = Config::new().apply_overrides(only("SMOKE_SEND_TIMEOUT_MS", "-1")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_SEND_TIMEOUT_MS=\"-1\": expected milliseconds (0 for none)");
+        let err = Config::new().apply_overrides(only("SMOKE_PROCESSES", "0")).unwrap_err();
+        assert_eq!(err.to_string(), "SMOKE_PROCESSES=\"0\": expected a number from 1 to 1024");
+        assert_eq!(Config::new().apply_overrides(only("SMOKE_PROCESSES", "4")).unwrap().processes, 4);
         let err = Config::new().apply_overrides(only("SMOKE_HANDOFF", " ")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_HANDOFF=\" \": expected the path of a Unix socket");
         let handoff = Config::new().apply_overrides(only("SMOKE_HANDOFF", "/run/chat.sock")).unwrap().handoff;

@@ -177,8 +177,8 @@ impl ServerHandle {
 
 /// Says where a served server listens, one line per listener on stdout:
 /// `Echo listening on 127.0.0.1:9000 (tcp)`.
-pub(crate) fn announce(name: &str, server: &ServerHandle) {
-    for (protocol, addr) in server.local_addrs() {
+pub(crate) fn announce(name: &str, addrs: &[(Protocol, SocketAddr)]) {
+    for (protocol, addr) in addrs {
         println!("{name} listening on {addr} ({})", protocol.name());
     }
 }
@@ -223,6 +223,9 @@ where
              smoke::spawn serves raw TCP",
         ));
     }
+    if config.processes > 1 {
+        return Err(Error::config("processes needs a smoke::Server served with Server::serve"));
+    }
     if config.proxy_protocol {
         return Err(Error::config(
             "proxy_protocol needs a smoke::Server (#[smoke::server]): smoke::spawn hands every byte, \
@@ -244,6 +247,6 @@ where
 {
     let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
     let server = spawn(config, new_session)?;
-    announce("smoke", &server);
+    announce("smoke", server.local_addrs());
     server.wait_for(signals)
 }

@@ -108,12 +108,7 @@ fn receive_sockets(stream: &UnixStream) -> io::Result<Vec<InheritedSocket>> {
 /// binds the path (replacing a predecessor's), hands over `server`'s sockets when asked, and
 /// once the successor serves, asks this process to shut down (as SIGTERM does).
 pub(crate) fn await_successor(path: &Path, server: &ServerHandle, name: &str) -> Result<(), Error> {
-    let failed = |e| Error::io(format!("listen for a successor at {}", path.display()), e);
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed(e)),
-        _ => {}
-    }
-    let listener = UnixListener::bind(path).map_err(failed)?;
+    let listener = listen_for_successor(path)?;
     let (sockets, name, path) = (server.listening().clone(), name.to_owned(), path.to_owned());
     std::thread::Builder::new()
         .name("smoke-handoff".into())
@@ -122,8 +117,18 @@ pub(crate) fn await_successor(path: &Path, server: &ServerHandle, name: &str) ->
     Ok(())
 }
 
+/// Binds `path` for the next process to ask at, replacing a predecessor's socket file.
+pub(crate) fn listen_for_successor(path: &Path) -> Result<UnixListener, Error> {
+    let failed = |e| Error::io(format!("listen for a successor at {}", path.display()), e);
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(failed(e)),
+        _ => {}
+    }
+    UnixListener::bind(path).map_err(failed)
+}
+
 /// The server's sockets, shared with the runtime, which lets go of them when it stops.
-type Sockets = Arc<Mutex<Vec<Listening>>>;
+pub(crate) type Sockets = Arc<Mutex<Vec<Listening>>>;
 
 fn answer_successors(listener: &UnixListener, sockets: &Sockets, name: &str, path: &Path) {
     for stream in listener.incoming() {
@@ -140,7 +145,7 @@ fn answer_successors(listener: &UnixListener, sockets: &Sockets, name: &str, pat
 }
 
 /// Sends every socket to a successor that asks, then waits for it to serve.
-fn hand_over(stream: &UnixStream, sockets: &Sockets) -> io::Result<()> {
+pub(crate) fn hand_over(stream: &UnixStream, sockets: &Sockets) -> io::Result<()> {
     stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();

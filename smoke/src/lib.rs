@@ -49,6 +49,7 @@ mod proto;
 mod rt;
 mod server;
 mod stats;
+mod supervisor;
 mod sys;
 
 pub use config::{Config, Listen, Protocol, RuntimeConfig};

@@ -36,6 +36,9 @@ pub trait Server: Session {
     /// Starts the server with `config` (usually `Self::config()`, adjusted) and returns its
     /// handle: for tests, and for programs that do more than serve.
     fn spawn(config: Config) -> Result<ServerHandle, Error> {
+        if config.processes > 1 {
+            return Err(Error::config("processes needs Server::serve: spawn runs the server in this process"));
+        }
         spawn_server::<Self>(config, Vec::new())
     }
 
@@ -55,6 +58,12 @@ pub trait Server: Session {
 /// handover from a predecessor and to a successor, then the wait for a signal.
 fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
     let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
+    let name = std::any::type_name::<T>().rsplit("::").next().unwrap_or("smoke");
+    let supervised = crate::sys::process::supervised()
+        .map_err(|e| Error::io("take the sockets the supervisor passed (SMOKE_SUPERVISED)", e))?;
+    if let Some(supervised) = supervised {
+        return serve_supervised::<T>(config, name, signals, supervised);
+    }
     let mut inherited = crate::sys::inherit::systemd_sockets()
         .map_err(|e| Error::io("take the sockets systemd passed (LISTEN_FDS)", e))?;
     let handoff_path = config.handoff.clone();
@@ -65,10 +74,13 @@ fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
         }),
         None => None,
     };
+    if config.processes > 1 {
+        check_before_starting_workers(&config)?;
+        return crate::supervisor::supervise(&config, name, signals, inherited, predecessor);
+    }
     let server = spawn_server::<T>(config, inherited)?;
-    let name = std::any::type_name::<T>().rsplit("::").next().unwrap_or("smoke");
     server.reload_on_sighup(name)?;
-    announce(name, &server);
+    announce(name, server.local_addrs());
     if let Some(predecessor) = predecessor {
         // Serving already: a predecessor that does not confirm is its problem, not ours.
         if let Err(e) = predecessor.serving() {
@@ -77,6 +89,45 @@ fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
     }
     if let Some(path) = &handoff_path {
         crate::handoff::await_successor(path, &server, name)?;
+    }
+    server.wait_for(signals)
+}
+
+/// What every worker process would find wrong at start, found once by their supervisor: the
+/// certificates and the cluster address.
+fn check_before_starting_workers(config: &Config) -> Result<(), Error> {
+    #[cfg(feature = "tls")]
+    if let Some(files) = config.tls_files()? {
+        crate::driver::certs::TlsConfigs::load(&files, config.runtime.max_read_buffer)?;
+    }
+    #[cfg(not(feature = "tls"))]
+    config.tls_files()?;
+    config.cluster.as_deref().map_or(Ok(()), check_cluster_url)
+}
+
+fn check_cluster_url(url: &str) -> Result<(), Error> {
+    smoke_rules::check_cluster_url(url).map_err(|why| Error::config(format!("cluster {url:?}: {why}")))
+}
+
+/// One of a supervisor's worker processes: the server on the sockets it was handed, with its
+/// share of the cores unless `threads` says otherwise; the supervisor announces, hands over and
+/// restarts.
+fn serve_supervised<T: Server>(
+    mut config: Config,
+    name: &str,
+    signals: ShutdownSignals,
+    mut supervised: crate::sys::process::Supervised,
+) -> Result<(), Error> {
+    if config.runtime.threads == 0 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = (cores / config.processes.max(1)).max(1);
+        config = config.threads(share);
+    }
+    let sockets = std::mem::take(&mut supervised.sockets);
+    let server = spawn_server::<T>(config, sockets)?;
+    server.reload_on_sighup(name)?;
+    if let Err(e) = supervised.serving() {
+        return Err(Error::io("tell the supervisor this worker serves", e));
     }
     server.wait_for(signals)
 }
@@ -130,7 +181,7 @@ type Bridge = std::sync::Arc<dyn crate::rt::shared::TopicBridge>;
 /// The bridge to the cluster at `url`, started (it connects in the background), if there is one.
 fn start_bridge(url: Option<&str>, max_outbox: usize) -> Result<Option<Bridge>, Error> {
     let Some(url) = url else { return Ok(None) };
-    smoke_rules::check_cluster_url(url).map_err(|why| Error::config(format!("cluster {url:?}: {why}")))?;
+    check_cluster_url(url)?;
     #[cfg(feature = "cluster")]
     return Ok(Some(std::sync::Arc::new(crate::driver::cluster::Bridge::start(url, max_outbox)?)));
     #[cfg(not(feature = "cluster"))]

@@ -50,6 +50,13 @@ fn the_attribute_becomes_the_config() {
 }
 
 #[test]
+fn spawn_refuses_worker_processes_which_only_serve_can_start() {
+    let config = common::on_loopback(Greeter::config(), "tcp").processes(2);
+    let err = Greeter::spawn(config).unwrap_err();
+    assert_eq!(err.to_string(), "processes needs Server::serve: spawn runs the server in this process");
+}
+
+#[test]
 fn a_constructor_session_greets_answers_lines_and_closes() {
     let server = Greeter::spawn(common::on_loopback(Greeter::config(), "tcp")).unwrap();
     let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();

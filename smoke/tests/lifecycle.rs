@@ -40,6 +40,11 @@ fn configuration_mistakes_are_reported_before_anything_runs() {
         smoke::spawn(Config::new().tcp("127.0.0.1:port"), |_: &mut Conn| common::Echo { observed: Default::default() });
     let message = bad.unwrap_err().to_string();
     assert!(message.starts_with("listen 127.0.0.1:port (tcp): cannot resolve"), "{message}");
+    // Worker processes are copies of a program that serves; a spawned server is part of one.
+    let processes = smoke::spawn(Config::new().tcp("127.0.0.1:0").processes(2), |_: &mut Conn| common::Echo {
+        observed: Default::default(),
+    });
+    assert_eq!(processes.unwrap_err().to_string(), "processes needs a smoke::Server served with Server::serve");
 }
 
 /// Writes `size` bytes as soon as a client connects.

@@ -114,6 +114,42 @@ pub(crate) fn spawn<S: Service>(
     Ok(running)
 }
 
+/// Binds every listener for worker processes (`processes = N`): the same checks and errors as
+/// [`spawn`], `count` SO_REUSEPORT sockets per listener, one for each process, so the kernel
+/// spreads connections (and UDP peers, each always to the same process) as it does across a
+/// server's workers, and no workers. A listener handed sockets (`inherited`) takes those
+/// instead. The packet ring is refused: its fanout group is per process.
+pub(crate) fn bind_for_processes(
+    config: &RuntimeConfig,
+    listeners: &[ListenerSpec],
+    inherited: Vec<InheritedSocket>,
+    count: usize,
+) -> Result<Vec<Listening>, Error> {
+    check(config, listeners)?;
+    if config.pfring.is_some() {
+        return Err(Error::config("pfring serves one process's workers; it cannot be used with processes > 1"));
+    }
+    let wanted = resolve_all(config.bind, listeners)?;
+    refuse_overlaps(listeners, &wanted)?;
+    let handed = match_inherited(listeners, &wanted, inherited)?;
+    let addrs = probe_all(listeners, &wanted, &handed)?;
+    refuse_overlaps(listeners, &addrs)?;
+    let mut listening = Vec::with_capacity(listeners.len());
+    for ((spec, &addr), handed) in listeners.iter().zip(&addrs).zip(handed) {
+        let mut fds: Vec<OwnedFd> = handed.into_iter().map(|socket| socket.fd).collect();
+        for _ in 0..if fds.is_empty() { count } else { 0 } {
+            let fd = if spec.datagram {
+                UdpSocket::bind(addr, true).and_then(|socket| socket.duplicate())
+            } else {
+                Listener::bind(addr, spec.client_speaks_first).and_then(|socket| socket.duplicate())
+            };
+            fds.push(fd.map_err(|e| bind_error(addr, spec, e))?);
+        }
+        listening.push(Listening { name: spec.name, datagram: spec.datagram, addr, fds });
+    }
+    Ok(listening)
+}
+
 /// The mistakes a configuration can hold before any address is looked at.
 fn check(config: &RuntimeConfig, listeners: &[ListenerSpec]) -> Result<(), Error> {
     if listeners.is_empty() {

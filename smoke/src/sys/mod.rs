@@ -10,6 +10,7 @@ pub(crate) mod eventfd;
 pub(crate) mod files;
 pub(crate) mod inherit;
 pub(crate) mod packet;
+pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod timerfd;
