@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks: smoke against its peers, in one run, interleaved.
 
-    python3 bench/run.py [--seconds 5] [--rounds 3] [--groups http,ws,fanout,udp,tls,idle,callgrind]
+    python3 bench/run.py [--seconds 5] [--rounds 3] [--groups http,ws,fanout,udp,tls,idle,callgrind,cluster]
 
 Builds smoke's examples (release) and the peers in bench/peers (a separate Cargo project: tokio,
 actix-web, hyper, may_minihttp), starts every server with ONE worker thread, and drives them
@@ -13,7 +13,8 @@ medians and each peer's ratio to smoke measured in the same run (above 1.00: the
 more CPU than smoke). The table, the machine, versions and exact commands are printed and
 written to book/src/benchmarks.md.
 
-Needs: wrk and nginx (apt-get install wrk nginx-light), valgrind for the instruction count.
+Needs: wrk and nginx (apt-get install wrk nginx-light), valgrind for the instruction count,
+nats-server for the cluster rows (bench/cluster.py).
 """
 
 import argparse
@@ -398,13 +399,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--groups", default="http,ws,fanout,udp,tls,idle,callgrind")
+    parser.add_argument("--groups", default="http,ws,fanout,udp,tls,idle,callgrind,cluster")
     parser.add_argument("--no-write", action="store_true", help="print only; leave book/src/benchmarks.md alone")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario")
     args = parser.parse_args()
     groups = args.groups.split(",")
-    needs_peers = any(group != "callgrind" for group in groups)
+    needs_peers = any(group not in ("callgrind", "cluster") for group in groups)
     tools = ["cargo"] + (["wrk", "nginx", "openssl"] if needs_peers else []) + (["valgrind"] if "callgrind" in groups else [])
+    tools += ["nats-server"] if "cluster" in groups else []
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install wrk nginx-light valgrind)")
@@ -481,6 +483,10 @@ def main():
             finally:
                 server.stop()
     instructions = callgrind_per_operation(workdir) if "callgrind" in groups else None
+    cluster = None
+    if "cluster" in groups:
+        from cluster import cluster_table
+        cluster = cluster_table(args.seconds, 1000)
 
     lines = [
         "| scenario | server | ops/s | p50 | p99 | server CPU µs/op | vs smoke | problems |",
@@ -510,6 +516,9 @@ def main():
         lines += ["", "| operation (callgrind, smoke's whole process, user space) | instructions per operation |",
                   "|---|---:|"]
         lines += [f"| {name} | {count:,.0f} |" for name, count in instructions.items()]
+    if cluster is not None:
+        lines += ["", "Topics across nodes (`bench/cluster.py`: nats-server and two chat nodes, one worker each; "
+                  "latency paced at 1,000 msg/s):", ""] + cluster
     if notes:
         lines += [""] + [f"Note: {note}" for note in notes]
     table = "\n".join(lines)
