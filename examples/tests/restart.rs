@@ -296,3 +296,64 @@ fn worker_processes_replace_a_killed_one_and_drain_together() {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} outlived its supervisor");
     }
 }
+
+/// Sends one request on `client` and reads its answer's head (the page's length told by it).
+fn get(client: &mut BufReader<TcpStream>, close: bool) -> String {
+    let connection = if close { "close" } else { "keep-alive" };
+    write!(client.get_mut(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\n\r\n").unwrap();
+    read_answer(client)
+}
+
+fn read_answer(client: &mut BufReader<TcpStream>) -> String {
+    let (mut head, mut line) = (String::new(), String::new());
+    while line != "\r\n" {
+        line.clear();
+        assert!(client.read_line(&mut line).unwrap() > 0, "the connection ended after {head:?}");
+        head.push_str(&line);
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: ").or_else(|| l.strip_prefix("Content-Length: ")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no length in {head:?}"));
+    let mut body = vec![0u8; length];
+    client.read_exact(&mut body).unwrap();
+    head
+}
+
+#[test]
+fn a_draining_predecessor_takes_no_connection_meant_for_its_successor() {
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = std::env::temp_dir().join(format!("smoke-handoff-wake-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let handoff = dir.join("handoff.sock");
+    let mut old = Chat::start(addr, Some(&handoff), 1);
+    // A connection of the old process, in the middle of its second request when the new one
+    // takes over: the old process drains until that request is answered.
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut slow = BufReader::new(stream);
+    assert!(get(&mut slow, false).starts_with("HTTP/1.1 200"));
+    slow.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let new = Chat::start(addr, Some(&handoff), 1);
+    let mut said = String::new();
+    old.stdout.read_line(&mut said).unwrap();
+    assert!(said.contains("a new process serves from"), "{said:?}");
+    // Each connection now is the new process's. One at a time, so no other connection's
+    // arrival wakes it: a listening socket the draining process still watched (closing its
+    // descriptor does not unregister a socket another process holds open) would take the
+    // wake-up with EPOLLEXCLUSIVE, and the connection would wait for nobody.
+    for i in 0..10 {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = get(&mut BufReader::new(stream), true);
+        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+    }
+    // The old process answers the request it owes, says it closes, and exits.
+    slow.get_mut().write_all(b"\r\n").unwrap();
+    let head = read_answer(&mut slow);
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(old.child.wait().unwrap().success(), "the old process exits cleanly");
+    drop(new);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,6 +53,13 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_MOD, fd, token, interest)
     }
 
+    /// Stops watching `fd`. Closing an fd is not enough while another descriptor for the same
+    /// socket stays open (a successor's, a supervisor's): the registration would live on, and
+    /// with `EPOLLEXCLUSIVE` take wake-ups meant for the processes that still accept.
+    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, Interest(0))
+    }
+
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, interest: Interest) -> io::Result<()> {
         let mut event = libc::epoll_event { events: interest.bits(), u64: token };
         // SAFETY: `event` is a valid epoll_event that outlives the call; the kernel copies it.

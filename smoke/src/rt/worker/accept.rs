@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::{EventLoop, Service};
 use crate::rt::token::{Kind, Token};
 use crate::stats::bump;
-use crate::sys::Listener;
+use crate::sys::{Epoll, Listener};
+use std::os::fd::AsRawFd;
 
 /// Connections accepted per listener per wake-up before the others get a turn.
 const ACCEPT_BATCH: usize = 128;
@@ -50,9 +51,15 @@ impl Listeners {
         Listeners { sockets, paused_until: None, pause: Pause::None }
     }
 
-    /// Closes every listening socket (the kernel resets connections still queued on them).
-    pub(super) fn close(&mut self) {
-        self.sockets.clear();
+    /// Stops listening: every socket leaves `epoll`, then closes (the kernel resets connections
+    /// still queued on a socket nobody else holds; on one handed over, they wait for the
+    /// successor, which a registration left behind could keep from being woken).
+    pub(super) fn close(&mut self, epoll: &Epoll) {
+        for listener in self.sockets.drain(..) {
+            if let Err(e) = epoll.delete(listener.socket.as_raw_fd()) {
+                log::warn!("could not stop watching a listening socket: {e}");
+            }
+        }
         self.paused_until = None;
     }
 }

@@ -232,7 +232,7 @@ impl<S: Service> EventLoop<S> {
             }
         }
         // Also reached when epoll_wait failed: stop accepting before closing what is left.
-        self.listeners.close();
+        self.listeners.close(&self.core.epoll);
         self.close_all(CloseReason::Shutdown);
     }
 
@@ -301,7 +301,7 @@ impl<S: Service> EventLoop<S> {
         self.drain_deadline = Some(self.core.clock.deadline(self.core.limits.shutdown_timeout));
         // Closing the listeners stops new connections at once; the kernel resets any still
         // queued on this worker's socket.
-        self.listeners.close();
+        self.listeners.close(&self.core.epoll);
         self.closing.extend(self.connections.iter_mut().map(|(fd, c)| {
             // The service decides how each connection ends (a raw one closes once flushed; an
             // HTTP one answers the request it is in, or its next, with `Connection: close`);
