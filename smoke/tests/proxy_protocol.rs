@@ -219,3 +219,22 @@ fn smoke_spawn_refuses_proxy_protocol_in_one_sentence() {
          too, to its Handler"
     );
 }
+
+#[test]
+fn a_request_whose_header_arrives_as_the_drain_begins_is_answered() {
+    let started = start("proxy-drain");
+    let (server, http) = (started.server, started.http);
+    // Half a header: the connection is accepted and waits for the rest.
+    let mut client = common::connect(http);
+    client.write_all(b"PROXY TCP4 192.0.2.7 ").unwrap();
+    assert!(eventually(Duration::from_secs(5), || server.stats().accepted == 1));
+    let stopping = std::thread::spawn(move || server.shutdown());
+    // The drain has begun once the listener is gone.
+    assert!(eventually(Duration::from_secs(5), || TcpStream::connect(http).is_err()));
+    // A balancer sends the rest of its header with the request: the request is owed an answer.
+    client.write_all(b"127.0.0.1 4000 80\r\nGET /ip HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let reply = read_reply(&mut BufReader::new(client), false).expect("an answer, not a reset");
+    assert_eq!((reply.status, reply.body.as_slice()), (200, b"192.0.2.7:4000".as_slice()));
+    assert_eq!(reply.header("Connection"), Some("close"));
+    stopping.join().unwrap().unwrap();
+}

@@ -178,7 +178,9 @@ impl<T: Session> Service for SessionService<T> {
         match &mut stream.machine {
             #[cfg(feature = "tls")]
             Machine::Tls(layer) if !layer.is_connected() => conn.close(),
-            Machine::Proxy(_) => conn.close(),
+            // A balancer sends its header and the request together: the request is owed its
+            // answer like any other (see proxy::data), within the header's timer.
+            Machine::Proxy(_) => {}
             machine => self.shutting_down(machine.plain(), &mut stream.user, conn),
         }
     }

@@ -38,6 +38,10 @@ pub(super) fn data<T: Session>(
                 stream.machine = *inner;
             }
             service.on_connect(stream, conn);
+            if conn.is_shutting_down() {
+                // The drain began while the header was on its way: it reaches the protocol now.
+                service.on_shutdown(stream, conn);
+            }
             len
         }
         Err(e) => {
