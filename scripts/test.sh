@@ -18,7 +18,8 @@ need chromium || missing+=(chromium)
 # ip(8) builds the network namespaces of the packet-ring test; setpriv drops CAP_NET_RAW.
 need ip || missing+=(iproute2)
 need setpriv || missing+=(util-linux)
-# HAProxy stands in front of the PROXY protocol test's server, as a load balancer would.
+# HAProxy stands in front of the PROXY protocol test's server and the Scaling out walkthrough's
+# nodes, as a load balancer would.
 need haproxy || missing+=(haproxy)
 # nats-server carries topics between the cluster tests' nodes.
 need nats-server || missing+=(nats-server)
