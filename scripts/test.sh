@@ -23,6 +23,8 @@ need setpriv || missing+=(util-linux)
 need haproxy || missing+=(haproxy)
 # nats-server carries topics between the cluster tests' nodes.
 need nats-server || missing+=(nats-server)
+# Prometheus scrapes the metrics test's server; promtool checks its exposition.
+need promtool || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

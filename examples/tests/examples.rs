@@ -95,6 +95,32 @@ fn echo_returns_every_byte_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn smoke_metrics_adds_an_admin_listener_that_curl_and_the_banner_find() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_echo"))
+        .env("SMOKE_TCP", "127.0.0.1:0")
+        .env("SMOKE_METRICS", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the echo example");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut tcp, mut metrics) = (String::new(), String::new());
+    stdout.read_line(&mut tcp).unwrap();
+    stdout.read_line(&mut metrics).unwrap();
+    assert!(tcp.starts_with("Echo listening on 127.0.0.1:") && tcp.ends_with(" (tcp)\n"), "{tcp:?}");
+    let admin = metrics
+        .strip_prefix("Echo listening on ")
+        .and_then(|rest| rest.strip_suffix(" (metrics)\n"))
+        .unwrap_or_else(|| panic!("{metrics:?}"));
+    assert_eq!(curl(&[&format!("http://{admin}/healthz")]), "ok\n");
+    let exposition = curl(&[&format!("http://{admin}/metrics")]);
+    assert!(exposition.contains("\nsmoke_connections_accepted_total 0\n"), "{exposition}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn a_malformed_override_is_a_clear_startup_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_echo")).env("SMOKE_TCP", "99999").output().unwrap();
     assert!(!output.status.success());

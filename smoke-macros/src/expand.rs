@@ -325,6 +325,13 @@ fn setting(setting: &Setting) -> TokenStream {
             let setter = format_ident!("{}", setter);
             quote!(.#setter(#value))
         }
+        Setting::Listen { setter, value } => {
+            let setter = format_ident!("{}", setter);
+            match value {
+                smoke_rules::Listen::Port(port) => quote!(.#setter(#port)),
+                smoke_rules::Listen::Addr(text) => quote!(.#setter(#text)),
+            }
+        }
         Setting::Millis { setter, value, optional } => {
             let setter = format_ident!("{}", setter);
             let duration = quote!(::std::time::Duration::from_millis(#value));

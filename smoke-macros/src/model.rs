@@ -33,6 +33,9 @@ pub(crate) enum KeyKind {
     /// A file path string (or an array of them), passed to the `Config` setter of the same name
     /// once per path.
     File,
+    /// A port or a "host:port" string for a listener of the server's own (not a protocol's),
+    /// passed to the `Config` setter of the same name.
+    Admin,
 }
 
 pub(crate) struct KeySpec {
@@ -86,6 +89,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec { name: "tls_key", kind: KeyKind::File },
     KeySpec { name: "proxy_protocol", kind: KeyKind::Flag },
     KeySpec { name: "cluster", kind: KeyKind::Broker },
+    KeySpec { name: "metrics", kind: KeyKind::Admin },
     KeySpec { name: "processes", kind: KeyKind::Count { min: 1, max: smoke_rules::limits::MAX_PROCESSES as u64 } },
 ];
 
@@ -460,6 +464,7 @@ pub(crate) enum Setting {
     Millis { setter: &'static str, value: u64, optional: bool },
     Text { setter: &'static str, value: String },
     Flag { setter: &'static str, value: bool },
+    Listen { setter: &'static str, value: smoke_rules::Listen },
 }
 
 /// How a handler method is called.

@@ -194,6 +194,7 @@ fn key_value(spec: &KeySpec, name: &str, value: &Expr, model: &mut Model, errors
             other => Err(syn::Error::new_spanned(other, format!("`{name}` expects a string: \"nats://HOST:PORT\""))),
         },
         KeyKind::File => return file_paths(spec, name, value, model, errors),
+        KeyKind::Admin => listen_value(value).map(|value| Setting::Listen { setter: spec.name, value }),
         KeyKind::Flag => match value {
             Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(Setting::Flag { setter: spec.name, value: b.value }),
             other => Err(syn::Error::new_spanned(other, format!("`{name}` expects `true` or `false`"))),

@@ -54,6 +54,8 @@ pub struct Config {
     pub(crate) handoff: Option<PathBuf>,
     /// Worker processes [`Server::serve`](crate::Server::serve) starts; 0 or 1 for none.
     pub(crate) processes: usize,
+    /// Where the admin listener (`/metrics`, `/healthz`, `/readyz`) binds, if anywhere.
+    pub(crate) metrics: Option<Listen>,
 }
 
 impl Config {
@@ -210,6 +212,16 @@ impl Config {
     /// process. Default 1: no supervisor.
     pub fn processes(mut self, count: usize) -> Config {
         self.processes = count.clamp(1, smoke_rules::limits::MAX_PROCESSES);
+        self
+    }
+
+    /// An admin listener on `listen` (a port on the [`bind`](Config::bind) address, or
+    /// `"host:port"`): Prometheus's text exposition of every counter at `/metrics` (summed and
+    /// per worker), `/healthz` (200 while the process serves) and `/readyz` (200 while every
+    /// worker runs and none is draining, else 503), on a thread of its own. Meant for the
+    /// monitoring network: keep it off the public one. Default: none.
+    pub fn metrics(mut self, listen: impl Into<Listen>) -> Config {
+        self.metrics = Some(listen.into());
         self
     }
 

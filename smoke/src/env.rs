@@ -61,6 +61,7 @@ impl Config {
     /// | `SMOKE_HTTP`, `SMOKE_WS`, `SMOKE_UDP` | as above | the same for those protocols (an error while this server has none) |
     /// | `SMOKE_HTTPS`, `SMOKE_WSS`, `SMOKE_TLS` | as above | the same, and they may add TLS to a server that serves the plain protocol (`http`, `ws`, `tcp`) |
     /// | `SMOKE_WS_DEFLATE` | `on`, `dedicated` or `off` | permessage-deflate ([`Config::ws_deflate`], [`Config::ws_deflate_dedicated`]) |
+    /// | `SMOKE_METRICS` | port or host:port, or `off` | the admin listener ([`Config::metrics`]) |
     /// | `SMOKE_PROCESSES` | a number ≥ 1 | worker processes under a supervisor ([`Config::processes`]) |
     /// | `SMOKE_HANDOFF` | a path | restarts take the sockets over from the server running there ([`Config::handoff`]) |
     /// | `SMOKE_CLUSTER` | `nats://HOST:PORT` | bridges topics through that NATS server ([`Config::cluster`]) |
@@ -149,13 +150,19 @@ impl Config {
     }
 
     /// The overrides that say how a server is deployed rather than where it listens or how
-    /// much it takes: compression, handoff, cluster, PROXY protocol.
+    /// much it takes: compression, metrics, processes, handoff, cluster, PROXY protocol.
     fn apply_deployment(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
         let bad = |name: &str, value: &str, why: String| Error::config(format!("{name}={value:?}: {why}"));
         let deflate =
             [("on", (true, false)), ("shared", (true, false)), ("dedicated", (true, true)), ("off", (false, false))];
         if let Some(choice) = switch(&lookup, "SMOKE_WS_DEFLATE", &deflate, "`on`, `dedicated` or `off`")? {
             (self.ws.deflate, self.ws.deflate_dedicated) = choice;
+        }
+        if let Some(value) = lookup("SMOKE_METRICS") {
+            self.metrics = match value.trim() {
+                "off" => None,
+                listen => Some(Listen::parse(listen).map_err(|why| bad("SMOKE_METRICS", &value, why.to_string()))?),
+            };
         }
         if let Some(value) = lookup("SMOKE_PROCESSES") {
             match value.trim().parse::<usize>() {
@@ -244,6 +251,10 @@ mod tests {
         assert_eq!(err.to_string(), "SMOKE_HEADER_TIMEOUT_MS=\"0\": expected milliseconds >= 1");
         let err = Config::new().apply_overrides(only("SMOKE_SEND_TIMEOUT_MS", "-1")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_SEND_TIMEOUT_MS=\"-1\": expected milliseconds (0 for none)");
+        let metrics = Config::new().apply_overrides(only("SMOKE_METRICS", "127.0.0.1:9100")).unwrap().metrics;
+        assert_eq!(metrics, Some(Listen::Addr("127.0.0.1:9100".into())));
+        let on = Config::new().metrics(9100);
+        assert_eq!(on.apply_overrides(only("SMOKE_METRICS", "off")).unwrap().metrics, None);
         let err = Config::new().apply_overrides(only("SMOKE_PROCESSES", "0")).unwrap_err();
         assert_eq!(err.to_string(), "SMOKE_PROCESSES=\"0\": expected a number from 1 to 1024");
         assert_eq!(Config::new().apply_overrides(only("SMOKE_PROCESSES", "4")).unwrap().processes, 4);

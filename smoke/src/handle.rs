@@ -1,13 +1,14 @@
 //! A running server's handle ([`ServerHandle`]), starting raw TCP servers from a closure
 //! ([`spawn`], [`serve`]), and the one announcement a served server prints.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 #[cfg(feature = "tls")]
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use smoke_rules::Protocol;
+use smoke_rules::{Listen, Protocol};
 
+use crate::admin::Admin;
 use crate::config::{Config, RuntimeConfig};
 use crate::driver::raw::{FromFn, Handler};
 use crate::driver::ws_conn::publish;
@@ -33,6 +34,9 @@ pub struct ServerHandle {
     /// The TLS listeners' certificates, when it has any.
     #[cfg(feature = "tls")]
     certificates: Option<std::sync::Arc<crate::driver::certs::Certificates>>,
+    /// The admin listener (`metrics`), stopped after the workers (it says "not ready" while
+    /// they drain).
+    admin: Option<Admin>,
 }
 
 impl ServerHandle {
@@ -54,7 +58,23 @@ impl ServerHandle {
             deflate: false,
             #[cfg(feature = "tls")]
             certificates: None,
+            admin: None,
         })
+    }
+
+    /// Starts the admin listener on `listen` (a bare port on `bind`), if there is one.
+    pub(crate) fn with_metrics(mut self, listen: Option<&Listen>, bind: IpAddr) -> Result<ServerHandle, Error> {
+        if let Some(listen) = listen {
+            let addr =
+                crate::rt::spawn::resolve(listen, bind).map_err(|e| Error::config(format!("metrics {listen}: {e}")))?;
+            self.admin = Some(Admin::start(addr, self.running.workers().clone())?);
+        }
+        Ok(self)
+    }
+
+    /// Where the admin listener (`/metrics`, `/healthz`, `/readyz`) bound, if the server has one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
     }
 
     pub(crate) fn with_deflate(mut self, deflate: bool) -> ServerHandle {
@@ -183,6 +203,15 @@ pub(crate) fn announce(name: &str, addrs: &[(Protocol, SocketAddr)]) {
     }
 }
 
+/// [`announce`]s `server`'s listeners, and its admin listener last:
+/// `Echo listening on 127.0.0.1:9100 (metrics)`.
+pub(crate) fn announce_server(name: &str, server: &ServerHandle) {
+    announce(name, server.local_addrs());
+    if let Some(addr) = server.metrics_addr() {
+        println!("{name} listening on {addr} (metrics)");
+    }
+}
+
 /// Starts a raw TCP server and returns at once with its handle. `new_session` builds each
 /// connection's session on the worker that accepted it (before [`Handler::on_connect`]). Every
 /// listener must be a `tcp` one: the other protocols need a [`Server`](crate::Server).
@@ -233,9 +262,11 @@ where
         ));
     }
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
+    let metrics = config.metrics.clone();
     let (runtime, _, _, protocols) = config.into_parts();
     let service = FromFn { new_session, protocols: protocols.clone() };
-    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, None, Vec::new())
+    ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, None, Vec::new())?
+        .with_metrics(metrics.as_ref(), runtime.bind)
 }
 
 /// Runs a raw TCP server until SIGINT or SIGTERM, then drains and stops it: [`spawn`], the
@@ -247,6 +278,6 @@ where
 {
     let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
     let server = spawn(config, new_session)?;
-    announce("smoke", server.local_addrs());
+    announce_server("smoke", &server);
     server.wait_for(signals)
 }

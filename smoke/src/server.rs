@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::driver::session::Session;
 use crate::driver::ws_conn::{WsConn, publish};
 use crate::driver::{Machine, SessionService, Stream, ws};
-use crate::handle::{ServerHandle, announce};
+use crate::handle::{ServerHandle, announce_server};
 use crate::proto::ws::Message;
 use crate::rt::conn::Conn;
 use crate::rt::error::Error;
@@ -80,7 +80,7 @@ fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
     }
     let server = spawn_server::<T>(config, inherited)?;
     server.reload_on_sighup(name)?;
-    announce(name, server.local_addrs());
+    announce_server(name, &server);
     if let Some(predecessor) = predecessor {
         // Serving already: a predecessor that does not confirm is its problem, not ours.
         if let Err(e) = predecessor.serving() {
@@ -96,6 +96,11 @@ fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
 /// What every worker process would find wrong at start, found once by their supervisor: the
 /// certificates and the cluster address.
 fn check_before_starting_workers(config: &Config) -> Result<(), Error> {
+    if config.metrics.is_some() {
+        return Err(Error::config(
+            "metrics cannot be used with processes > 1 yet: the worker processes would share its port",
+        ));
+    }
     #[cfg(feature = "tls")]
     if let Some(files) = config.tls_files()? {
         crate::driver::certs::TlsConfigs::load(&files, config.runtime.max_read_buffer)?;
@@ -137,7 +142,7 @@ fn spawn_server<T: Server>(config: Config, inherited: Vec<InheritedSocket>) -> R
     let (specs, min_read_buffer) = (config.listener_specs(), config.min_read_buffer());
     let tls_files = config.tls_files()?;
     let proxy_protocol = config.proxy_protocol;
-    let cluster = config.cluster.clone();
+    let (cluster, metrics, bind) = (config.cluster.clone(), config.metrics.clone(), config.runtime.bind);
     let (runtime, http, ws, protocols) = config.into_parts();
     crate::driver::ws_conn::note_deflating(ws.deflate);
     let deflate = ws.deflate;
@@ -163,7 +168,8 @@ fn spawn_server<T: Server>(config: Config, inherited: Vec<InheritedSocket>) -> R
     let bridge_for_workers = bridge.clone().map(|b| b as _);
     let server =
         ServerHandle::start(&runtime, &specs, min_read_buffer, protocols, service, bridge_for_workers, inherited)?
-            .with_deflate(deflate);
+            .with_deflate(deflate)
+            .with_metrics(metrics.as_ref(), bind)?;
     #[cfg(feature = "cluster")]
     if let Some(bridge) = bridge {
         bridge.attach(server.workers());

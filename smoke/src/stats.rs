@@ -36,7 +36,16 @@ macro_rules! counters {
             }
         }
 
+        /// How many counters [`Stats`] has.
+        pub(crate) const COUNTERS: usize = [$(stringify!($name)),+].len();
+
         impl Stats {
+            /// Every counter with its name and what it counts (its doc comment), in the list's
+            /// order: for exporters.
+            pub(crate) fn fields(&self) -> [(&'static str, &'static str, u64); COUNTERS] {
+                [$((stringify!($name), concat!($($doc, "\n"),+), self.$name),)+]
+            }
+
             fn add(mut self, other: &Stats) -> Stats {
                 $(self.$name += other.$name;)+
                 self

@@ -2,7 +2,7 @@
 //! written on the hot path except each worker's own counters.
 
 use std::io;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +18,8 @@ pub(crate) struct WorkerSet {
     pub(crate) workers: Box<[Arc<WorkerShared>]>,
     /// Written by a worker whose loop ends, so a thread waiting in `wait_for_signal` notices.
     pub(crate) exited: EventFd,
+    /// Workers whose loop has ended (or never started): a server with any is not ready.
+    pub(crate) exits: AtomicUsize,
     /// Bytes a worker's mailbox may hold; publications beyond it are dropped for that worker.
     pub(crate) max_mailbox: usize,
     /// Open connections (sockets, lingering ones too) across the workers, at most
@@ -104,11 +106,17 @@ impl WorkerSet {
             stopping: AtomicBool::new(false),
             workers,
             exited: EventFd::new()?,
+            exits: AtomicUsize::new(0),
             max_mailbox: caps.max_mailbox,
             connections: Admission::new(caps.max_connections),
             peers: Admission::new(caps.max_peers),
             bridge,
         })
+    }
+
+    /// Every worker runs and none is draining: the server takes new connections.
+    pub(crate) fn ready(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst) && self.exits.load(Ordering::SeqCst) == 0
     }
 
     /// All workers' counters, summed (a few relaxed atomic loads per worker).

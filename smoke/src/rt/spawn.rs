@@ -259,7 +259,7 @@ fn probe_all(
 
 /// The address `listen` names: a bare port on `bind`, or `host:port` resolved (the first
 /// address a name resolves to).
-fn resolve(listen: &Listen, bind: IpAddr) -> io::Result<SocketAddr> {
+pub(crate) fn resolve(listen: &Listen, bind: IpAddr) -> io::Result<SocketAddr> {
     match listen {
         Listen::Port(port) => Ok(SocketAddr::new(bind, *port)),
         Listen::Addr(text) => {
@@ -362,6 +362,11 @@ fn next_fanout_group() -> u16 {
 }
 
 fn bind_error(addr: SocketAddr, spec: &ListenerSpec, error: io::Error) -> Error {
+    bind_failure(addr, spec.name, error)
+}
+
+/// `bind ADDR (NAME): why`, in words for the errors a deployment meets.
+pub(crate) fn bind_failure(addr: SocketAddr, name: &str, error: io::Error) -> Error {
     let why = match error.raw_os_error() {
         Some(libc::EADDRINUSE) => "address in use".to_owned(),
         Some(libc::EADDRNOTAVAIL) => "address not available on this host".to_owned(),
@@ -369,7 +374,7 @@ fn bind_error(addr: SocketAddr, spec: &ListenerSpec, error: io::Error) -> Error 
         Some(libc::EAFNOSUPPORT) => "address family not supported (is IPv6 disabled?)".to_owned(),
         _ => error.to_string(),
     };
-    Error::bind(format!("bind {addr} ({}): {why}", spec.name), error)
+    Error::bind(format!("bind {addr} ({name}): {why}"), error)
 }
 
 impl Running {
@@ -445,6 +450,7 @@ struct ExitNotice(Arc<WorkerSet>);
 
 impl Drop for ExitNotice {
     fn drop(&mut self) {
+        self.0.exits.fetch_add(1, Ordering::SeqCst);
         self.0.exited.wake();
     }
 }

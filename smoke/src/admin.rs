@@ -1,0 +1,198 @@
+//! The admin listener (`metrics = 9100`): Prometheus's text exposition at `/metrics`, and the
+//! probes orchestrators ask, `/healthz` (the process serves) and `/readyz` (every worker runs
+//! and none is draining). It has a thread of its own, so a scrape never queues behind the
+//! workers' traffic and costs them nothing but the relaxed loads of their counters.
+//!
+//! One connection at a time, one request each, a second to send it: the port is for the
+//! monitoring network, not for the public.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::rt::error::Error;
+use crate::rt::shared::WorkerSet;
+use crate::stats::Stats;
+use crate::sys::{Epoll, EventFd, Events, Interest};
+
+/// How long a client has to send its request and take the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest request head read.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// The admin listener's thread, stopped and joined on drop.
+#[derive(Debug)]
+pub(crate) struct Admin {
+    addr: SocketAddr,
+    stop: Arc<EventFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Binds `addr` and serves it for `workers` until dropped.
+    pub(crate) fn start(addr: SocketAddr, workers: Arc<WorkerSet>) -> Result<Admin, Error> {
+        let listener = TcpListener::bind(addr).map_err(|e| crate::rt::spawn::bind_failure(addr, "metrics", e))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("read the metrics listener's address", e))?;
+        let failed = |e| Error::io("start the metrics listener", e);
+        listener.set_nonblocking(true).map_err(failed)?;
+        let stop = Arc::new(EventFd::new().map_err(failed)?);
+        let epoll = Epoll::new().map_err(failed)?;
+        epoll.add(listener.as_raw_fd(), 0, Interest::READABLE).map_err(failed)?;
+        epoll.add(stop.as_raw_fd(), 1, Interest::READABLE).map_err(failed)?;
+        let thread = std::thread::Builder::new()
+            .name("smoke-admin".into())
+            .spawn(move || serve(&listener, &epoll, &workers))
+            .map_err(failed)?;
+        Ok(Admin { addr, stop, thread: Some(thread) })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.stop.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(listener: &TcpListener, epoll: &Epoll, workers: &WorkerSet) {
+    let mut events = Events::with_capacity(2);
+    loop {
+        if epoll.wait(&mut events, None).is_err() {
+            return;
+        }
+        if (0..events.len()).any(|i| events.get(i).token == 1) {
+            return;
+        }
+        while let Ok((stream, _)) = listener.accept() {
+            if let Err(e) = answer(stream, workers) {
+                log::debug!("metrics: a client went away: {e}");
+            }
+        }
+    }
+}
+
+/// Reads one request and answers it, then closes.
+fn answer(mut stream: TcpStream, workers: &WorkerSet) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut buf)?;
+        if read == 0 || head.len() + read > MAX_REQUEST {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..read]);
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let (status, content_type, body) = match (method, path) {
+        (b"GET" | b"HEAD", b"/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", exposition(workers)),
+        (b"GET" | b"HEAD", b"/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        (b"GET" | b"HEAD", b"/readyz") if workers.ready() => ("200 OK", "text/plain", "ready\n".to_owned()),
+        (b"GET" | b"HEAD", b"/readyz") => ("503 Service Unavailable", "text/plain", "not ready\n".to_owned()),
+        (b"GET" | b"HEAD", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    if method != b"HEAD" {
+        stream.write_all(body.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The counters whose Prometheus names say more than `smoke_<field>_total`; the ones without
+/// `_total` are gauges.
+const NAMES: &[(&str, &str)] = &[
+    ("closed", "connections_closed_total"),
+    ("accepted", "connections_accepted_total"),
+    ("errors", "connection_errors_total"),
+    ("panics", "handler_panics_total"),
+    ("rejected", "http_rejected_total"),
+    ("bytes_in", "received_bytes_total"),
+    ("bytes_out", "sent_bytes_total"),
+    ("buffers_held", "buffers_held"),
+    ("lingering", "lingering_sockets"),
+    ("peers", "udp_peers"),
+    ("subscriptions", "subscriptions"),
+    ("timers", "timers"),
+    ("dropped", "ws_dropped_messages_total"),
+    ("datagrams_in", "udp_datagrams_received_total"),
+    ("datagrams_out", "udp_datagrams_sent_total"),
+    ("datagrams_truncated", "udp_datagrams_truncated_total"),
+    ("datagrams_dropped", "udp_datagrams_dropped_total"),
+    ("peers_refused", "udp_peers_refused_total"),
+];
+
+/// A counter's metric name (without `smoke_`) and type.
+fn metric(field: &str) -> (String, &'static str) {
+    let name = NAMES.iter().find(|(f, _)| *f == field).map_or_else(|| format!("{field}_total"), |(_, n)| (*n).into());
+    let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+    (name, kind)
+}
+
+/// A doc comment as one HELP line: its lines joined, backslashes escaped.
+fn help(doc: &str) -> String {
+    doc.split_whitespace().collect::<Vec<_>>().join(" ").replace('\\', "\\\\")
+}
+
+/// Every counter, summed (`smoke_<name>`) and per worker (`smoke_worker_<name>{worker="i"}`),
+/// and the open connections and readiness as gauges, in the text exposition format.
+pub(crate) fn exposition(workers: &WorkerSet) -> String {
+    let (total, each) = (workers.stats(), workers.worker_stats());
+    let mut out = String::with_capacity(16 * 1024);
+    let fields: Vec<_> = each.iter().map(Stats::fields).collect();
+    for (i, (field, doc, value)) in total.fields().into_iter().enumerate() {
+        let (name, kind) = metric(field);
+        let help = help(doc);
+        let _ = writeln!(out, "# HELP smoke_{name} {help}\n# TYPE smoke_{name} {kind}\nsmoke_{name} {value}");
+        let _ = writeln!(out, "# HELP smoke_worker_{name} {help} Per worker.\n# TYPE smoke_worker_{name} {kind}");
+        for (worker, fields) in fields.iter().enumerate() {
+            let _ = writeln!(out, "smoke_worker_{name}{{worker=\"{worker}\"}} {}", fields[i].2);
+        }
+    }
+    let _ = writeln!(out, "# HELP smoke_open_connections Connections open right now.");
+    let _ = writeln!(out, "# TYPE smoke_open_connections gauge\nsmoke_open_connections {}", total.current());
+    let _ = writeln!(out, "# HELP smoke_ready 1 while every worker runs and none is draining (as /readyz).");
+    let _ = writeln!(out, "# TYPE smoke_ready gauge\nsmoke_ready {}", u8::from(workers.ready()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_its_own_metric_name() {
+        let fields = Stats::default().fields();
+        let mut names: Vec<String> = fields.iter().map(|(field, _, _)| metric(field).0).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), fields.len());
+        assert!(NAMES.iter().all(|(field, _)| fields.iter().any(|(f, _, _)| f == field)), "a renamed field is gone");
+        assert_eq!(metric("accepted"), ("connections_accepted_total".into(), "counter"));
+        assert_eq!(metric("peers"), ("udp_peers".into(), "gauge"));
+    }
+
+    #[test]
+    fn help_is_one_line() {
+        assert_eq!(help(" Bytes\n received \\ here.\n"), "Bytes received \\\\ here.");
+    }
+}

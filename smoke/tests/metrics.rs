@@ -1,0 +1,189 @@
+//! The admin listener against real clients: a Prometheus (Debian's package, started here with
+//! a scrape config pointing at it) finds smoke's series with the values this test's own
+//! traffic produced, and `promtool check metrics` passes the exposition. And the probes:
+//! `/healthz` while the process serves, `/readyz` turning 503 while the server drains.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::eventually;
+use common::http::read_reply;
+use common::nats::free_port;
+use smoke::prelude::*;
+
+// ANCHOR: metrics
+#[derive(Default)]
+struct Hello;
+
+#[smoke::server(http = 8080, metrics = 9100, threads = 2)]
+impl Hello {
+    #[get("/")]
+    fn hello(&mut self, _req: &Request, res: &mut Response) {
+        res.text("hello");
+    }
+}
+// ANCHOR_END: metrics
+
+fn start() -> (ServerHandle, SocketAddr, SocketAddr) {
+    let config = common::on_loopback(Hello::config(), "http").metrics("127.0.0.1:0");
+    let server = Hello::spawn(config).expect("the server starts");
+    let (http, admin) = (server.local_addr(), server.metrics_addr().expect("an admin listener"));
+    (server, http, admin)
+}
+
+/// `GET path` on a new connection: the status and the body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = common::connect(addr);
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let reply = read_reply(&mut BufReader::new(stream), false).expect("an answer");
+    (reply.status, String::from_utf8(reply.body).unwrap())
+}
+
+/// The value of the sample `series` (name and labels, as written) in an exposition.
+fn sample(exposition: &str, series: &str) -> Option<u64> {
+    exposition.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_exposition_counts_this_tests_requests_and_promtool_accepts_it() {
+    let (_server, http, admin) = start();
+    for _ in 0..7 {
+        assert_eq!(get(http, "/"), (200, "hello".to_owned()));
+    }
+    let (status, text) = get(admin, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(sample(&text, "smoke_connections_accepted_total"), Some(7), "{text}");
+    let per_worker: u64 = (0..2)
+        .map(|w| sample(&text, &format!("smoke_worker_connections_accepted_total{{worker=\"{w}\"}}")).unwrap())
+        .sum();
+    assert_eq!(per_worker, 7);
+    assert!(sample(&text, "smoke_sent_bytes_total").unwrap() > 0, "{text}");
+    assert_eq!(sample(&text, "smoke_ready"), Some(1));
+    assert!(text.contains("# TYPE smoke_udp_peers gauge\n"), "{text}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian's prometheus package)");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&checked.stdout).into_owned() + &String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success() && said.trim().is_empty(), "promtool: {said}");
+    assert_eq!(get(admin, "/nothing").0, 404);
+    // The Observability chapter lists every metric (each once more per worker).
+    let chapter =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/observability.md")).unwrap();
+    for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()) {
+        if !name.starts_with("smoke_worker_") {
+            assert!(chapter.contains(&format!("| `{name}` |")), "the book does not list {name}");
+        }
+    }
+}
+
+/// Prometheus in the foreground, killed with the test.
+struct Prometheus {
+    child: Child,
+    dir: std::path::PathBuf,
+    addr: SocketAddr,
+}
+
+impl Prometheus {
+    fn scraping(target: SocketAddr) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!("smoke-prometheus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: smoke\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus runs (Debian's prometheus package)");
+        Prometheus { child, dir, addr }
+    }
+
+    /// The answer of the HTTP API to `query` (PromQL, URL-safe), as JSON text.
+    fn query(&self, query: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(self.addr).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET /api/v1/query?query={query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_series_this_tests_traffic_produced() {
+    let (_server, http, admin) = start();
+    for _ in 0..5 {
+        assert_eq!(get(http, "/").0, 200);
+    }
+    let prometheus = Prometheus::scraping(admin);
+    // The series, then the sum over workers, each with the value 5 once a scrape has landed.
+    for query in ["smoke_connections_accepted_total", "sum(smoke_worker_connections_accepted_total)"] {
+        let mut last = None;
+        let found = eventually(Duration::from_secs(60), || {
+            last = prometheus.query(query);
+            last.as_deref().is_some_and(|answer| answer.contains("\"success\"") && answer.contains(",\"5\"]"))
+        });
+        assert!(found, "{query}: {last:?}");
+    }
+    let up = prometheus.query("up").unwrap_or_default();
+    assert!(up.contains("\"job\":\"smoke\"") && up.contains(",\"1\"]"), "{up}");
+}
+
+#[test]
+fn readyz_says_not_ready_while_the_server_drains_and_healthz_says_it_serves() {
+    let (server, http, admin) = start();
+    assert_eq!(get(admin, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(get(admin, "/readyz"), (200, "ready\n".to_owned()));
+    // A request under way keeps the drain going while the probes are asked.
+    let mut slow = common::connect(http);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert!(eventually(Duration::from_secs(5), || server.stats().accepted == 1));
+    let stopping = std::thread::spawn(move || server.shutdown());
+    assert!(eventually(Duration::from_secs(5), || get(admin, "/readyz") == (503, "not ready\n".to_owned())));
+    assert_eq!(get(admin, "/healthz").0, 200);
+    let (_, text) = get(admin, "/metrics");
+    assert_eq!(sample(&text, "smoke_ready"), Some(0));
+    slow.write_all(b"\r\n").unwrap();
+    let reply = read_reply(&mut BufReader::new(slow), false).expect("the request under way is answered");
+    assert_eq!(reply.status, 200);
+    stopping.join().unwrap().unwrap();
+    // The admin listener stops with the server. (Another test may have been given the port
+    // since: whatever answers there now is not this server's admin listener.)
+    if let Ok(mut stream) = TcpStream::connect(admin) {
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = read_reply(&mut BufReader::new(stream), false);
+        assert!(answer.is_none_or(|reply| reply.body != b"ok\n"), "the admin listener outlived the server");
+    }
+}
+
+#[test]
+fn a_metrics_port_in_use_is_refused_in_one_sentence() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = common::on_loopback(Hello::config(), "http").metrics(addr.to_string().as_str());
+    let err = Hello::spawn(config).unwrap_err();
+    assert_eq!(err.to_string(), format!("bind {addr} (metrics): address in use"));
+}
