@@ -1,6 +1,6 @@
-//! The admin listener (`metrics = 9100`): Prometheus's text exposition at `/metrics`, and the
+//! The admin listener (`metrics = 9100`): Prometheus's text exposition at `/metrics`, the
 //! probes orchestrators ask, `/healthz` (the process serves) and `/readyz` (every worker runs
-//! and none is draining). It has a thread of its own, so a scrape never queues behind the
+//! and none is draining), and a live dashboard at `/` drawn from `/metrics`. It has a thread of its own, so a scrape never queues behind the
 //! workers' traffic and costs them nothing but the relaxed loads of their counters.
 //!
 //! One connection at a time, one request each, a second to send it: the port is for the
@@ -18,6 +18,9 @@ use crate::rt::error::Error;
 use crate::rt::shared::WorkerSet;
 use crate::stats::Stats;
 use crate::sys::{Epoll, EventFd, Events, Interest};
+
+/// The live dashboard at `/`: one page drawing charts from `/metrics`, no external files.
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// How long a client has to send its request and take the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -100,6 +103,7 @@ fn answer(mut stream: TcpStream, workers: &WorkerSet) -> io::Result<()> {
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     let (status, content_type, body) = match (method, path) {
+        (b"GET" | b"HEAD", b"/") => ("200 OK", "text/html; charset=utf-8", DASHBOARD.to_owned()),
         (b"GET" | b"HEAD", b"/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", exposition(workers)),
         (b"GET" | b"HEAD", b"/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
         (b"GET" | b"HEAD", b"/readyz") if workers.ready() => ("200 OK", "text/plain", "ready\n".to_owned()),

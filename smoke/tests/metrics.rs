@@ -187,3 +187,58 @@ fn a_metrics_port_in_use_is_refused_in_one_sentence() {
     let err = Hello::spawn(config).unwrap_err();
     assert_eq!(err.to_string(), format!("bind {addr} (metrics): address in use"));
 }
+
+/// Headless Chromium on `url` with `extra` flags: what it printed.
+fn chromium(url: &str, extra: &[&str]) -> String {
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--virtual-time-budget=6000"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of attribute `name` in the tag that has `id="{id}"`, in a dumped DOM.
+fn attribute<'d>(dom: &'d str, id: &str, name: &str) -> Option<&'d str> {
+    let tag = &dom[dom.find(&format!("id=\"{id}\""))?..];
+    let tag = &tag[..tag.find('>')?];
+    let value = &tag[tag.find(&format!("{name}=\""))? + name.len() + 2..];
+    Some(&value[..value.find('"')?])
+}
+
+#[test]
+fn the_dashboard_draws_every_chart_in_chromium_with_the_numbers_of_metrics() {
+    let (_server, http, admin) = start();
+    for _ in 0..9 {
+        assert_eq!(get(http, "/").0, 200);
+    }
+    let url = format!("http://{admin}/");
+    // Virtual time runs ahead while the page waits for its fetches: a few tries, bounded.
+    let mut dom = String::new();
+    for _ in 0..3 {
+        dom = chromium(&url, &["--dump-dom"]);
+        if attribute(&dom, "chart-ticks", "data-drawn").is_some() {
+            break;
+        }
+    }
+    for chart in ["connections", "accepted", "bytes", "drops", "ticks"] {
+        let drawn: u64 = attribute(&dom, &format!("chart-{chart}"), "data-drawn")
+            .unwrap_or_else(|| panic!("the {chart} chart was not drawn: {dom}"))
+            .parse()
+            .unwrap();
+        assert!(drawn > 500, "the {chart} chart has {drawn} pixels drawn");
+    }
+    let (_, text) = get(admin, "/metrics");
+    let accepted = sample(&text, "smoke_connections_accepted_total").unwrap();
+    assert_eq!(accepted, 9);
+    assert!(dom.contains(&format!("id=\"now-accepted\">{accepted} total<")), "the page's number: {dom}");
+    assert!(dom.contains(&format!("smoke_connections_accepted_total {accepted}\n")), "{dom}");
+    assert!(dom.contains("2 workers, ready"), "{dom}");
+    let shot = std::env::temp_dir().join(format!("smoke-dashboard-{}.png", std::process::id()));
+    chromium(&url, &["--window-size=1000,600", &format!("--screenshot={}", shot.display())]);
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "a screenshot of the charts, not a blank page: {size} bytes at {}", shot.display());
+    let _ = std::fs::remove_file(&shot);
+}
