@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::rt::error::Error;
-use crate::rt::shared::WorkerSet;
-use crate::stats::Stats;
+use crate::rt::shared::{WorkerSet, WorkerShared};
+use crate::stats::{BUCKET_BOUNDS_US, Durations, Histogram, Stats};
 use crate::sys::{Epoll, EventFd, Events, Interest};
 
 /// The live dashboard at `/`: one page drawing charts from `/metrics`, no external files.
@@ -145,6 +145,31 @@ const NAMES: &[(&str, &str)] = &[
     ("peers_refused", "udp_peers_refused_total"),
 ];
 
+/// The histograms: name (without `smoke_`), help, and where a worker keeps it.
+type HistogramOf = fn(&WorkerShared) -> &Histogram;
+const HISTOGRAMS: [(&str, &str, HistogramOf); 2] = [
+    (
+        "loop_turn_seconds",
+        "How long one turn of a worker's event loop took, from a wake-up to its next wait: the handlers, timers, deliveries and sends of that turn.",
+        |worker| &worker.turns,
+    ),
+    ("tick_lateness_seconds", "How late each tick ran against its schedule.", |worker| &worker.tick_lateness),
+];
+
+/// One histogram's series: cumulative buckets by their upper bound in seconds, `+Inf`, the sum
+/// in seconds and the count, with `labels` (`worker="0"`, or none) before `le`.
+fn write_histogram(out: &mut String, name: &str, labels: &str, durations: &Durations) {
+    let (mut cumulative, separator) = (0, if labels.is_empty() { "" } else { "," });
+    for (bound, count) in BUCKET_BOUNDS_US.iter().zip(durations.buckets) {
+        cumulative += count;
+        let _ = writeln!(out, "{name}_bucket{{{labels}{separator}le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+    }
+    let (count, sum) = (durations.count(), durations.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}");
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {sum}\n{name}_count{braces} {count}");
+}
+
 /// A counter's metric name (without `smoke_`) and type.
 fn metric(field: &str) -> (String, &'static str) {
     let name = NAMES.iter().find(|(f, _)| *f == field).map_or_else(|| format!("{field}_total"), |(_, n)| (*n).into());
@@ -158,7 +183,8 @@ fn help(doc: &str) -> String {
 }
 
 /// Every counter, summed (`smoke_<name>`) and per worker (`smoke_worker_<name>{worker="i"}`),
-/// and the open connections and readiness as gauges, in the text exposition format.
+/// the histograms the same way, and the open connections and readiness as gauges, in the text
+/// exposition format.
 pub(crate) fn exposition(workers: &WorkerSet) -> String {
     let (total, each) = (workers.stats(), workers.worker_stats());
     let mut out = String::with_capacity(16 * 1024);
@@ -170,6 +196,16 @@ pub(crate) fn exposition(workers: &WorkerSet) -> String {
         let _ = writeln!(out, "# HELP smoke_worker_{name} {help} Per worker.\n# TYPE smoke_worker_{name} {kind}");
         for (worker, fields) in fields.iter().enumerate() {
             let _ = writeln!(out, "smoke_worker_{name}{{worker=\"{worker}\"}} {}", fields[i].2);
+        }
+    }
+    for (name, help, histogram) in HISTOGRAMS {
+        let each: Vec<Durations> = workers.workers.iter().map(|w| histogram(w).read()).collect();
+        let total = each.iter().fold(Durations::default(), |sum, one| sum.merge(one));
+        let _ = writeln!(out, "# HELP smoke_{name} {help}\n# TYPE smoke_{name} histogram");
+        write_histogram(&mut out, &format!("smoke_{name}"), "", &total);
+        let _ = writeln!(out, "# HELP smoke_worker_{name} {help} Per worker.\n# TYPE smoke_worker_{name} histogram");
+        for (worker, durations) in each.iter().enumerate() {
+            write_histogram(&mut out, &format!("smoke_worker_{name}"), &format!("worker=\"{worker}\""), durations);
         }
     }
     let _ = writeln!(out, "# HELP smoke_open_connections Connections open right now.");

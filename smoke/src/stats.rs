@@ -159,6 +159,55 @@ pub(crate) fn bump(counter: &AtomicU64, by: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
 }
 
+/// The upper bounds of the histogram buckets, in microseconds: 10 µs to 1 s in 1-2.5-5 steps.
+/// A last bucket takes everything above.
+pub(crate) const BUCKET_BOUNDS_US: [u64; 16] =
+    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
+
+/// A worker's histogram of durations: fixed buckets, written by the owning worker only (plain
+/// loads and stores, as the counters), merged when read.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; BUCKET_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+/// What a [`Histogram`] held when read: each bucket's count (not cumulative) and the sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Durations {
+    pub(crate) buckets: [u64; BUCKET_BOUNDS_US.len() + 1],
+    pub(crate) sum_us: u64,
+}
+
+impl Histogram {
+    /// Counts one duration of `micros`.
+    #[inline]
+    pub(crate) fn record(&self, micros: u64) {
+        let bucket = BUCKET_BOUNDS_US.iter().position(|&bound| micros <= bound).unwrap_or(BUCKET_BOUNDS_US.len());
+        bump(&self.buckets[bucket], 1);
+        bump(&self.sum_us, micros);
+    }
+
+    pub(crate) fn read(&self) -> Durations {
+        Durations { buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)), sum_us: self.sum_us.load(Relaxed) }
+    }
+}
+
+impl Durations {
+    /// Every count added to this one's.
+    pub(crate) fn merge(mut self, other: &Durations) -> Durations {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_us += other.sum_us;
+        self
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
 /// Takes from a gauge (a counter that also falls) owned by the calling worker.
 #[inline]
 pub(crate) fn lower(gauge: &AtomicU64, by: u64) {

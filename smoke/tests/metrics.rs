@@ -64,6 +64,14 @@ fn the_exposition_counts_this_tests_requests_and_promtool_accepts_it() {
     assert!(sample(&text, "smoke_sent_bytes_total").unwrap() > 0, "{text}");
     assert_eq!(sample(&text, "smoke_ready"), Some(1));
     assert!(text.contains("# TYPE smoke_udp_peers gauge\n"), "{text}");
+    // The event loop turned at least once per request, and the histogram adds up.
+    let turns = sample(&text, "smoke_loop_turn_seconds_count").unwrap();
+    assert!(turns >= 7, "{text}");
+    assert_eq!(sample(&text, "smoke_loop_turn_seconds_bucket{le=\"+Inf\"}"), Some(turns));
+    let per_worker: u64 = (0..2)
+        .map(|w| sample(&text, &format!("smoke_worker_loop_turn_seconds_count{{worker=\"{w}\"}}")).unwrap())
+        .sum();
+    assert_eq!(per_worker, turns);
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -223,7 +231,7 @@ fn the_dashboard_draws_every_chart_in_chromium_with_the_numbers_of_metrics() {
             break;
         }
     }
-    for chart in ["connections", "accepted", "bytes", "drops", "ticks"] {
+    for chart in ["connections", "accepted", "bytes", "drops", "ticks", "turns", "lateness"] {
         let drawn: u64 = attribute(&dom, &format!("chart-{chart}"), "data-drawn")
             .unwrap_or_else(|| panic!("the {chart} chart was not drawn: {dom}"))
             .parse()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use crate::rt::mailbox::Mailbox;
-use crate::stats::{Counters, Stats, StatsSource};
+use crate::stats::{Counters, Histogram, Stats, StatsSource};
 use crate::sys::EventFd;
 
 /// A server's workers as other threads (the handle, publishers, the other workers) see them.
@@ -82,6 +82,10 @@ pub(crate) struct Caps {
 #[derive(Debug)]
 pub(crate) struct WorkerShared {
     pub(crate) counters: Counters,
+    /// How long each turn of the event loop took, from a wake-up to the next wait.
+    pub(crate) turns: Histogram,
+    /// How late each tick ran against its schedule.
+    pub(crate) tick_lateness: Histogram,
     pub(crate) waker: EventFd,
     /// Topic publications for this worker's subscribers (see `rt::pubsub`).
     pub(crate) mailbox: Mutex<Mailbox>,
@@ -96,6 +100,8 @@ impl WorkerSet {
             .map(|_| {
                 Ok(Arc::new(WorkerShared {
                     counters: Counters::default(),
+                    turns: Histogram::default(),
+                    tick_lateness: Histogram::default(),
                     waker: EventFd::new()?,
                     mailbox: Mutex::default(),
                     has_mail: AtomicBool::new(false),

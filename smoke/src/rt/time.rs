@@ -10,16 +10,24 @@ use std::time::{Duration, Instant};
 pub(crate) struct Clock {
     started: Instant,
     now: u64,
+    /// The same instant in microseconds, for the histograms of how long things take.
+    now_us: u64,
 }
 
 impl Clock {
     pub(crate) fn start() -> Clock {
-        Clock { started: Instant::now(), now: 0 }
+        Clock { started: Instant::now(), now: 0, now_us: 0 }
     }
 
     /// Reads the time again; everything in this loop turn sees this instant.
     pub(crate) fn refresh(&mut self) {
-        self.now = self.started.elapsed().as_millis() as u64;
+        self.now_us = self.started.elapsed().as_micros() as u64;
+        self.now = self.now_us / 1000;
+    }
+
+    /// Microseconds since the worker started, as of the last refresh.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.now_us
     }
 
     /// Milliseconds since the worker started, as of the last refresh.

@@ -190,14 +190,19 @@ impl<S: Service> EventLoop<S> {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         let mut retrying = Vec::new();
+        let mut turn_started = None;
         loop {
             self.core.clock.refresh();
+            if let Some(started) = turn_started.take() {
+                self.core.own.turns.record(self.core.clock.now_us().saturating_sub(started));
+            }
             let timeout = self.next_timeout();
             if let Err(e) = self.core.epoll.wait(&mut events, timeout) {
                 log::error!("worker {}: epoll_wait failed, stopping: {e}", self.core.index);
                 break;
             }
             self.core.clock.refresh();
+            turn_started = Some(self.core.clock.now_us());
             for i in 0..events.len() {
                 let event = events.get(i);
                 let token = Token::from_epoll(event.token);

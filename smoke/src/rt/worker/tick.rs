@@ -148,6 +148,7 @@ impl<S: Service> EventLoop<S> {
         let counters = &self.core.own.counters;
         bump(&counters.ticks, 1);
         bump(&counters.ticks_missed, expirations - 1);
+        self.core.own.tick_lateness.record(late.as_micros() as u64);
         let counters = self.core.own.clone();
         let id = ConnId::new(self.core.index, 0);
         let mut tick = Tick {
