@@ -121,6 +121,28 @@ fn smoke_metrics_adds_an_admin_listener_that_curl_and_the_banner_find() {
 }
 
 #[test]
+fn the_chat_prints_the_address_to_open_in_a_browser_and_serves_its_page_there() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .env("SMOKE_HTTP", "0.0.0.0:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the chat example");
+    let mut banner = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut banner).unwrap();
+    let port = banner
+        .strip_prefix("Chatter listening on 0.0.0.0:")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{banner:?}"));
+    let url = format!("http://127.0.0.1:{port}/");
+    assert_eq!(banner, format!("Chatter listening on 0.0.0.0:{port} (http), open {url}\n"));
+    assert!(curl(&[&url]).contains("<h1>smoke chat"), "the page is at {url}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn a_malformed_override_is_a_clear_startup_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_echo")).env("SMOKE_TCP", "99999").output().unwrap();
     assert!(!output.status.success());
@@ -500,10 +522,11 @@ fn start_listening(binary: &str, name: &str, variables: &[&str]) -> (Running, Ve
     for _ in variables {
         let mut banner = String::new();
         reader.read_line(&mut banner).unwrap();
-        // "Name listening on ADDR (proto)"
+        // "Name listening on ADDR (proto)", and for HTTP ", open URL"
         let rest = banner.strip_prefix(&format!("{name} listening on ")).unwrap_or_else(|| panic!("{banner:?}"));
-        let (addr, protocol) = rest.trim().split_once(' ').unwrap();
-        addrs.push((protocol.trim_matches(['(', ')']).to_owned(), addr.parse().unwrap()));
+        let mut words = rest.split_whitespace();
+        let (addr, protocol) = (words.next().unwrap(), words.next().unwrap());
+        addrs.push((protocol.trim_matches(['(', ')', ',']).to_owned(), addr.parse().unwrap()));
     }
     (Running { child, addr: addrs[0].1 }, addrs)
 }
@@ -665,7 +688,7 @@ fn start_chat_with_tls(
         let mut banner = String::new();
         stdout.read_line(&mut banner).unwrap();
         let rest = banner.strip_prefix("Chatter listening on ").unwrap_or_else(|| panic!("{banner:?}"));
-        assert!(rest.trim().ends_with(&format!("({protocol})")), "{banner:?}");
+        assert!(rest.contains(&format!(" ({protocol})")), "{banner:?}");
         addrs.push(rest.split_whitespace().next().unwrap().parse().unwrap());
     }
     (child, stdout, addrs[0], addrs[1])

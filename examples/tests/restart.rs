@@ -38,7 +38,7 @@ impl Chat {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut banner = String::new();
         stdout.read_line(&mut banner).unwrap();
-        assert_eq!(banner.trim_end(), format!("Chatter listening on {addr} (http)"));
+        assert_eq!(banner.trim_end(), format!("Chatter listening on {addr} (http), open http://{addr}/"));
         let mut workers = Vec::new();
         if processes > 1 {
             banner.clear();

@@ -196,11 +196,32 @@ impl ServerHandle {
 }
 
 /// Says where a served server listens, one line per listener on stdout:
-/// `Echo listening on 127.0.0.1:9000 (tcp)`.
+/// `Echo listening on 127.0.0.1:9000 (tcp)`; an HTTP listener adds the address a browser on
+/// this machine opens: `Chatter listening on 0.0.0.0:8090 (http), open http://127.0.0.1:8090/`.
 pub(crate) fn announce(name: &str, addrs: &[(Protocol, SocketAddr)]) {
     for (protocol, addr) in addrs {
-        println!("{name} listening on {addr} ({})", protocol.name());
+        match browser_url(*protocol, *addr) {
+            Some(url) => println!("{name} listening on {addr} ({}), open {url}", protocol.name()),
+            None => println!("{name} listening on {addr} ({})", protocol.name()),
+        }
     }
+}
+
+/// Where a browser on this machine reaches an HTTP listener: its address, or loopback for a
+/// listener on every address.
+fn browser_url(protocol: Protocol, addr: SocketAddr) -> Option<String> {
+    let scheme = match protocol {
+        Protocol::Http => "http",
+        Protocol::Https => "https",
+        _ => return None,
+    };
+    let host = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    Some(format!("{scheme}://{host}:{}/", addr.port()))
 }
 
 /// [`announce`]s `server`'s listeners, and its admin listener last:
