@@ -149,7 +149,24 @@ fn a_malformed_override_is_a_clear_startup_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     // `main` returns smoke::Error, whose Debug form is its sentence: the variable, the value
     // and the reason are all in it.
-    assert!(stderr.contains("SMOKE_TCP=") && stderr.contains("port 99999 is out of range"), "stderr: {stderr}");
+    assert_eq!(stderr, "Error: SMOKE_TCP=\"99999\": port 99999 is out of range (0..=65535)\n");
+}
+
+#[test]
+fn a_missing_certificate_is_one_sentence_on_stderr() {
+    let output = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .env("SMOKE_HTTP", "127.0.0.1:0")
+        .env("SMOKE_HTTPS", "127.0.0.1:0")
+        .env("SMOKE_TLS_CERT", "/nonexistent/cert.pem")
+        .env("SMOKE_TLS_KEY", "/nonexistent/key.pem")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "Error: tls_cert /nonexistent/cert.pem: cannot read it: No such file or directory (os error 2)\n"
+    );
+    assert!(output.stdout.is_empty(), "nothing was announced");
 }
 
 #[test]

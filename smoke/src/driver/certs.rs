@@ -113,10 +113,18 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// A PEM file's error in words: a file that cannot be read says so, not "I/O error".
+fn pem_failure(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(e) => format!("cannot read it: {e}"),
+        other => other.to_string(),
+    }
+}
+
 fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<(Vec<String>, Arc<CertifiedKey>), Error> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::config(format!("tls_cert {}: {e}", cert.display())))?;
+        .map_err(|e| Error::config(format!("tls_cert {}: {}", cert.display(), pem_failure(e))))?;
     let Some(leaf) = chain.first() else {
         return Err(Error::config(format!("tls_cert {}: no certificate in it", cert.display())));
     };
@@ -125,8 +133,8 @@ fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<(Vec<
         .valid_dns_names()
         .map(str::to_owned)
         .collect();
-    let private_key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| Error::config(format!("tls_key {}: {e}", key.display())))?;
+    let private_key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::config(format!("tls_key {}: {}", key.display(), pem_failure(e))))?;
     let certified = CertifiedKey::from_der(chain, private_key, provider)
         .map_err(|e| Error::config(format!("tls_key {} for tls_cert {}: {e}", key.display(), cert.display())))?;
     Ok((names, Arc::new(certified)))
