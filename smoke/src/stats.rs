@@ -71,9 +71,13 @@ counters! {
     /// Connections closed by the runtime's timeouts: no input for `idle_timeout`, or output
     /// not taken for `send_timeout`.
     timeouts,
+    /// HTTP requests handed to the server's handlers (routes, `on_request`, WebSocket upgrades).
+    requests,
     /// HTTP requests refused by the protocol layer (400, 413, 431, 505), each closing its
     /// connection.
     rejected,
+    /// WebSocket messages received and handed to `on_message`.
+    ws_messages,
     /// TLS connections closed for a failed handshake (not TLS, a bad ClientHello, nothing in
     /// common, or not done within `header_timeout`) or a record that did not authenticate.
     tls_failures,

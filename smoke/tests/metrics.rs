@@ -57,6 +57,7 @@ fn the_exposition_counts_this_tests_requests_and_promtool_accepts_it() {
     let (status, text) = get(admin, "/metrics");
     assert_eq!(status, 200);
     assert_eq!(sample(&text, "smoke_connections_accepted_total"), Some(7), "{text}");
+    assert_eq!(sample(&text, "smoke_http_requests_total"), Some(7), "{text}");
     let per_worker: u64 = (0..2)
         .map(|w| sample(&text, &format!("smoke_worker_connections_accepted_total{{worker=\"{w}\"}}")).unwrap())
         .sum();
@@ -231,7 +232,7 @@ fn the_dashboard_draws_every_chart_in_chromium_with_the_numbers_of_metrics() {
             break;
         }
     }
-    for chart in ["connections", "accepted", "bytes", "drops", "ticks", "turns", "lateness"] {
+    for chart in ["connections", "accepted", "requests", "bytes", "drops", "ticks", "turns", "lateness"] {
         let drawn: u64 = attribute(&dom, &format!("chart-{chart}"), "data-drawn")
             .unwrap_or_else(|| panic!("the {chart} chart was not drawn: {dom}"))
             .parse()

@@ -146,6 +146,9 @@ fn messages_echo_and_the_close_handshake_completes() {
     assert_eq!(ws.read().unwrap(), tungstenite::Message::binary(payload));
     ws.send(tungstenite::Message::Ping(b"are you there".to_vec().into())).unwrap();
     assert_eq!(ws.read().unwrap(), tungstenite::Message::Pong(b"are you there".to_vec().into()));
+    // Two messages reached on_message (a ping is not one); the upgrade was a request.
+    let stats = server.stats();
+    assert_eq!((stats.ws_messages, stats.requests), (2, 1), "{stats:?}");
 
     // The client closes: the server echoes its code and reports it.
     ws.close(Some(CloseFrame { code: CloseCode::from(4321), reason: "done here".into() })).unwrap();

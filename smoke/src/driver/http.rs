@@ -25,6 +25,7 @@ pub(super) fn requests<T: Session>(
     let context = Context { limits: &service.http, now: wall_clock_seconds(), server: conn.workers };
     let mut agreed = Agreed::default();
     let served = machine.serve(conn, input, &context, |req, res, conn| {
+        bump(&conn.counters.requests, 1);
         if !only_upgrades && ws_path != Some(req.path()) {
             user.on_request(req, res);
             return Answer::Respond;

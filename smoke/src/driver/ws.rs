@@ -14,6 +14,7 @@ struct Handlers<'s, T> {
 
 impl<'a, T: Session> ws::Events<Conn<'a>> for Handlers<'_, T> {
     fn on_message(&mut self, state: &mut State, conn: &mut Conn<'a>, message: Message<'_>) {
+        crate::stats::bump(&conn.counters.ws_messages, 1);
         self.session.on_message(&mut WsConn { conn, state, settings: self.settings }, message);
     }
 
