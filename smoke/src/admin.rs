@@ -87,11 +87,17 @@ fn serve(listener: &TcpListener, epoll: &Epoll, workers: &WorkerSet) {
 /// Reads one request and answers it, then closes.
 fn answer(mut stream: TcpStream, workers: &WorkerSet) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    // One deadline for the whole request: a client sending a byte at a time gets no longer.
+    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no whole request within a second"));
+        }
+        stream.set_read_timeout(Some(left))?;
         let read = stream.read(&mut buf)?;
         if read == 0 || head.len() + read > MAX_REQUEST {
             return Ok(());
