@@ -1,16 +1,18 @@
 //! The admin listener (`metrics = 9100`): Prometheus's text exposition at `/metrics`, the
 //! probes orchestrators ask, `/healthz` (the process serves) and `/readyz` (every worker runs
-//! and none is draining), and a live dashboard at `/` drawn from `/metrics`. It has a thread of its own, so a scrape never queues behind the
-//! workers' traffic and costs them nothing but the relaxed loads of their counters.
+//! and none is draining), and a live dashboard at `/` drawn from `/metrics`. It has a thread of
+//! its own, so a scrape never queues behind the workers' traffic and costs them nothing but the
+//! relaxed loads of their counters and a moment's lock on each mailbox and topic count.
 //!
 //! One connection at a time, one request each, a second to send it: the port is for the
 //! monitoring network, not for the public.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -155,14 +157,26 @@ const NAMES: &[(&str, &str)] = &[
 
 /// The histograms: name (without `smoke_`), help, and where a worker keeps it.
 type HistogramOf = fn(&WorkerShared) -> &Histogram;
-const HISTOGRAMS: [(&str, &str, HistogramOf); 2] = [
+const HISTOGRAMS: [(&str, &str, HistogramOf); 4] = [
     (
         "loop_turn_seconds",
         "How long one turn of a worker's event loop took, from a wake-up to its next wait: the handlers, timers, deliveries and sends of that turn.",
         |worker| &worker.turns,
     ),
+    (
+        "handler_seconds",
+        "How long the server took over one read of a connection's input (parsing, your handlers, encoding the replies) or one datagram, timed for a random one in 16.",
+        |worker| &worker.handlers,
+    ),
+    ("tick_seconds", "How long each tick's handler took.", |worker| &worker.tick_handler),
     ("tick_lateness_seconds", "How late each tick ran against its schedule.", |worker| &worker.tick_lateness),
 ];
+
+/// The topics with the most subscribers, each with its own series; the rest are summed in
+/// `smoke_topics` alone, so a server with a million rooms does not send a million series.
+const TOP_TOPICS: usize = 10;
+/// A topic name in a label is cut to this many bytes.
+const MAX_TOPIC_LABEL: usize = 128;
 
 /// One histogram's series: cumulative buckets by their upper bound in seconds, `+Inf`, the sum
 /// in seconds and the count, with `labels` (`worker="0"`, or none) before `le`.
@@ -172,7 +186,7 @@ fn write_histogram(out: &mut String, name: &str, labels: &str, durations: &Durat
         cumulative += count;
         let _ = writeln!(out, "{name}_bucket{{{labels}{separator}le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
     }
-    let (count, sum) = (durations.count(), durations.sum_us as f64 / 1e6);
+    let (count, sum) = (durations.count(), durations.sum_ns as f64 / 1e9);
     let _ = writeln!(out, "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}");
     let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
     let _ = writeln!(out, "{name}_sum{braces} {sum}\n{name}_count{braces} {count}");
@@ -216,11 +230,67 @@ pub(crate) fn exposition(workers: &WorkerSet) -> String {
             write_histogram(&mut out, &format!("smoke_worker_{name}"), &format!("worker=\"{worker}\""), durations);
         }
     }
+    write_topics(&mut out, workers);
+    write_mailboxes(&mut out, workers);
     let _ = writeln!(out, "# HELP smoke_open_connections Connections open right now.");
     let _ = writeln!(out, "# TYPE smoke_open_connections gauge\nsmoke_open_connections {}", total.current());
     let _ = writeln!(out, "# HELP smoke_ready 1 while every worker runs and none is draining (as /readyz).");
     let _ = writeln!(out, "# TYPE smoke_ready gauge\nsmoke_ready {}", u8::from(workers.ready()));
     out
+}
+
+/// Subscribers of the [`TOP_TOPICS`] largest topics across the workers, and how many topics
+/// have any.
+fn write_topics(out: &mut String, workers: &WorkerSet) {
+    let mut merged: HashMap<Box<str>, usize> = HashMap::new();
+    for worker in &workers.workers {
+        let counts = worker.topic_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        for (topic, count) in counts.iter() {
+            *merged.entry(topic.clone()).or_default() += count;
+        }
+    }
+    let _ = writeln!(out, "# HELP smoke_topics Topics with at least one subscriber.");
+    let _ = writeln!(out, "# TYPE smoke_topics gauge\nsmoke_topics {}", merged.len());
+    let mut largest: Vec<_> = merged.into_iter().collect();
+    largest.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let _ = writeln!(
+        out,
+        "# HELP smoke_topic_subscribers Subscribers of the {TOP_TOPICS} topics that have the most.\n# TYPE smoke_topic_subscribers gauge"
+    );
+    for (topic, count) in largest.iter().take(TOP_TOPICS) {
+        let _ = writeln!(out, "smoke_topic_subscribers{{topic=\"{}\"}} {count}", label_value(topic));
+    }
+}
+
+/// What each worker's mailbox holds: publications other threads left that it has not picked
+/// up yet. Bytes near `max_mailbox` mean it is behind, and the next publications are dropped.
+fn write_mailboxes(out: &mut String, workers: &WorkerSet) {
+    let depths: Vec<_> = workers
+        .workers
+        .iter()
+        .map(|worker| worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner).depth())
+        .collect();
+    let series = [
+        ("mailbox_publications", "Publications waiting in a worker's mailbox for it to pick up."),
+        ("mailbox_bytes", "Bytes waiting in a worker's mailbox, against max_mailbox."),
+    ];
+    for (which, (name, help)) in series.iter().enumerate() {
+        let _ = writeln!(out, "# HELP smoke_worker_{name} {help}\n# TYPE smoke_worker_{name} gauge");
+        for (worker, depth) in depths.iter().enumerate() {
+            let value = if which == 0 { depth.0 } else { depth.1 };
+            let _ = writeln!(out, "smoke_worker_{name}{{worker=\"{worker}\"}} {value}");
+        }
+    }
+}
+
+/// `text` as a label value: backslash, quote and newline escaped, cut to [`MAX_TOPIC_LABEL`]
+/// bytes on a character boundary.
+fn label_value(text: &str) -> String {
+    let mut end = text.len().min(MAX_TOPIC_LABEL);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -237,6 +307,12 @@ mod tests {
         assert!(NAMES.iter().all(|(field, _)| fields.iter().any(|(f, _, _)| f == field)), "a renamed field is gone");
         assert_eq!(metric("accepted"), ("connections_accepted_total".into(), "counter"));
         assert_eq!(metric("peers"), ("udp_peers".into(), "gauge"));
+    }
+
+    #[test]
+    fn a_topic_label_is_escaped_and_cut() {
+        assert_eq!(label_value("room \"a\"\\1\n"), r#"room \"a\"\\1\n"#);
+        assert_eq!(label_value(&"é".repeat(100)).len(), MAX_TOPIC_LABEL);
     }
 
     #[test]

@@ -169,31 +169,32 @@ pub(crate) const BUCKET_BOUNDS_US: [u64; 16] =
     [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
 
 /// A worker's histogram of durations: fixed buckets, written by the owning worker only (plain
-/// loads and stores, as the counters), merged when read.
+/// loads and stores, as the counters), merged when read. The sum is kept in nanoseconds, so a
+/// mean of sub-microsecond handler calls does not round to zero.
 #[derive(Debug, Default)]
 pub(crate) struct Histogram {
     buckets: [AtomicU64; BUCKET_BOUNDS_US.len() + 1],
-    sum_us: AtomicU64,
+    sum_ns: AtomicU64,
 }
 
 /// What a [`Histogram`] held when read: each bucket's count (not cumulative) and the sum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Durations {
     pub(crate) buckets: [u64; BUCKET_BOUNDS_US.len() + 1],
-    pub(crate) sum_us: u64,
+    pub(crate) sum_ns: u64,
 }
 
 impl Histogram {
-    /// Counts one duration of `micros`.
+    /// Counts one duration of `nanos`.
     #[inline]
-    pub(crate) fn record(&self, micros: u64) {
-        let bucket = BUCKET_BOUNDS_US.iter().position(|&bound| micros <= bound).unwrap_or(BUCKET_BOUNDS_US.len());
+    pub(crate) fn record(&self, nanos: u64) {
+        let bucket = BUCKET_BOUNDS_US.iter().position(|&bound| nanos <= bound * 1000).unwrap_or(BUCKET_BOUNDS_US.len());
         bump(&self.buckets[bucket], 1);
-        bump(&self.sum_us, micros);
+        bump(&self.sum_ns, nanos);
     }
 
     pub(crate) fn read(&self) -> Durations {
-        Durations { buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)), sum_us: self.sum_us.load(Relaxed) }
+        Durations { buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)), sum_ns: self.sum_ns.load(Relaxed) }
     }
 }
 
@@ -203,7 +204,7 @@ impl Durations {
         for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
             *mine += theirs;
         }
-        self.sum_us += other.sum_us;
+        self.sum_ns += other.sum_ns;
         self
     }
 

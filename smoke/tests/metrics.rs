@@ -8,6 +8,7 @@ mod common;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::eventually;
@@ -89,8 +90,11 @@ fn the_exposition_counts_this_tests_requests_and_promtool_accepts_it() {
     // The Observability chapter lists every metric (each once more per worker).
     let chapter =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/observability.md")).unwrap();
-    for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()) {
-        if !name.starts_with("smoke_worker_") {
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    for name in &names {
+        // A per-worker series is listed under its sum's name, when it has one.
+        let summed = name.strip_prefix("smoke_worker_").map(|rest| format!("smoke_{rest}"));
+        if summed.is_none_or(|summed| !names.contains(&summed.as_str())) {
             assert!(chapter.contains(&format!("| `{name}` |")), "the book does not list {name}");
         }
     }
@@ -271,4 +275,117 @@ fn a_client_trickling_its_request_is_cut_off_and_holds_the_admin_listener_no_lon
     let _ = slow.read_to_end(&mut answer);
     assert!(!answer.starts_with(b"HTTP/1.1 200"), "answered after 3 s of trickling");
     assert_eq!(get(admin, "/healthz"), (200, "ok\n".to_owned()));
+}
+
+static STALL: AtomicBool = AtomicBool::new(false);
+static WORKERS_STALLED: AtomicUsize = AtomicUsize::new(0);
+
+/// Rooms: each WebSocket subscribes to the topic its URL names and publishes what it sends
+/// there; every tick takes 2 ms, and a worker stalls in its tick while `STALL` is set.
+#[derive(Default)]
+struct Rooms {
+    topic: String,
+}
+
+#[smoke::server(http = 8080, ws_path = "/ws", metrics = 9100, threads = 2)]
+impl Rooms {
+    #[on_upgrade]
+    fn upgrade(&mut self, req: &Request, _upgrade: &mut Upgrade) {
+        self.topic = req.query().and_then(|q| q.strip_prefix("topic=")).unwrap_or("none").to_owned();
+    }
+
+    #[on_open]
+    fn open(&mut self, ws: &mut WsConn) {
+        ws.subscribe(&self.topic);
+    }
+
+    #[on_message]
+    fn message(&mut self, ws: &mut WsConn, message: Message) {
+        ws.publish(&self.topic, message);
+    }
+
+    #[on_tick(ms = 10)]
+    fn tick(_worker: &mut Worker<Self>) {
+        std::thread::sleep(Duration::from_millis(2));
+        if STALL.load(Ordering::SeqCst) {
+            WORKERS_STALLED.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(800));
+            WORKERS_STALLED.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn join(addr: SocketAddr, topic: &str) -> tungstenite::WebSocket<TcpStream> {
+    let stream = common::connect(addr);
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tungstenite::client::client(format!("ws://{addr}/ws?topic={topic}"), stream).expect("upgrade").0
+}
+
+#[test]
+fn topics_mailboxes_and_handler_times_are_in_the_exposition() {
+    let config = common::on_loopback(Rooms::config(), "http").metrics("127.0.0.1:0");
+    let server = Rooms::spawn(config).expect("the server starts");
+    let (http, admin) = (server.local_addr(), server.metrics_addr().unwrap());
+    let mut lobby: Vec<_> = (0..5).map(|_| join(http, "lobby")).collect();
+    let _room: Vec<_> = (0..3).map(|_| join(http, "room-1")).collect();
+    let _singles: Vec<_> = (0..12).map(|i| join(http, &format!("single-{i}"))).collect();
+    let scrape = || get(admin, "/metrics").1;
+    let topics_line = |text: &str| text.lines().filter(|l| l.starts_with("smoke_topic_subscribers{")).count();
+    let mut text = String::new();
+    assert!(eventually(Duration::from_secs(5), || {
+        text = scrape();
+        sample(&text, "smoke_topics") == Some(14)
+    }));
+    assert_eq!(sample(&text, "smoke_topic_subscribers{topic=\"lobby\"}"), Some(5), "{text}");
+    assert_eq!(sample(&text, "smoke_topic_subscribers{topic=\"room-1\"}"), Some(3), "{text}");
+    assert_eq!(topics_line(&text), 10, "only the ten largest topics have a series: {text}");
+
+    // Input handlers are timed one call in 16 on average, never fewer than one in 31: 200
+    // messages, each waited for so it is a read of its own, are timed at least 6 times.
+    for i in 0..200 {
+        lobby[0].send(tungstenite::Message::text(format!("m{i}"))).unwrap();
+        assert_eq!(lobby[0].read().unwrap(), tungstenite::Message::text(format!("m{i}")));
+    }
+    for client in &mut lobby[1..] {
+        for i in 0..200 {
+            assert_eq!(client.read().unwrap(), tungstenite::Message::text(format!("m{i}")));
+        }
+    }
+    let text = scrape();
+    let timed = sample(&text, "smoke_handler_seconds_count").unwrap();
+    assert!((6..=300).contains(&timed), "{timed} handler calls timed: {text}");
+    // Every tick sleeps 2 ms, so none is in the 1 ms bucket.
+    let ticks = sample(&text, "smoke_tick_seconds_count").unwrap();
+    assert!(ticks > 0, "{text}");
+    assert_eq!(sample(&text, "smoke_tick_seconds_bucket{le=\"0.001\"}"), Some(0), "{text}");
+
+    // Both workers stall in a tick: publications from outside wait in their mailboxes.
+    STALL.store(true, Ordering::SeqCst);
+    assert!(eventually(Duration::from_secs(5), || WORKERS_STALLED.load(Ordering::SeqCst) == 2));
+    STALL.store(false, Ordering::SeqCst);
+    for i in 0..5 {
+        server.publish("lobby", format!("news {i}").as_str());
+    }
+    let text = scrape();
+    let waiting = |text: &str, name: &str| -> u64 {
+        (0..2).map(|w| sample(text, &format!("smoke_worker_{name}{{worker=\"{w}\"}}")).unwrap()).sum()
+    };
+    assert!(WORKERS_STALLED.load(Ordering::SeqCst) == 2, "the stall ended before the scrape; the test is too slow");
+    assert_eq!(waiting(&text, "mailbox_publications"), 10, "{text}");
+    assert!(waiting(&text, "mailbox_bytes") >= 10 * "lobbynews 0".len() as u64, "{text}");
+    for client in &mut lobby {
+        for i in 0..5 {
+            assert_eq!(client.read().unwrap(), tungstenite::Message::text(format!("news {i}")));
+        }
+    }
+    assert!(eventually(Duration::from_secs(5), || waiting(&scrape(), "mailbox_publications") == 0));
+
+    // The lobby empties: its series goes.
+    drop(lobby);
+    let mut text = String::new();
+    assert!(eventually(Duration::from_secs(5), || {
+        text = scrape();
+        sample(&text, "smoke_topics") == Some(13)
+    }));
+    assert_eq!(sample(&text, "smoke_topic_subscribers{topic=\"lobby\"}"), None, "{text}");
 }

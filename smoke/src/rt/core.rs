@@ -3,6 +3,7 @@
 //! run with the core borrowed whole while the table holds the connection.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::rt::buf::BufPool;
 use crate::rt::config::Limits;
@@ -38,7 +39,16 @@ pub(crate) struct Core {
     pub(crate) clock: Clock,
     /// Sessions created on this worker: each one's id and generation.
     sequence: u64,
+    /// Input handler calls to let pass before timing one, and the xorshift state that draws
+    /// the next gap (see [`Core::sample_handler`]).
+    until_timed: u32,
+    sample_state: u32,
 }
+
+/// Input handler calls are timed one in this many on average. A clock read costs about what a
+/// small handler does, so timing every call would make the hot path a good deal slower to
+/// measure it; a random one in 16 gives the same histogram's shape over any scrape interval.
+const HANDLER_SAMPLE: u32 = 16;
 
 impl Core {
     pub(crate) fn new(index: usize, epoll: Epoll, workers: Arc<WorkerSet>, limits: Limits) -> Core {
@@ -55,6 +65,34 @@ impl Core {
             timers: TimerWheel::default(),
             clock: Clock::start(),
             sequence: 0,
+            until_timed: 0,
+            sample_state: 0x9E37_79B9 ^ index as u32,
+        }
+    }
+
+    /// Starts timing this input handler call if it is the sampled one: `Some(start)`, to hand
+    /// to [`Core::handler_done`]. The calls skipped before the next sample are random (0 to 30), so
+    /// sessions served in a fixed order are not always the one timed.
+    #[inline]
+    pub(crate) fn sample_handler(&mut self) -> Option<Instant> {
+        if self.until_timed > 0 {
+            self.until_timed -= 1;
+            return None;
+        }
+        let mut x = self.sample_state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.sample_state = x;
+        self.until_timed = x % (2 * HANDLER_SAMPLE - 1);
+        Some(Instant::now())
+    }
+
+    /// Records a sampled handler call's duration in `handler_seconds`.
+    #[inline]
+    pub(crate) fn handler_done(&self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.own.handlers.record(started.elapsed().as_nanos() as u64);
         }
     }
 

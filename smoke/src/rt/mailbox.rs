@@ -38,6 +38,11 @@ impl Mailbox {
         self.letters.is_empty()
     }
 
+    /// Publications held and their bytes (topics included), as the cap counts them.
+    pub(crate) fn depth(&self) -> (usize, usize) {
+        (self.letters.len(), self.bytes.len())
+    }
+
     /// True while letters remain unread.
     pub(crate) fn has_unread(&self) -> bool {
         self.read.0 < self.letters.len()

@@ -14,7 +14,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crate::rt::shared::{TopicBridge, WorkerSet};
+use crate::rt::shared::{TopicBridge, WorkerSet, WorkerShared};
 use crate::rt::token::ConnId;
 
 /// A subscriber: its fd (the session table's key) and its id (so a reused fd never receives
@@ -28,16 +28,21 @@ struct Registry {
     by_connection: HashMap<ConnId, Vec<Box<str>>>,
     /// The server's cluster bridge, told when a topic gains or loses this worker's interest.
     bridge: Option<Arc<dyn TopicBridge>>,
+    /// This worker as other threads see it: its per-topic subscriber counts are kept there.
+    own: Option<Arc<WorkerShared>>,
 }
 
 thread_local! {
     static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
 }
 
-/// Makes this thread a worker of the server `workers` runs: its topics' interest goes to the
-/// server's bridge, if it has one.
-pub(crate) fn attach(workers: &WorkerSet) {
-    REGISTRY.with_borrow_mut(|registry| registry.bridge = workers.bridge.clone());
+/// Makes this thread the worker `own` of the server `workers` runs: its topics' interest goes
+/// to the server's bridge, if it has one, and its subscriber counts to `own`.
+pub(crate) fn attach(workers: &WorkerSet, own: &Arc<WorkerShared>) {
+    REGISTRY.with_borrow_mut(|registry| {
+        registry.bridge = workers.bridge.clone();
+        registry.own = Some(own.clone());
+    });
 }
 
 pub(crate) fn subscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
@@ -48,15 +53,20 @@ pub(crate) fn subscribe(fd: RawFd, id: ConnId, topic: &str) -> bool {
             return false;
         }
         topics.push(topic.into());
-        match registry.topics.get_mut(topic) {
-            Some(subscribers) => subscribers.push((fd, id)),
+        let count = match registry.topics.get_mut(topic) {
+            Some(subscribers) => {
+                subscribers.push((fd, id));
+                subscribers.len()
+            }
             None => {
                 registry.topics.insert(topic.into(), vec![(fd, id)]);
                 if let Some(bridge) = &registry.bridge {
                     bridge.interest(topic, true);
                 }
+                1
             }
-        }
+        };
+        registry.count(topic, count);
         true
     })
 }
@@ -91,12 +101,26 @@ impl Registry {
             if let Some(index) = subscribers.iter().position(|s| *s == subscriber) {
                 subscribers.swap_remove(index);
             }
-            if subscribers.is_empty() {
+            let count = subscribers.len();
+            if count == 0 {
                 self.topics.remove(topic);
                 if let Some(bridge) = &self.bridge {
                     bridge.interest(topic, false);
                 }
             }
+            self.count(topic, count);
+        }
+    }
+
+    /// Publishes a topic's new subscriber count on this worker for the metrics.
+    fn count(&self, topic: &str, count: usize) {
+        let Some(own) = &self.own else { return };
+        let mut counts = own.topic_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        match counts.get_mut(topic) {
+            Some(_) if count == 0 => drop(counts.remove(topic)),
+            Some(held) => *held = count,
+            None if count == 0 => {}
+            None => drop(counts.insert(topic.into(), count)),
         }
     }
 }

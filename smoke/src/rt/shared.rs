@@ -1,6 +1,7 @@
 //! [`WorkerSet`]: what every thread can see of a running server's workers. Nothing here is
 //! written on the hot path except each worker's own counters.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -86,11 +87,18 @@ pub(crate) struct WorkerShared {
     pub(crate) turns: Histogram,
     /// How late each tick ran against its schedule.
     pub(crate) tick_lateness: Histogram,
+    /// How long input handler calls took (a sample of them: see `Core::sample_handler`).
+    pub(crate) handlers: Histogram,
+    /// How long each tick's handler took.
+    pub(crate) tick_handler: Histogram,
     pub(crate) waker: EventFd,
     /// Topic publications for this worker's subscribers (see `rt::pubsub`).
     pub(crate) mailbox: Mutex<Mailbox>,
     /// Set when the mailbox goes from empty to not empty; the worker checks it every turn.
     pub(crate) has_mail: AtomicBool,
+    /// How many of this worker's connections subscribe to each topic: `rt::pubsub` keeps it
+    /// as subscriptions come and go (never per publication), for the metrics.
+    pub(crate) topic_subscribers: Mutex<HashMap<Box<str>, usize>>,
 }
 
 impl WorkerSet {
@@ -102,9 +110,12 @@ impl WorkerSet {
                     counters: Counters::default(),
                     turns: Histogram::default(),
                     tick_lateness: Histogram::default(),
+                    handlers: Histogram::default(),
+                    tick_handler: Histogram::default(),
                     waker: EventFd::new()?,
                     mailbox: Mutex::default(),
                     has_mail: AtomicBool::new(false),
+                    topic_subscribers: Mutex::default(),
                 }))
             })
             .collect::<io::Result<_>>()?;

@@ -296,7 +296,10 @@ impl<S: Service> EventLoop<S> {
         entry.seen_twice |= known;
         let service = &*self.service;
         let handler = |session: &mut S::Peer, peer: &mut Peer<'_>| service.on_datagram(session, peer, packet);
-        match call_peer(&self.core, endpoints, entry, PeerState::default(), "on_datagram", handler) {
+        let timed = self.core.sample_handler();
+        let called = call_peer(&self.core, endpoints, entry, PeerState::default(), "on_datagram", handler);
+        self.core.handler_done(timed);
+        match called {
             Some(state) => apply_peer_requests(&mut self.core, closing, entry, token, state),
             None => closing.push((token, CloseReason::HandlerPanicked)),
         }

@@ -152,7 +152,7 @@ pub(crate) struct EventLoop<S: Service> {
 
 impl<S: Service> EventLoop<S> {
     pub(crate) fn new(core: Core, sockets: WorkerSockets, service: Arc<S>) -> io::Result<EventLoop<S>> {
-        pubsub::attach(&core.workers);
+        pubsub::attach(&core.workers, &core.own);
         let epoll = &core.epoll;
         epoll.add(core.own.waker.as_raw_fd(), Token::of(Kind::Waker, 0).to_epoll(), Interest::READABLE)?;
         for (i, listener) in sockets.listeners.iter().enumerate() {
@@ -194,7 +194,7 @@ impl<S: Service> EventLoop<S> {
         loop {
             self.core.clock.refresh();
             if let Some(started) = turn_started.take() {
-                self.core.own.turns.record(self.core.clock.now_us().saturating_sub(started));
+                self.core.own.turns.record(self.core.clock.now_us().saturating_sub(started) * 1000);
             }
             let timeout = self.next_timeout();
             if let Err(e) = self.core.epoll.wait(&mut events, timeout) {

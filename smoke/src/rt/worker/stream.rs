@@ -368,6 +368,7 @@ impl<St> Connection<St> {
         let Connection { session, stream, id, state, .. } = self;
         let max_write_buffer = core.limits.max_write_buffer;
         let mut consumed = 0;
+        let timed = core.sample_handler();
         while consumed < input.len() && !state.flags.has(Flags::INPUT_ENDED) {
             let rest = &mut input[consumed..];
             let offered = rest.len();
@@ -378,6 +379,7 @@ impl<St> Connection<St> {
                 None => state.flags.set(Flags::PANICKED),
             }
         }
+        core.handler_done(timed);
         if consumed < input.len() && state.out.pending() >= max_write_buffer {
             // It may have stopped for our backlog rather than for want of bytes (HTTP does,
             // with pipelined requests left): offer the rest again once the backlog drains, since

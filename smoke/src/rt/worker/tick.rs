@@ -148,7 +148,7 @@ impl<S: Service> EventLoop<S> {
         let counters = &self.core.own.counters;
         bump(&counters.ticks, 1);
         bump(&counters.ticks_missed, expirations - 1);
-        self.core.own.tick_lateness.record(late.as_micros() as u64);
+        self.core.own.tick_lateness.record(late.as_nanos() as u64);
         let counters = self.core.own.clone();
         let id = ConnId::new(self.core.index, 0);
         let mut tick = Tick {
@@ -159,7 +159,10 @@ impl<S: Service> EventLoop<S> {
             touched: &mut self.delivered,
         };
         let service = &*self.service;
-        if guarded(&counters.counters, id, "on_tick", || service.on_tick(&mut tick)).is_none() {
+        let started = Instant::now();
+        let ran = guarded(&counters.counters, id, "on_tick", || service.on_tick(&mut tick));
+        counters.tick_handler.record(started.elapsed().as_nanos() as u64);
+        if ran.is_none() {
             log::error!("worker {}: on_tick panicked; the next tick runs as scheduled", self.core.index);
         }
         self.wake_touched();
