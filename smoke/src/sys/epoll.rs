@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::syscall;
+use super::{direct_syscall, syscall};
 
 /// What a registration waits for. Every registration is edge-triggered: the runtime always reads
 /// or writes until `EAGAIN` (or re-queues the fd itself), so level-triggered re-reporting would
@@ -76,9 +76,11 @@ impl Epoll {
         };
         events.list.clear();
         let capacity = events.list.capacity() as libc::c_int;
+        let (fd, list) = (self.fd.as_raw_fd(), events.list.as_mut_ptr());
         // SAFETY: the kernel writes at most `capacity` entries into the vector's spare capacity,
-        // which is allocated and exclusively borrowed for the duration of the call.
-        let res = unsafe { syscall!(epoll_wait(self.fd.as_raw_fd(), events.list.as_mut_ptr(), capacity, timeout_ms)) };
+        // which is allocated and exclusively borrowed for the duration of the call. epoll_pwait
+        // with no signal mask is epoll_wait, on every architecture (some lack epoll_wait).
+        let res = unsafe { direct_syscall!(libc::SYS_epoll_pwait, fd, list, capacity, timeout_ms, 0, 0) };
         match res {
             Ok(n) => {
                 // SAFETY: epoll_wait initialised exactly `n` (<= capacity) entries.

@@ -28,6 +28,24 @@ pub(crate) use socket::{Listener, Stream};
 pub(crate) use timerfd::TimerFd;
 pub(crate) use udp::{RecvBatch, SendQueue, UdpSocket};
 
+/// Makes a system call directly (`syscall(2)`), with its arguments as `c_long`s, turning a `-1`
+/// return into the thread's `errno` as an `io::Error`. For the calls of the hot path: glibc's
+/// own wrappers of recv, send, epoll_wait and recvmmsg/sendmmsg are POSIX cancellation points,
+/// and bracket every call with enabling and disabling asynchronous cancellation, about 60
+/// instructions a call, more than the rest of the wrapper; smoke never cancels a thread. The
+/// caller's `unsafe` block and its SAFETY comment cover the call itself.
+macro_rules! direct_syscall {
+    ($number:expr $(, $arg:expr)* $(,)?) => {{
+        let res = libc::syscall($number $(, $arg as libc::c_long)*);
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use direct_syscall;
+
 /// Calls a libc function and turns its `-1` return into the thread's `errno` as an `io::Error`.
 /// The caller's `unsafe` block and its SAFETY comment cover the call itself.
 macro_rules! syscall {

@@ -7,7 +7,7 @@ use std::mem::{self, MaybeUninit};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-use super::syscall;
+use super::{direct_syscall, syscall};
 
 /// Pending connections the kernel may queue per listening socket. The kernel caps it at
 /// `net.core.somaxconn` (4096 on current kernels); asking for more costs nothing.
@@ -82,8 +82,10 @@ pub(crate) struct Stream {
 impl Stream {
     /// Reads into `buf`; `Ok(0)` is end of stream.
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
-        let n = unsafe { syscall!(recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0))? };
+        let (fd, ptr, len) = (self.fd.as_raw_fd(), buf.as_mut_ptr(), buf.len());
+        // SAFETY: `buf` is valid for writes of `len` bytes for the duration of the call; no
+        // source address is asked for.
+        let n = unsafe { direct_syscall!(libc::SYS_recvfrom, fd, ptr, len, 0, 0, 0)? };
         Ok(n as usize)
     }
 
@@ -91,9 +93,10 @@ impl Stream {
     pub(crate) fn recv_spare(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
         let len = spare.len().min(max);
+        let (fd, ptr) = (self.fd.as_raw_fd(), spare.as_mut_ptr());
         // SAFETY: the spare capacity is allocated and exclusively borrowed; recv writes at most
         // `len` bytes into it and we only extend the length by what it reports as written.
-        let n = unsafe { syscall!(recv(self.fd.as_raw_fd(), spare.as_mut_ptr().cast(), len, 0))? } as usize;
+        let n = unsafe { direct_syscall!(libc::SYS_recvfrom, fd, ptr, len, 0, 0, 0)? } as usize;
         // SAFETY: the first `n` bytes of the spare capacity were initialised by recv above.
         unsafe { buf.set_len(buf.len() + n) };
         Ok(n)
@@ -101,8 +104,10 @@ impl Stream {
 
     /// Sends without raising SIGPIPE on a closed peer (the error comes back as EPIPE instead).
     pub(crate) fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
-        let n = unsafe { syscall!(send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))? };
+        let (fd, ptr, len) = (self.fd.as_raw_fd(), buf.as_ptr(), buf.len());
+        // SAFETY: `buf` is valid for reads of `len` bytes for the duration of the call; no
+        // destination address is given (the socket is connected).
+        let n = unsafe { direct_syscall!(libc::SYS_sendto, fd, ptr, len, libc::MSG_NOSIGNAL, 0, 0)? };
         Ok(n as usize)
     }
 

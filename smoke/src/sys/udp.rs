@@ -6,6 +6,7 @@ use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use super::direct_syscall;
 use super::socket::{bind, local_addr, new_socket, set_flag, setsockopt, sockaddr_from, sockaddr_to};
 
 /// Datagrams per `sendmmsg` call (well under the kernel's UIO_MAXIOV).
@@ -59,22 +60,18 @@ impl UdpSocket {
     /// Receives up to `batch.capacity()` datagrams; `Ok(0)` when none is waiting.
     pub(crate) fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         batch.prepare();
+        let (fd, headers, count) = (self.fd.as_raw_fd(), batch.headers.as_mut_ptr(), batch.headers.len());
         // SAFETY: `prepare` pointed every header at its own live slot, address storage and iovec
-        // in `batch`, which stays borrowed (and unmoved) for the call.
-        let received = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                batch.headers.as_mut_ptr(),
-                batch.headers.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        // in `batch`, which stays borrowed (and unmoved) for the call. (A direct call: glibc's
+        // recvmmsg is a cancellation point, see `direct_syscall`.)
+        let received = unsafe { direct_syscall!(libc::SYS_recvmmsg, fd, headers, count, libc::MSG_DONTWAIT, 0) };
+        let received = match received {
+            Ok(received) => received,
+            Err(error) => {
+                batch.count = 0;
+                return if error.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(error) };
+            }
         };
-        if received < 0 {
-            let error = io::Error::last_os_error();
-            batch.count = 0;
-            return if error.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(error) };
-        }
         batch.count = received as usize;
         Ok(batch.count)
     }
@@ -88,14 +85,18 @@ impl UdpSocket {
         while next < queue.entries.len() {
             let end = (next + SEND_CHUNK).min(queue.entries.len());
             queue.prepare(next..end);
+            let (fd, headers, count) = (self.fd.as_raw_fd(), queue.headers.as_mut_ptr(), end - next);
             // SAFETY: `prepare` built `end - next` headers pointing at live addresses and iovecs
             // in `queue`, whose iovecs point into `queue.bytes`; all stay unmoved for the call.
+            // (A direct call: glibc's sendmmsg is a cancellation point, see `direct_syscall`;
+            // -1 with errno on failure, as the wrapper.)
             let sent = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    queue.headers.as_mut_ptr(),
-                    (end - next) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
+                libc::syscall(
+                    libc::SYS_sendmmsg,
+                    fd as libc::c_long,
+                    headers as libc::c_long,
+                    count as libc::c_long,
+                    libc::MSG_DONTWAIT as libc::c_long,
                 )
             };
             if sent < 0 {
