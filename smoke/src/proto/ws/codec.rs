@@ -1,7 +1,5 @@
 //! Frames in, messages out: parsing, unmasking, reassembly and validation; frames out.
 
-use std::io::Cursor;
-
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
@@ -84,14 +82,30 @@ pub(crate) fn parse_client_frame(
     max_message: usize,
     compression: bool,
 ) -> Result<Option<RawFrame>, Violation> {
-    let mut cursor = Cursor::new(buf);
-    let (header, length) = match FrameHeader::parse(&mut cursor) {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => return Ok(None),
-        Err(_) => return Err(violation(PROTOCOL_ERROR, "reserved opcode")),
+    // RFC 6455 §5.2, read by hand: two bytes, a 16- or 64-bit length, a 4-byte mask.
+    let Some(&[first, second]) = buf.first_chunk::<2>() else { return Ok(None) };
+    let (length, at) = match second & 0x7f {
+        126 => match buf.get(2..4) {
+            Some(&[high, low]) => (u64::from(u16::from_be_bytes([high, low])), 4),
+            _ => return Ok(None),
+        },
+        127 => match buf.get(2..10).and_then(|bytes| <[u8; 8]>::try_from(bytes).ok()) {
+            Some(bytes) => (u64::from_be_bytes(bytes), 10),
+            None => return Ok(None),
+        },
+        short => (u64::from(short), 2),
+    };
+    let opcode = match first & 0x0f {
+        0 => OpCode::Data(Data::Continue),
+        1 => OpCode::Data(Data::Text),
+        2 => OpCode::Data(Data::Binary),
+        8 => OpCode::Control(Control::Close),
+        9 => OpCode::Control(Control::Ping),
+        10 => OpCode::Control(Control::Pong),
+        _ => return Err(violation(PROTOCOL_ERROR, "reserved opcode")),
     };
     // RFC 6455 §5.2: the minimal length encoding, and a 64-bit length's top bit clear.
-    let minimal = match buf[1] & 0x7f {
+    let minimal = match second & 0x7f {
         126 => length >= 126,
         127 => length > 0xffff && length >> 63 == 0,
         _ => true,
@@ -99,47 +113,52 @@ pub(crate) fn parse_client_frame(
     if !minimal {
         return Err(violation(PROTOCOL_ERROR, "frame length not in its minimal form"));
     }
-    let compressed_start = compression && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
-    if (header.rsv1 && !compressed_start) || header.rsv2 || header.rsv3 {
+    let (rsv1, rsv2, rsv3) = (first & 0x40 != 0, first & 0x20 != 0, first & 0x10 != 0);
+    let compressed_start = compression && matches!(opcode, OpCode::Data(Data::Text | Data::Binary));
+    if (rsv1 && !compressed_start) || rsv2 || rsv3 {
         return Err(violation(PROTOCOL_ERROR, "reserved bits set without a negotiated extension"));
     }
-    if header.mask.is_none() {
+    if second & 0x80 == 0 {
         return Err(violation(PROTOCOL_ERROR, "client frames must be masked"));
     }
-    if let OpCode::Control(_) = header.opcode {
+    let is_final = first & 0x80 != 0;
+    if let OpCode::Control(_) = opcode {
         if length > MAX_CONTROL_PAYLOAD {
             return Err(violation(PROTOCOL_ERROR, "control frame above 125 bytes"));
         }
-        if !header.is_final {
+        if !is_final {
             return Err(violation(PROTOCOL_ERROR, "fragmented control frame"));
         }
     }
     if length > max_message as u64 {
         return Err(violation(MESSAGE_TOO_BIG, "message above max_message"));
     }
-    let header_len = cursor.position() as usize;
+    let Some(mask) = buf.get(at..at + 4).and_then(|bytes| <[u8; 4]>::try_from(bytes).ok()) else {
+        return Ok(None);
+    };
+    let header_len = at + 4;
     let payload_len = length as usize;
     if buf.len() - header_len < payload_len {
         return Ok(None);
     }
+    let header = FrameHeader { is_final, rsv1, rsv2, rsv3, opcode, mask: Some(mask) };
     Ok(Some(RawFrame { header, header_len, payload_len }))
 }
 
 /// XORs `payload` with the 4-byte `mask`, eight bytes at a time; `offset` is the payload's
 /// position within its frame (so a payload unmasked in pieces stays aligned to the mask).
 pub(crate) fn unmask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut key = [0u8; 8];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = mask[(offset + i) % 4];
-    }
-    let word = u64::from_ne_bytes(key);
+    // The mask turned to start at `offset`, twice over: the key for eight bytes.
+    let turned = u32::from_le_bytes(mask).rotate_right(8 * (offset % 4) as u32);
+    let word = u64::from(turned) | (u64::from(turned) << 32);
     let mut chunks = payload.chunks_exact_mut(8);
     for chunk in &mut chunks {
-        let value = u64::from_ne_bytes((&*chunk).try_into().unwrap_or([0; 8])) ^ word;
-        chunk.copy_from_slice(&value.to_ne_bytes());
+        let value = u64::from_le_bytes((&*chunk).try_into().unwrap_or([0; 8])) ^ word;
+        chunk.copy_from_slice(&value.to_le_bytes());
     }
-    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= key[i];
+    let key = word.to_le_bytes();
+    for (byte, key) in chunks.into_remainder().iter_mut().zip(key) {
+        *byte ^= key;
     }
 }
 
@@ -288,7 +307,8 @@ fn control_event(control: Control, payload: &[u8]) -> Result<Event<'_>, Violatio
 /// followed by its payload, so a frame for many receivers is encoded once.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FrameHead {
-    bytes: [u8; 14],
+    /// The longest header of an unmasked frame: two bytes and a 64-bit length.
+    bytes: [u8; 10],
     len: usize,
 }
 
@@ -304,12 +324,24 @@ impl FrameHead {
     }
 
     fn with_rsv1(opcode: OpCode, payload_len: usize, rsv1: bool) -> FrameHead {
-        let header = FrameHeader { is_final: true, rsv1, rsv2: false, rsv3: false, opcode, mask: None };
-        let mut bytes = [0u8; 14];
-        let mut rest = &mut bytes[..];
-        // 14 bytes hold the longest header of an unmasked frame, so formatting cannot fail.
-        let _ = header.format(payload_len as u64, &mut rest);
-        let len = 14 - rest.len();
+        let mut bytes = [0u8; 10];
+        bytes[0] = 0x80 | if rsv1 { 0x40 } else { 0 } | u8::from(opcode);
+        let len = match payload_len {
+            0..=125 => {
+                bytes[1] = payload_len as u8;
+                2
+            }
+            126..=0xffff => {
+                bytes[1] = 126;
+                bytes[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                bytes[1] = 127;
+                bytes[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+                10
+            }
+        };
         FrameHead { bytes, len }
     }
 
@@ -322,7 +354,7 @@ impl FrameHead {
 /// publication's plain frame); `None` for anything else.
 #[cfg(feature = "deflate")]
 pub(crate) fn split_frame(frame: &[u8]) -> Option<(OpCode, &[u8])> {
-    let mut cursor = Cursor::new(frame);
+    let mut cursor = std::io::Cursor::new(frame);
     let (header, length) = FrameHeader::parse(&mut cursor).ok()??;
     let start = cursor.position() as usize;
     let payload = frame.get(start..)?;
@@ -350,195 +382,4 @@ pub(crate) fn write_close_frame(sink: &mut impl Sink, code: u16, reason: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-    /// A client frame: FIN flag, opcode, masked payload.
-    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n < 65536 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        let mut masked = payload.to_vec();
-        for (i, b) in masked.iter_mut().enumerate() {
-            *b ^= MASK[i % 4];
-        }
-        out.extend_from_slice(&masked);
-        out
-    }
-
-    /// Parses, unmasks and assembles every frame in `bytes`; returns the events as owned values.
-    fn run(bytes: &[u8]) -> Result<Vec<String>, Violation> {
-        let mut assembler = Assembler::default();
-        let mut events = Vec::new();
-        let mut input = bytes.to_vec();
-        let mut at = 0;
-        while let Some(frame) = parse_client_frame(&input[at..], 1 << 20, false)? {
-            let start = at + frame.header_len;
-            let payload = &mut input[start..start + frame.payload_len];
-            unmask(payload, frame.header.mask.unwrap(), 0);
-            if let Some(event) = assembler.push(&frame.header, &input[start..start + frame.payload_len], 1 << 20)? {
-                events.push(format!("{event:?}"));
-            }
-            assembler.release();
-            at += frame.len();
-        }
-        Ok(events)
-    }
-
-    #[test]
-    fn unmasking_matches_the_bytewise_definition_at_every_offset_and_length() {
-        let data: Vec<u8> = (0..67u8).collect();
-        for offset in 0..4 {
-            for len in 0..data.len() {
-                let mut fast = data[..len].to_vec();
-                unmask(&mut fast, MASK, offset);
-                let slow: Vec<u8> = data[..len].iter().enumerate().map(|(i, b)| b ^ MASK[(offset + i) % 4]).collect();
-                assert_eq!(fast, slow, "offset {offset}, len {len}");
-            }
-        }
-    }
-
-    #[test]
-    fn whole_and_fragmented_messages_come_out_whole() {
-        assert_eq!(run(&client_frame(true, 1, b"Hello")).unwrap(), ["Text(\"Hello\")"]);
-        assert_eq!(run(&client_frame(true, 2, &[1, 2, 3])).unwrap(), ["Binary([1, 2, 3])"]);
-        let mut fragmented = client_frame(false, 1, b"Hel");
-        fragmented.extend(client_frame(true, 9, b"ping in the middle"));
-        fragmented.extend(client_frame(false, 0, b"l"));
-        fragmented.extend(client_frame(true, 0, b"o"));
-        assert_eq!(
-            run(&fragmented).unwrap(),
-            [
-                "Ping([112, 105, 110, 103, 32, 105, 110, 32, 116, 104, 101, 32, 109, 105, 100, 100, 108, 101])",
-                "Text(\"Hello\")"
-            ]
-        );
-        let big = vec![7u8; 70_000];
-        assert_eq!(run(&client_frame(true, 2, &big)).unwrap().len(), 1, "64-bit length form");
-    }
-
-    #[test]
-    fn utf8_is_validated_across_fragments() {
-        let euro = "€".as_bytes(); // three bytes, split across fragments
-        let mut split = client_frame(false, 1, &euro[..1]);
-        split.extend(client_frame(true, 0, &euro[1..]));
-        assert_eq!(run(&split).unwrap(), ["Text(\"€\")"]);
-        assert_eq!(run(&client_frame(true, 1, &[0xff])).unwrap_err().code, 1007);
-        let mut bad_start = client_frame(false, 1, &[0xc0, 0x80]);
-        bad_start.extend(client_frame(true, 0, b"ok"));
-        assert_eq!(run(&bad_start).unwrap_err().code, 1007, "refused at the first fragment");
-        let mut truncated = client_frame(false, 1, &euro[..2]);
-        truncated.extend(client_frame(true, 0, b""));
-        assert_eq!(run(&truncated).unwrap_err().code, 1007, "incomplete at the end");
-    }
-
-    #[test]
-    fn protocol_violations_get_their_close_codes() {
-        let unmasked = [0x81, 0x02, b'h', b'i'];
-        let cases: Vec<(Vec<u8>, u16)> = vec![
-            (unmasked.to_vec(), 1002),
-            (
-                {
-                    let mut f = client_frame(true, 1, b"x");
-                    f[0] |= 0x40;
-                    f
-                },
-                1002,
-            ), // RSV1
-            (client_frame(true, 3, b"x"), 1002),      // reserved data opcode
-            (client_frame(true, 0xb, b"x"), 1002),    // reserved control opcode
-            (client_frame(false, 9, b"x"), 1002),     // fragmented ping
-            (client_frame(true, 9, &[0; 126]), 1002), // control above 125
-            (client_frame(true, 0, b"x"), 1002),      // stray continuation
-            (
-                {
-                    let mut f = client_frame(false, 1, b"a");
-                    f.extend(client_frame(true, 1, b"b"));
-                    f
-                },
-                1002,
-            ),
-            (client_frame(true, 8, &[0x03]), 1002), // one-byte close
-            (client_frame(true, 8, &1005u16.to_be_bytes()), 1002), // reserved close code
-            (client_frame(true, 8, &999u16.to_be_bytes()), 1002),
-            (client_frame(true, 8, &[0x03, 0xe8, 0xff]), 1007), // bad reason
-        ];
-        for (bytes, code) in cases {
-            assert_eq!(run(&bytes).map_err(|v| v.code), Err(code), "{bytes:02x?}");
-        }
-        let long_form = |len_byte: u8, extended: &[u8]| {
-            let mut f = vec![0x82, 0x80 | len_byte];
-            f.extend_from_slice(extended);
-            f.extend_from_slice(&MASK);
-            f
-        };
-        let codes = |f: Vec<u8>| run(&f).map_err(|v| v.code);
-        assert_eq!(codes(long_form(126, &[0, 5])), Err(1002), "16-bit form for 5 bytes");
-        assert_eq!(codes(long_form(127, &5u64.to_be_bytes())), Err(1002), "64-bit form for 5 bytes");
-        assert_eq!(codes(long_form(127, &300u64.to_be_bytes())), Err(1002), "64-bit form for 300 bytes");
-        assert_eq!(codes(long_form(127, &(1u64 << 63 | 70_000).to_be_bytes())), Err(1002), "the 64-bit top bit");
-        assert_eq!(run(&client_frame(true, 8, &[0x03, 0xe8, b'o', b'k'])).unwrap(), ["Close(Some(1000), \"ok\")"]);
-        assert_eq!(run(&client_frame(true, 8, b"")).unwrap(), ["Close(None, \"\")"]);
-        assert_eq!(run(&client_frame(true, 8, &3000u16.to_be_bytes())).unwrap(), ["Close(Some(3000), \"\")"]);
-    }
-
-    #[test]
-    fn oversized_messages_are_refused_before_buffering() {
-        let frame = client_frame(true, 2, &[0; 100]);
-        assert_eq!(parse_client_frame(&frame[..8], 50, false).unwrap_err().code, 1009, "known from the header alone");
-        let mut assembler = Assembler::default();
-        let header = FrameHeader { is_final: false, opcode: OpCode::Data(Data::Binary), ..FrameHeader::default() };
-        assert_eq!(assembler.push(&header, &[0; 40], 50), Ok(None));
-        let last = FrameHeader { is_final: true, opcode: OpCode::Data(Data::Continue), ..FrameHeader::default() };
-        assert_eq!(assembler.push(&last, &[0; 40], 50).unwrap_err().code, 1009);
-    }
-
-    #[test]
-    fn incomplete_frames_wait_at_every_split() {
-        let frame = client_frame(true, 1, &vec![b'a'; 300]);
-        for split in 0..frame.len() {
-            assert!(parse_client_frame(&frame[..split], 1 << 20, false).unwrap().is_none(), "split at {split}");
-        }
-    }
-
-    #[cfg(feature = "deflate")]
-    #[test]
-    fn a_plain_frame_splits_back_into_its_opcode_and_payload() {
-        for len in [0, 5, 125, 126, 70_000] {
-            let payload = vec![7u8; len];
-            let mut frame = FrameHead::new(OpCode::Data(Data::Binary), len).as_bytes().to_vec();
-            frame.extend_from_slice(&payload);
-            assert_eq!(split_frame(&frame), Some((OpCode::Data(Data::Binary), &payload[..])));
-            assert_eq!(split_frame(&frame[..frame.len() - 1]), None, "cut short");
-        }
-    }
-
-    #[test]
-    fn server_frames_are_unmasked_and_close_reasons_fit() {
-        let mut sink = crate::proto::TestSink::new();
-        write_frame(&mut sink, OpCode::Data(Data::Text), b"hi");
-        assert_eq!(sink.out, [0x81, 0x02, b'h', b'i']);
-        assert_eq!(
-            FrameHead::new(OpCode::Data(Data::Binary), 70_000).as_bytes(),
-            [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]
-        );
-        sink.out.clear();
-        write_close_frame(&mut sink, 1000, &"é".repeat(100));
-        let out = sink.out;
-        assert_eq!(out[1] as usize, out.len() - 2);
-        assert!(out.len() - 2 <= 125);
-        assert!(std::str::from_utf8(&out[4..]).is_ok(), "truncated on a character boundary");
-    }
-}
+mod tests;
