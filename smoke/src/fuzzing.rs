@@ -61,6 +61,26 @@ pub fn http(pieces: &[&[u8]]) -> Seen {
     seen
 }
 
+/// A request head as read by a parser, with at most 16 headers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadSyntax<'b> {
+    /// Method, target, minor version, headers (name, value) and the head's length.
+    Complete(&'b [u8], &'b [u8], u8, Vec<(&'b [u8], &'b [u8])>, usize),
+    Incomplete,
+    Malformed,
+}
+
+/// Reads the head at the start of `buf` with smoke's own parser, for the differential target.
+pub fn head_syntax(buf: &[u8]) -> HeadSyntax<'_> {
+    match http::parse::parse(buf, 16, |_, _| Ok::<(), ()>(())) {
+        Ok(head) => {
+            HeadSyntax::Complete(head.method, head.target, head.minor_version, head.fields.iter().collect(), head.len)
+        }
+        Err(http::parse::Syntax::Incomplete) => HeadSyntax::Incomplete,
+        Err(_) => HeadSyntax::Malformed,
+    }
+}
+
 /// A chunked body fed a growing prefix at a time, each prefix ending where `pieces` do, as an
 /// HTTP connection keeps its input: `Some(body)` once complete, `None` while more is needed or
 /// when refused (the refusal's status in the error).

@@ -21,12 +21,12 @@ pub(super) fn requests<T: Session>(
 ) -> usize {
     let Machine::Http(machine, upgrades) = state else { return 0 };
     let only_upgrades = *upgrades == Upgrades::Only;
-    let ws_path = service.ws.path.as_deref();
+    let ws_path = service.ws.path.as_deref().map(str::as_bytes);
     let context = Context { limits: &service.http, now: wall_clock_seconds(), server: conn.workers };
     let mut agreed = Agreed::default();
     let served = machine.serve(conn, input, &context, |req, res, conn| {
         bump(&conn.counters.requests, 1);
-        if !only_upgrades && ws_path != Some(req.path()) {
+        if !only_upgrades && ws_path != Some(req.path_bytes()) {
             user.on_request(req, res);
             return Answer::Respond;
         }

@@ -13,6 +13,10 @@ impl Sink for Conn<'_> {
         Conn::write(self, bytes);
     }
     #[inline]
+    fn write_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        Conn::write_with(self, fill);
+    }
+    #[inline]
     fn buffered(&self) -> usize {
         Conn::buffered(self)
     }

@@ -29,6 +29,9 @@ use std::time::Duration;
 pub(crate) trait Sink {
     /// Queues `bytes` for the peer; they leave when the runtime next sends.
     fn write(&mut self, bytes: &[u8]);
+    /// Queues what `fill` appends to the buffer it is handed: a message the machine serialises
+    /// itself (an HTTP response) goes straight into the queue, with no copy on the way.
+    fn write_with(&mut self, fill: impl FnOnce(&mut Vec<u8>));
     /// Bytes queued but not yet taken by the peer.
     fn buffered(&self) -> usize;
     /// True once the queue has reached the connection's high-water mark: a machine producing a
@@ -100,6 +103,9 @@ impl TestSink {
 impl Sink for TestSink {
     fn write(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
+    }
+    fn write_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        fill(&mut self.out);
     }
     fn buffered(&self) -> usize {
         self.out.len()

@@ -74,6 +74,14 @@ impl Output {
     }
 
     pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufPool, counters: &Counters) {
+        self.prepare(pool, counters);
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Makes the buffer ready to append to: one from the pool if none is held, the unsent
+    /// rest slid down if most of it was sent. Returns its length, where appending starts.
+    #[inline]
+    pub(crate) fn prepare(&mut self, pool: &mut BufPool, counters: &Counters) -> usize {
         if self.buf.capacity() == 0 {
             self.buf = pool.take(counters);
         } else if self.head > 0 && self.head >= self.buf.len() / 2 {
@@ -81,7 +89,7 @@ impl Output {
             self.buf.drain(..self.head);
             self.head = 0;
         }
-        self.buf.extend_from_slice(data);
+        self.buf.len()
     }
 
     /// Marks `n` bytes as sent; gives the buffer back once everything went out.

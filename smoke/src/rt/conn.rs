@@ -220,6 +220,24 @@ impl Conn<'_> {
         }
     }
 
+    /// Queues what `fill` appends to the output buffer it is handed (after what is queued
+    /// already): for a message serialised in place rather than built elsewhere and copied.
+    #[inline]
+    pub(crate) fn write_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        if self.state.flags.has(Flags::ABORT) {
+            return;
+        }
+        let before = self.state.out.prepare(self.pool, self.counters);
+        fill(&mut self.state.out.buf);
+        let written = self.state.out.buf.len() - before;
+        if self.state.out.pending() == 0 {
+            // Nothing was written and nothing is queued: an idle connection holds no buffer.
+            self.state.out.discard(self.pool, self.counters);
+        } else if self.state.flags.has(Flags::SEALED) {
+            self.count_unsealed(written);
+        }
+    }
+
     #[cold]
     fn count_unsealed(&mut self, len: usize) {
         match u32::try_from(self.state.unsealed as usize + len) {

@@ -4,7 +4,6 @@
 //! with `header_timeout` to complete its head.
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,15 +15,10 @@ use super::{Limits, Rejection};
 use crate::proto::Sink;
 use crate::stats::StatsSource;
 
-/// Header slots parsed per request (the stack array httparse fills); `max_headers` is at most
-/// this.
-const MAX_HEADER_SLOTS: usize = smoke_rules::limits::MAX_HEADERS;
-
 thread_local! {
-    /// Per worker thread: the response being built and its serialised form (their buffers are
-    /// reused, so answering allocates nothing in steady state), and the cached Date.
-    static SCRATCH: RefCell<(Response, DateCache, Vec<u8>)> =
-        RefCell::new((Response::default(), DateCache::default(), Vec::new()));
+    /// Per worker thread: the response being built (its buffers are reused, so answering
+    /// allocates nothing in steady state) and the cached Date.
+    static SCRATCH: RefCell<(Response, DateCache)> = RefCell::new((Response::default(), DateCache::default()));
 }
 
 /// Per-connection HTTP state. Holds heap memory only while a chunked body is being decoded.
@@ -154,8 +148,7 @@ impl Connection {
         // queue them all; the runtime offers the rest again once the peer has caught up.
         while served.consumed < input.len() && !sink.is_closing() && !sink.is_backpressured() {
             let buf = &input[served.consumed..];
-            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADER_SLOTS];
-            let (head, headers) = match head::parse_head(buf, &mut slots, limits) {
+            let head = match head::parse_head(buf, limits) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
                     // Part of a head: `header_timeout` to complete it, from its first byte (a
@@ -186,7 +179,7 @@ impl Connection {
             if self.peer.is_none() {
                 self.peer = sink.peer_addr();
             }
-            let request = Request::new(&head, headers, body, self.peer, context.server);
+            let request = Request::new(&head, body, self.peer, context.server);
             // A draining server answers, then closes: the client opens its next connection
             // elsewhere (the server taking over, on a restart) instead of finding this one gone.
             let keep_alive = head.keep_alive && !sink.is_draining();
@@ -324,8 +317,8 @@ fn body<'b>(phase: &'b mut Phase, buf: &'b [u8], head: &Head<'_>, limits: &Limit
     }
 }
 
-/// Asks the handler for the response to `request` and writes it, serialised in the worker's
-/// scratch buffer (one copy into the sink), unless the handler upgraded the connection.
+/// Asks the handler for the response to `request` and writes it, serialised straight into the
+/// sink's queue, unless the handler upgraded the connection.
 #[inline]
 fn respond<S: Sink>(
     request: &Request<'_>,
@@ -335,7 +328,7 @@ fn respond<S: Sink>(
     now: u64,
     handle: &mut impl FnMut(&Request<'_>, &mut Response, &mut S) -> Answer,
 ) -> Answer {
-    SCRATCH.with_borrow_mut(|(response, date, wire)| {
+    SCRATCH.with_borrow_mut(|(response, date)| {
         response.reset();
         if handle(request, response, sink) == Answer::Upgraded {
             return Answer::Upgraded;
@@ -345,9 +338,8 @@ fn respond<S: Sink>(
             (true, 0) => ConnectionHeader::KeepAlive,
             (true, _) => ConnectionHeader::None,
         };
-        wire.clear();
-        response.write_to(wire, date.get(now), head.method == "HEAD", connection);
-        sink.write(wire);
+        let (date, head_only) = (date.get(now), head.method == b"HEAD");
+        sink.write_with(|out| response.write_to(out, date, head_only, connection));
         Answer::Respond
     })
 }
@@ -355,12 +347,11 @@ fn respond<S: Sink>(
 /// Answers a refused request with its status and closes: nothing after it can be trusted to be
 /// framed correctly.
 fn reject(sink: &mut impl Sink, rejection: Rejection, input_len: usize, now: u64) -> Served {
-    SCRATCH.with_borrow_mut(|(response, date, wire)| {
+    SCRATCH.with_borrow_mut(|(response, date)| {
         response.reset();
         response.status(rejection.status());
-        wire.clear();
-        response.write_to(wire, date.get(now), false, ConnectionHeader::Close);
-        sink.write(wire);
+        let date = date.get(now);
+        sink.write_with(|out| response.write_to(out, date, false, ConnectionHeader::Close));
     });
     // The rest of the request may still be on its way (a body refused by its Content-Length):
     // closing at once would reset the connection, and the client would read that, not this.

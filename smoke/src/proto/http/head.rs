@@ -1,10 +1,10 @@
-//! Request heads: parsing (httparse), limits, keep-alive, and body framing with the checks that
-//! stop request smuggling.
+//! Request heads: limits, keep-alive, and body framing with the checks that stop request
+//! smuggling, over the syntax `parse.rs` reads.
 
-use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use super::Rejection;
+use super::parse::{self, Fields, Syntax};
 
 /// Header block size above which a request gets 431.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 << 10;
@@ -65,11 +65,14 @@ pub(crate) enum Framing {
     Chunked,
 }
 
-/// A parsed request head (its headers are returned beside it by [`parse_head`]).
+/// A parsed request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Head<'b> {
-    pub(crate) method: &'b str,
-    pub(crate) target: &'b str,
+    /// A token: ASCII.
+    pub(crate) method: &'b [u8],
+    /// Visible ASCII, or UTF-8.
+    pub(crate) target: &'b [u8],
+    pub(crate) fields: Fields<'b>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub(crate) minor_version: u8,
     /// Bytes of the head, through the blank line.
@@ -100,49 +103,28 @@ impl Head<'_> {
     }
 }
 
-/// Parses the request head at the start of `buf` into `slots` (left uninitialised: zeroing 128
-/// header slots per request would cost more than parsing a small request). `Ok(None)`:
-/// incomplete, read more.
-pub(crate) fn parse_head<'b, 'h>(
-    buf: &'b [u8],
-    slots: &'h mut [MaybeUninit<httparse::Header<'b>>],
-    limits: &Limits,
-) -> Result<Option<(Head<'b>, &'h [httparse::Header<'b>])>, Rejection> {
-    let usable = slots.len().min(limits.max_headers);
+/// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
+pub(crate) fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>>, Rejection> {
     // Only the first max_header_bytes are looked at, so the answer to a head never depends on
     // how its bytes were split across reads: an error past the limit is the limit's 431 whether
     // the rest has arrived or not.
     let too_long = buf.len() > limits.max_header_bytes;
     let window = &buf[..buf.len().min(limits.max_header_bytes)];
-    let mut request = httparse::Request::new(&mut []);
-    let len = match request.parse_with_uninit_headers(window, &mut slots[..usable]) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if too_long => return Err(Rejection::HeaderTooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Rejection::HeaderTooLarge),
+    let mut facts = HeaderFacts::default();
+    let parsed = match parse::parse(window, limits.max_headers, |name, value| facts.add(name, value)) {
+        Ok(parsed) => parsed,
+        Err(Syntax::Incomplete) if too_long => return Err(Rejection::HeaderTooLarge),
+        Err(Syntax::Incomplete) => return Ok(None),
+        Err(Syntax::TooManyHeaders) => return Err(Rejection::HeaderTooLarge),
+        Err(Syntax::Refused(rejection)) => return Err(rejection),
         // Which version a request line names is known once the line is: judged then.
-        Err(httparse::Error::Version) => {
-            // The request line, after the empty lines httparse skips before it.
-            let start = window.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(window.len());
-            match memchr::memchr(b'\n', &window[start..]) {
-                None if too_long => return Err(Rejection::HeaderTooLarge),
-                None => return Ok(None),
-                Some(end) if names_another_version(&window[start..start + end]) => {
-                    return Err(Rejection::VersionNotSupported);
-                }
-                Some(_) => return Err(Rejection::BadRequest("malformed HTTP version")),
-            }
-        }
-        Err(httparse::Error::HeaderValue | httparse::Error::NewLine) => {
+        Err(Syntax::Version) => return version_refusal(window, too_long).map_or(Ok(None), Err),
+        Err(Syntax::Folded) => {
             return Err(Rejection::BadRequest("malformed header line (obsolete line folding is not accepted)"));
         }
-        Err(_) => return Err(Rejection::BadRequest("malformed request line or header name")),
+        Err(Syntax::Malformed(what)) => return Err(Rejection::BadRequest(what)),
     };
-    let (Some(method), Some(target), Some(minor_version)) = (request.method, request.path, request.version) else {
-        return Err(Rejection::BadRequest("incomplete request line"));
-    };
-    let headers: &'h [httparse::Header<'b>] = std::mem::take::<&'h mut [httparse::Header<'b>]>(&mut request.headers);
-
+    let minor_version = parsed.minor_version;
     let HeaderFacts {
         content_length,
         chunked,
@@ -152,7 +134,7 @@ pub(crate) fn parse_head<'b, 'h>(
         expect_continue,
         expect_other,
         hosts,
-    } = header_facts(headers)?;
+    } = facts;
     if transfer_encoding && !chunked {
         return Err(Rejection::BadRequest("empty Transfer-Encoding"));
     }
@@ -168,19 +150,33 @@ pub(crate) fn parse_head<'b, 'h>(
         Some(0) | None => Framing::Empty,
         Some(length) => Framing::Length(length as usize),
     };
-    let head = Head {
-        method,
-        target,
+    Ok(Some(Head {
+        method: parsed.method,
+        target: parsed.target,
+        fields: parsed.fields,
         minor_version,
-        len,
+        len: parsed.len,
         framing,
         keep_alive: if minor_version == 1 { !close } else { keep_alive_token && !close },
         // HTTP/1.0 clients do not know 100 Continue (RFC 9110 §10.1.1): ignore the expectation.
         expect_continue: expect_continue && framing != Framing::Empty && minor_version == 1,
         hosts,
         unmet_expectation: expect_other && minor_version == 1,
-    };
-    Ok(Some((head, headers)))
+    }))
+}
+
+/// The answer to a request line whose version is not ours, once the whole line is here: 505
+/// for a well-formed line naming another version, 400 for anything else; `None` while the line
+/// has not all arrived.
+fn version_refusal(window: &[u8], too_long: bool) -> Option<Rejection> {
+    // The request line, after the empty lines skipped before it.
+    let start = window.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(window.len());
+    match memchr::memchr(b'\n', &window[start..]) {
+        None if too_long => Some(Rejection::HeaderTooLarge),
+        None => None,
+        Some(end) if names_another_version(&window[start..start + end]) => Some(Rejection::VersionNotSupported),
+        Some(_) => Some(Rejection::BadRequest("malformed HTTP version")),
+    }
 }
 
 /// What the headers say about framing and the connection, read in one pass.
@@ -197,56 +193,54 @@ struct HeaderFacts {
     hosts: u8,
 }
 
-/// Reads `Content-Length`, `Transfer-Encoding`, `Connection`, `Expect` and `Host`, refusing the
-/// framings that could smuggle a request.
-#[inline]
-fn header_facts(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, Rejection> {
-    let mut facts = HeaderFacts::default();
-    for header in headers {
-        let name = header.name;
+impl HeaderFacts {
+    /// Notes what one header says if it is `Content-Length`, `Transfer-Encoding`,
+    /// `Connection`, `Expect` or `Host`, refusing the framings that could smuggle a request.
+    #[inline]
+    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), Rejection> {
         // Most headers are none of these: one length compare sends them on.
         if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
-            continue;
+            return Ok(());
         }
-        if name.eq_ignore_ascii_case("host") {
-            facts.hosts = facts.hosts.saturating_add(1);
-        } else if name.eq_ignore_ascii_case("content-length") {
-            if tokens(header.value).next().is_none() {
+        if name.eq_ignore_ascii_case(b"host") {
+            self.hosts = self.hosts.saturating_add(1);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            if tokens(value).next().is_none() {
                 return Err(Rejection::BadRequest("invalid Content-Length"));
             }
-            for value in tokens(header.value) {
+            for value in tokens(value) {
                 let length = parse_length(value)?;
-                if facts.content_length.is_some_and(|known| known != length) {
+                if self.content_length.is_some_and(|known| known != length) {
                     return Err(Rejection::BadRequest("conflicting Content-Length values"));
                 }
-                facts.content_length = Some(length);
+                self.content_length = Some(length);
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            for coding in tokens(header.value) {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for coding in tokens(value) {
                 // Only a single, final `chunked` is accepted: anything before it would be a
                 // coding we do not decode, anything after it leaves the length undefined.
-                if facts.chunked || !coding.eq_ignore_ascii_case(b"chunked") {
+                if self.chunked || !coding.eq_ignore_ascii_case(b"chunked") {
                     return Err(Rejection::BadRequest("unsupported Transfer-Encoding (only a single chunked)"));
                 }
-                facts.chunked = true;
+                self.chunked = true;
             }
-            facts.transfer_encoding = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            for option in tokens(header.value) {
-                facts.close |= option.eq_ignore_ascii_case(b"close");
-                facts.keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
+            self.transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in tokens(value) {
+                self.close |= option.eq_ignore_ascii_case(b"close");
+                self.keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name.eq_ignore_ascii_case("expect") {
-            for expectation in tokens(header.value) {
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            for expectation in tokens(value) {
                 if expectation.eq_ignore_ascii_case(b"100-continue") {
-                    facts.expect_continue = true;
+                    self.expect_continue = true;
                 } else {
-                    facts.expect_other = true;
+                    self.expect_other = true;
                 }
             }
         }
+        Ok(())
     }
-    Ok(facts)
 }
 
 /// The comma-separated list elements of a header value, trimmed, empty ones skipped.
@@ -282,14 +276,11 @@ mod tests {
     use super::*;
 
     fn parse(buf: &[u8]) -> Result<Option<Head<'_>>, Rejection> {
-        let mut slots = [const { MaybeUninit::uninit() }; 64];
-        // The head borrows only `buf`, so it outlives the header slots.
-        parse_head(buf, &mut slots, &Limits::default()).map(|parsed| parsed.map(|(head, _)| head))
+        parse_head(buf, &Limits::default())
     }
 
     fn header_count(buf: &[u8]) -> usize {
-        let mut slots = [const { MaybeUninit::uninit() }; 64];
-        parse_head(buf, &mut slots, &Limits::default()).unwrap().unwrap().1.len()
+        head(buf).fields.iter().count()
     }
 
     fn head(buf: &[u8]) -> Head<'_> {
@@ -299,7 +290,7 @@ mod tests {
     #[test]
     fn parses_method_target_version_and_framing() {
         let h = head(b"GET /plaintext?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert_eq!((h.method, h.target, h.minor_version), ("GET", "/plaintext?x=1", 1));
+        assert_eq!((h.method, h.target, h.minor_version), (&b"GET"[..], &b"/plaintext?x=1"[..], 1));
         assert_eq!(header_count(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n"), 2);
         assert_eq!(h.framing, Framing::Empty);
         assert_eq!(h.len, 40);

@@ -3,59 +3,60 @@
 
 use std::net::SocketAddr;
 
+use super::date::DATE_LEN;
 use super::head::Head;
+use super::parse::Fields;
 use super::route::Params;
 use crate::stats::{Stats, StatsSource};
 
-/// A complete HTTP/1.x request, borrowed from the connection's input: no copies.
+/// A complete HTTP/1.x request, borrowed from the connection's input: no copies. Its parts are
+/// kept as the bytes they arrived as (checked when the head was parsed: the method is a token,
+/// the target UTF-8) and made text when a handler asks, so what no handler asks for costs
+/// nothing.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
-    method: &'a str,
-    path: &'a str,
-    query: Option<&'a str>,
+    method: &'a [u8],
+    path: &'a [u8],
+    query: Option<&'a [u8]>,
     minor_version: u8,
-    headers: &'a [httparse::Header<'a>],
+    fields: Fields<'a>,
     body: &'a [u8],
     peer: Option<SocketAddr>,
     params: Params<'a>,
     server: &'a dyn StatsSource,
 }
 
+/// Bytes the head's parse proved to be UTF-8 (a token, a target), as text.
+fn text(checked: &[u8]) -> &str {
+    std::str::from_utf8(checked).unwrap_or_default()
+}
+
 impl<'a> Request<'a> {
     pub(crate) fn new(
         head: &Head<'a>,
-        headers: &'a [httparse::Header<'a>],
         body: &'a [u8],
         peer: Option<SocketAddr>,
         server: &'a dyn StatsSource,
     ) -> Request<'a> {
         // Absolute form (`GET http://host/x HTTP/1.1`, RFC 9112 §3.2.2) names the same
         // resource as its path.
-        let absolute = !head.target.starts_with('/');
-        let target = ["http://", "https://"]
-            .iter()
-            .filter(|_| absolute)
-            .find_map(|scheme| {
-                let rest = head.target.get(..scheme.len()).filter(|s| s.eq_ignore_ascii_case(scheme))?;
-                let after = &head.target[rest.len()..];
-                Some(after.find('/').map_or("/", |slash| &after[slash..]))
-            })
-            .unwrap_or(head.target);
-        // Paths are short: a byte loop beats the general char searcher's set-up.
-        let (path, query) = match target.bytes().position(|b| b == b'?') {
+        let target = match head.target.first() {
+            Some(b'/') => head.target,
+            _ => origin_form(head.target),
+        };
+        let (path, query) = match memchr::memchr(b'?', target) {
             Some(at) => (&target[..at], Some(&target[at + 1..])),
             None => (target, None),
         };
-        let params = Params::default();
         Request {
             method: head.method,
             path,
             query,
             minor_version: head.minor_version,
-            headers,
+            fields: head.fields,
             body,
             peer,
-            params,
+            params: Params::default(),
             server,
         }
     }
@@ -65,22 +66,30 @@ impl<'a> Request<'a> {
         Request { params, ..*self }
     }
 
-    /// The value of the matched route's `:name` segment (`req.param("id")` for `/users/:id`).
+    /// The value of the matched route's `:name` segment (`req.param("id")` for `/users/7`).
     pub fn param(&self, name: &str) -> Option<&'a str> {
         self.params.get(name)
     }
 
     /// `GET`, `POST`, ... as sent (methods are case-sensitive).
     pub fn method(&self) -> &'a str {
+        text(self.method)
+    }
+    /// The method's bytes, for the router's compare.
+    pub(crate) fn method_bytes(&self) -> &'a [u8] {
         self.method
     }
     /// The target without its query: `/users/7` for `/users/7?full=1`.
     pub fn path(&self) -> &'a str {
+        text(self.path)
+    }
+    /// The path's bytes, for the router's compare.
+    pub(crate) fn path_bytes(&self) -> &'a [u8] {
         self.path
     }
     /// The query after `?`, if any, undecoded.
     pub fn query(&self) -> Option<&'a str> {
-        self.query
+        self.query.map(text)
     }
     /// `"HTTP/1.1"` or `"HTTP/1.0"`.
     pub fn version(&self) -> &'static str {
@@ -99,11 +108,11 @@ impl<'a> Request<'a> {
     where
         'a: 'n,
     {
-        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+        self.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, value)| value)
     }
     /// All headers, in order, as (name, value).
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> {
-        self.headers.iter().map(|h| (h.name, h.value))
+        self.fields.iter().map(|(name, value)| (text(name), value))
     }
     /// The complete body (Content-Length, or chunked and already decoded).
     pub fn body(&self) -> &'a [u8] {
@@ -223,25 +232,41 @@ impl Response {
 
     /// Appends the serialised response to `out`: status line, Date, Content-Length (unless the
     /// status forbids a body), Content-Type, the user's headers, Connection: close when closing,
-    /// and the body unless `head_only`. Built by hand into one buffer (no formatting machinery,
-    /// one copy into the connection's output): this runs once per request.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>, date: &[u8], head_only: bool, connection: ConnectionHeader) {
+    /// and the body unless `head_only`. Built by hand (no formatting machinery) after one
+    /// reservation for all of it, so no append reallocates: this runs once per request.
+    pub(crate) fn write_to(
+        &self,
+        out: &mut Vec<u8>,
+        date: &[u8; DATE_LEN],
+        head_only: bool,
+        connection: ConnectionHeader,
+    ) {
         // A 1xx is interim and 101 switches protocols: neither can be a handler's final answer.
         let status = if (200..=999).contains(&self.status) { self.status } else { 500 };
         let bodiless = status == 204 || status == 304;
-        // Three digits: the status is clamped to 200..=999 above.
-        let digits = [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(&digits);
-        out.push(b' ');
-        out.extend_from_slice(reason_phrase(status).as_bytes());
-        out.extend_from_slice(b"\r\nDate: ");
+        let reason = reason_phrase(status);
+        let content_type = self.content_type.filter(|_| !self.explicit_content_type);
+        let body: &[u8] = if head_only || bodiless { &[] } else { &self.body };
+        out.reserve(
+            FIXED_HEAD_BYTES + reason.len() + content_type.map_or(0, str::len) + self.headers.len() + body.len(),
+        );
+        if status == 200 {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\nDate: ");
+        } else {
+            // Three digits: the status is clamped to 200..=999 above.
+            let digits = [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(&digits);
+            out.push(b' ');
+            out.extend_from_slice(reason.as_bytes());
+            out.extend_from_slice(b"\r\nDate: ");
+        }
         out.extend_from_slice(date);
         if !bodiless {
             out.extend_from_slice(b"\r\nContent-Length: ");
             push_decimal(out, self.body.len());
         }
-        if let Some(content_type) = self.content_type.filter(|_| !self.explicit_content_type) {
+        if let Some(content_type) = content_type {
             out.extend_from_slice(b"\r\nContent-Type: ");
             out.extend_from_slice(content_type.as_bytes());
         }
@@ -253,10 +278,25 @@ impl Response {
             ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         }
         out.extend_from_slice(b"\r\n");
-        if !head_only && !bodiless {
-            out.extend_from_slice(&self.body);
+        out.extend_from_slice(body);
+    }
+}
+
+/// What a response head holds besides its reason phrase, content type and the user's headers:
+/// `HTTP/1.1 200 \r\nDate: <29>\r\nContent-Length: <20 digits>\r\nContent-Type: \r\n`,
+/// `Connection: keep-alive\r\n` and the blank line, rounded up.
+const FIXED_HEAD_BYTES: usize = 160;
+
+/// The path of an absolute-form target (`http://host/x?y` names `/x?y`; no path is `/`); any
+/// other target as it is.
+fn origin_form(target: &[u8]) -> &[u8] {
+    for scheme in [&b"http://"[..], b"https://"] {
+        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            let after = &target[scheme.len()..];
+            return memchr::memchr(b'/', after).map_or(b"/", |slash| &after[slash..]);
         }
     }
+    target
 }
 
 /// The `Connection` header a response carries.
@@ -271,7 +311,8 @@ pub(crate) enum ConnectionHeader {
     KeepAlive,
 }
 
-/// Appends `n` in decimal.
+/// Appends `n` in decimal, a byte at a time: a body length has a handful of digits, fewer
+/// than a copy call's set-up costs.
 fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
@@ -283,7 +324,9 @@ fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
             break;
         }
     }
-    out.extend_from_slice(&digits[at..]);
+    for &digit in &digits[at..] {
+        out.push(digit);
+    }
 }
 
 /// The standard reason phrase, or an empty one (allowed by RFC 9112) for others.

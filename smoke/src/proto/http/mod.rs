@@ -1,4 +1,4 @@
-//! HTTP/1.1 without I/O: request heads parsed by httparse with the request-smuggling checks
+//! HTTP/1.1 without I/O: request heads read by `parse.rs`, with the request-smuggling checks
 //! (`head.rs`), chunked bodies (`chunked.rs`), the `Date` value (`date.rs`), requests and
 //! responses (`message.rs`), route matching (`route.rs`), and the per-connection machine that
 //! answers pipelined requests in order into a [`Sink`](super::Sink) (`connection.rs`).
@@ -8,6 +8,7 @@ mod connection;
 mod date;
 mod head;
 mod message;
+pub(crate) mod parse;
 mod route;
 
 pub(crate) use connection::{Answer, Connection, Context, Expired};

@@ -2,8 +2,6 @@
 //! compile time (`smoke_rules::parse_route`) and emits them as a static table, most specific
 //! first; matching walks it once.
 
-use smoke_rules::MAX_PARAMS;
-
 use super::Request;
 
 /// One segment of a route pattern.
@@ -24,17 +22,26 @@ pub struct Route {
     pub segments: &'static [Segment],
 }
 
-/// Captured `:name` segments of a matched route.
+/// The `:name` segments of a matched route: its pattern and the path it matched, read when a
+/// handler asks. Two references, so every routed request carries them for the cost of two
+/// words rather than a table of captures filled whether or not the handler looks.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Params<'a> {
-    pairs: [(&'static str, &'a str); MAX_PARAMS],
-    len: usize,
+    segments: &'static [Segment],
+    /// The request's path, UTF-8 (the head's parse checked it).
+    path: &'a [u8],
 }
 
 impl<'a> Params<'a> {
     /// The value of `:name`, if the route has it.
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.pairs[..self.len].iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        let mut parts = self.path.strip_prefix(b"/")?.split(|&b| b == b'/');
+        let part = self.segments.iter().find_map(|segment| {
+            let part = parts.next()?;
+            matches!(segment, Segment::Param(n) if *n == name).then_some(part)
+        })?;
+        // Cut at a `/` of a UTF-8 path: UTF-8 itself.
+        std::str::from_utf8(part).ok()
     }
 }
 
@@ -55,12 +62,11 @@ pub enum Dispatch<'a> {
 /// For a pattern without parameters (the common case), whether `path` is exactly it: compared
 /// byte by byte, without a splitting iterator or captures. `None` when the pattern has
 /// parameters.
-fn matches_static(segments: &[Segment], path: &str) -> Option<bool> {
+fn matches_static(segments: &[Segment], path: &[u8]) -> Option<bool> {
     if segments.iter().any(|s| matches!(s, Segment::Param(_))) {
         return None;
     }
-    let Some(rest) = path.strip_prefix('/') else { return Some(false) };
-    let mut rest = rest.as_bytes();
+    let Some(mut rest) = path.strip_prefix(b"/") else { return Some(false) };
     for (i, segment) in segments.iter().enumerate() {
         let Segment::Static(text) = segment else { return None };
         let Some(tail) = rest.strip_prefix(text.as_bytes()) else { return Some(false) };
@@ -75,28 +81,24 @@ fn matches_static(segments: &[Segment], path: &str) -> Option<bool> {
     Some(rest.is_empty())
 }
 
-fn matches<'a>(segments: &[Segment], path: &'a str) -> Option<Params<'a>> {
+fn matches(segments: &[Segment], path: &[u8]) -> bool {
     if let Some(found) = matches_static(segments, path) {
-        return found.then(Params::default);
+        return found;
     }
-    let mut params = Params::default();
-    let mut parts = path.strip_prefix('/')?.split('/');
+    let Some(mut parts) = path.strip_prefix(b"/").map(|rest| rest.split(|&b| b == b'/')) else { return false };
     for segment in segments {
-        let part = parts.next()?;
+        let Some(part) = parts.next() else { return false };
         match segment {
-            Segment::Static(text) if *text == part => {}
-            Segment::Param(name) if !part.is_empty() && params.len < MAX_PARAMS => {
-                params.pairs[params.len] = (name, part);
-                params.len += 1;
-            }
-            _ => return None,
+            Segment::Static(text) if text.as_bytes() == part => {}
+            Segment::Param(_) if !part.is_empty() => {}
+            _ => return false,
         }
     }
     // The root pattern has no segments and matches only "/".
     match parts.next() {
-        None => Some(params),
-        Some("") if segments.is_empty() => parts.next().is_none().then_some(params),
-        Some(_) => None,
+        None => true,
+        Some(b"") if segments.is_empty() => parts.next().is_none(),
+        Some(_) => false,
     }
 }
 
@@ -108,16 +110,19 @@ pub fn with_params<'a>(req: &Request<'a>, params: Params<'a>) -> Request<'a> {
 /// Finds the first route (the table is ordered most specific first) for the request's path and
 /// method.
 pub fn dispatch<'a>(req: &Request<'a>, routes: &[Route]) -> Dispatch<'a> {
-    let method = req.method();
+    let (method, path) = (req.method_bytes(), req.path_bytes());
     let mut allowed: Vec<&'static str> = Vec::new();
     let mut get_for_head = None;
     for (index, route) in routes.iter().enumerate() {
-        let Some(params) = matches(route.segments, req.path()) else { continue };
-        if route.method == method {
+        if !matches(route.segments, path) {
+            continue;
+        }
+        let params = Params { segments: route.segments, path };
+        if route.method.as_bytes() == method {
             return Dispatch::Found(index, params);
         }
         // HEAD falls back to the GET route, unless a HEAD route of its own comes later.
-        if method == "HEAD" && route.method == "GET" && get_for_head.is_none() {
+        if method == b"HEAD" && route.method == "GET" && get_for_head.is_none() {
             get_for_head = Some((index, params));
         }
         allowed.push(route.method);
@@ -143,28 +148,31 @@ mod tests {
 
     #[test]
     fn segments_match_exactly_and_capture_parameters() {
-        let user = [Static("users"), Param("id")];
-        assert_eq!(matches(&user, "/users/7").unwrap().get("id"), Some("7"));
-        assert!(matches(&user, "/users").is_none());
-        assert!(matches(&user, "/users/").is_none(), "a parameter is never empty");
-        assert!(matches(&user, "/users/7/posts").is_none());
-        assert!(matches(&user, "users/7").is_none());
+        static USER: [Segment; 2] = [Static("users"), Param("id")];
+        assert!(matches(&USER, b"/users/7"));
+        assert_eq!(Params { segments: &USER, path: b"/users/7" }.get("id"), Some("7"));
+        assert!(!matches(&USER, b"/users"));
+        assert!(!matches(&USER, b"/users/"), "a parameter is never empty");
+        assert!(!matches(&USER, b"/users/7/posts"));
+        assert!(!matches(&USER, b"users/7"));
         let root: [Segment; 0] = [];
-        assert!(matches(&root, "/").is_some());
-        assert!(matches(&root, "/x").is_none());
-        assert!(matches(&root, "//").is_none());
+        assert!(matches(&root, b"/"));
+        assert!(!matches(&root, b"/x"));
+        assert!(!matches(&root, b"//"));
         let plain = [Static("plaintext")];
-        assert!(matches(&plain, "/plaintext").is_some());
+        assert!(matches(&plain, b"/plaintext"));
         for path in ["/plaintext/", "/plain", "/plaintexts", "plaintext", "//plaintext", "/plaintext/x"] {
-            assert!(matches(&plain, path).is_none(), "{path}");
+            assert!(!matches(&plain, path.as_bytes()), "{path}");
         }
         let two = [Static("a"), Static("b")];
-        assert!(matches(&two, "/a/b").is_some());
+        assert!(matches(&two, b"/a/b"));
         for path in ["/a", "/a/", "/ab", "/a/b/", "/a//b", "/a/bc"] {
-            assert!(matches(&two, path).is_none(), "{path}");
+            assert!(!matches(&two, path.as_bytes()), "{path}");
         }
-        let nested = [Static("a"), Param("x"), Static("b"), Param("y")];
-        let params = matches(&nested, "/a/1/b/2").unwrap();
+        static NESTED: [Segment; 4] = [Static("a"), Param("x"), Static("b"), Param("y")];
+        assert!(matches(&NESTED, b"/a/1/b/2"));
+        let params = Params { segments: &NESTED, path: b"/a/1/b/2" };
         assert_eq!((params.get("x"), params.get("y"), params.get("z")), (Some("1"), Some("2"), None));
+        assert_eq!(Params::default().get("x"), None);
     }
 }

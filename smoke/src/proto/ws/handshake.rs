@@ -160,9 +160,8 @@ mod tests {
     use crate::proto::http::parse_head;
 
     fn check(raw: &[u8]) -> Result<String, Refusal> {
-        let mut slots = [const { std::mem::MaybeUninit::uninit() }; 32];
-        let (head, headers) = parse_head(raw, &mut slots, &Default::default()).unwrap().unwrap();
-        let req = Request::new(&head, headers, &[], None, &NoServer);
+        let head = parse_head(raw, &Default::default()).unwrap().unwrap();
+        let req = Request::new(&head, &[], None, &NoServer);
         accept(&req)
     }
 

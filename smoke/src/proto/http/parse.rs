@@ -1,0 +1,374 @@
+//! The syntax of a request head (RFC 9112 §2-§5): the request line and the header lines, read
+//! in one pass over the input without copying or storing them. Each header is handed to the
+//! caller as it is read (the framing checks in `head.rs` need a few of them); the handler's
+//! `Request` finds the rest again in the header block when asked, so a request costs no table
+//! of header slots, filled or zeroed.
+//!
+//! What it accepts is what httparse, which smoke used before, accepts in its default strict
+//! mode: empty lines before the request line, CRLF or a bare LF ending a line, a method that is
+//! a token, a target of visible characters (UTF-8 above ASCII), `HTTP/1.0` or `HTTP/1.1`, header
+//! names that are tokens followed at once by a colon, and values of visible characters, spaces,
+//! tabs and obs-text. The fuzz target `http_head` holds the two to the same answers.
+
+/// A head's request line and where its header block lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Parsed<'b> {
+    pub(crate) method: &'b [u8],
+    pub(crate) target: &'b [u8],
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub(crate) minor_version: u8,
+    pub(crate) fields: Fields<'b>,
+    /// Bytes of the head, through the blank line.
+    pub(crate) len: usize,
+}
+
+/// Why a head could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Syntax<E> {
+    /// More input is needed.
+    Incomplete,
+    /// More header lines than allowed.
+    TooManyHeaders,
+    /// The request line does not end in `HTTP/1.0` or `HTTP/1.1`.
+    Version,
+    /// A header line starting with whitespace: obsolete line folding.
+    Folded,
+    /// Anything else malformed, said in a few words.
+    Malformed(&'static str),
+    /// The caller's header callback refused a header.
+    Refused(E),
+}
+
+/// Reads the head at the start of `buf`, handing each header's name and value (its surrounding
+/// whitespace trimmed) to `on_header` in order.
+pub(crate) fn parse<'b, E>(
+    buf: &'b [u8],
+    max_headers: usize,
+    mut on_header: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), E>,
+) -> Result<Parsed<'b>, Syntax<E>> {
+    let (method, target, minor_version, block_start) = request_line(buf)?;
+    let mut at = block_start;
+    let mut count = 0;
+    loop {
+        let len = match (buf.get(at), buf.get(at + 1)) {
+            (Some(b'\n'), _) => 1,
+            (Some(b'\r'), Some(b'\n')) => 2,
+            (None, _) | (Some(b'\r'), None) => return Err(Syntax::Incomplete),
+            (Some(b'\r'), Some(_)) => return Err(Syntax::Malformed("a CR without its LF")),
+            (Some(b' ' | b'\t'), _) => return Err(Syntax::Folded),
+            (Some(_), _) => 0,
+        };
+        if len > 0 {
+            let fields = Fields(&buf[block_start..at]);
+            return Ok(Parsed { method, target, minor_version, fields, len: at + len });
+        }
+        let rest = &buf[at..];
+        let Some(name_len) = rest.iter().position(|&b| !is_token(b)) else { return Err(Syntax::Incomplete) };
+        if name_len == 0 || rest[name_len] != b':' {
+            return Err(Syntax::Malformed("malformed header name"));
+        }
+        let value_start = at + name_len + 1;
+        let (value_end, next_line) = field_value(buf, value_start)?;
+        // Counted once the line is whole, so a head cut inside one header too many is only
+        // incomplete, as it is to httparse.
+        count += 1;
+        if count > max_headers {
+            return Err(Syntax::TooManyHeaders);
+        }
+        on_header(&rest[..name_len], trim_whitespace(&buf[value_start..value_end])).map_err(Syntax::Refused)?;
+        at = next_line;
+    }
+}
+
+/// The end of the field value starting at `start` (before its CR LF or LF) and the start of the
+/// next line. RFC 9110 §5.5: a value holds visible characters, spaces, tabs and obs-text; any
+/// other control character (a lone CR above all) could split or smuggle a header. Read eight
+/// bytes at a time while none is a control character: the line's end is one too.
+fn field_value<E>(buf: &[u8], start: usize) -> Result<(usize, usize), Syntax<E>> {
+    let mut at = start;
+    loop {
+        while let Some(word) = buf.get(at..at + 8).and_then(|word| <[u8; 8]>::try_from(word).ok()) {
+            if has_control(u64::from_le_bytes(word)) {
+                break;
+            }
+            at += 8;
+        }
+        match (buf.get(at), buf.get(at + 1)) {
+            (Some(b'\n'), _) => return Ok((at, at + 1)),
+            (Some(b'\r'), Some(b'\n')) => return Ok((at, at + 2)),
+            (None, _) | (Some(b'\r'), None) => return Err(Syntax::Incomplete),
+            (Some(&b), _) if b != b'\t' && (b < b' ' || b == 0x7f) => {
+                return Err(Syntax::Malformed("a control character in a header value"));
+            }
+            (Some(_), _) => at += 1,
+        }
+    }
+}
+
+/// Where the request target at the start of `rest` ends (at a space, control character or
+/// 0x7f), eight bytes at a time, and the OR of its bytes (bit 7: something above ASCII);
+/// `None` when it has not ended yet.
+fn target_end(rest: &[u8]) -> Option<(usize, u8)> {
+    let mut at = 0;
+    let mut bits = 0u64;
+    while let Some(word) = rest.get(at..at + 8).and_then(|word| <[u8; 8]>::try_from(word).ok()) {
+        let word = u64::from_le_bytes(word);
+        // A space ends the target too.
+        if has_byte_below_or_delete(word, 0x21) {
+            break;
+        }
+        bits |= word;
+        at += 8;
+    }
+    let bits = bits.to_le_bytes().iter().fold(0, |all, &b| all | b);
+    let end = at + rest[at..].iter().position(|&b| b <= b' ' || b == 0x7f)?;
+    Some((end, rest[at..end].iter().fold(bits, |all, &b| all | b)))
+}
+
+/// Whether a byte of `word` is a control character (below 0x20, or 0x7f).
+#[inline]
+fn has_control(word: u64) -> bool {
+    has_byte_below_or_delete(word, 0x20)
+}
+
+/// Whether a byte of `word` is below `limit` (at most 0x80) or is 0x7f; bytes above 0x7f are
+/// neither. Bit 7 of such a byte is set in `x - limit` where it was clear in `x` (and the same
+/// for zero after XOR with 0x7f): exact for "any", which is all that is asked.
+#[inline]
+fn has_byte_below_or_delete(word: u64, limit: u8) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH;
+    let delete = word ^ (ONES * 0x7f);
+    let is_delete = delete.wrapping_sub(ONES) & !delete & HIGH;
+    below | is_delete != 0
+}
+
+/// A request line: method, target, minor version, and where the line after it starts.
+type RequestLine<'b> = (&'b [u8], &'b [u8], u8, usize);
+
+/// The request line after any empty lines.
+fn request_line<E>(buf: &[u8]) -> Result<RequestLine<'_>, Syntax<E>> {
+    // RFC 9112 §2.2: empty lines before the request line are ignored.
+    let mut at = 0;
+    loop {
+        match (buf.get(at), buf.get(at + 1)) {
+            (Some(b'\n'), _) => at += 1,
+            (Some(b'\r'), Some(b'\n')) => at += 2,
+            (None, _) | (Some(b'\r'), None) => return Err(Syntax::Incomplete),
+            _ => break,
+        }
+    }
+    let rest = &buf[at..];
+    let method_len = match rest.first_chunk::<4>() {
+        // Most requests are GETs: one compare instead of a token check per byte.
+        Some(b"GET ") => 3,
+        _ => rest.iter().position(|&b| !is_token(b)).ok_or(Syntax::Incomplete)?,
+    };
+    if method_len == 0 || rest[method_len] != b' ' {
+        return Err(Syntax::Malformed("malformed method"));
+    }
+    let method = &rest[..method_len];
+    let rest = &rest[method_len + 1..];
+    let (target_len, high_bits) = target_end(rest).ok_or(Syntax::Incomplete)?;
+    if target_len == 0 || rest[target_len] != b' ' {
+        return Err(Syntax::Malformed("malformed request target"));
+    }
+    let target = &rest[..target_len];
+    // Above ASCII only as UTF-8, so the handler can have the path as text.
+    if high_bits >= 0x80 && std::str::from_utf8(target).is_err() {
+        return Err(Syntax::Malformed("a request target that is not UTF-8"));
+    }
+    let rest = &rest[target_len + 1..];
+    const VERSION: &[u8; 8] = b"HTTP/1.1";
+    let minor_version = match rest.first_chunk::<8>() {
+        Some(version) if version[..7] == VERSION[..7] && matches!(version[7], b'0' | b'1') => version[7] - b'0',
+        Some(_) => return Err(Syntax::Version),
+        None if VERSION.starts_with(rest) || rest == b"HTTP/1." => return Err(Syntax::Incomplete),
+        None => return Err(Syntax::Version),
+    };
+    let at = buf.len() - rest.len() + 8;
+    match (buf.get(at), buf.get(at + 1)) {
+        (Some(b'\n'), _) => Ok((method, target, minor_version, at + 1)),
+        (Some(b'\r'), Some(b'\n')) => Ok((method, target, minor_version, at + 2)),
+        (None, _) | (Some(b'\r'), None) => Err(Syntax::Incomplete),
+        _ => Err(Syntax::Version),
+    }
+}
+
+/// The header lines of a parsed head, read again when a handler asks for a header: they were
+/// checked when the head was parsed, so reading them is only splitting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fields<'b>(&'b [u8]);
+
+impl<'b> Fields<'b> {
+    /// Each header's name and value, in order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> {
+        self.0.split(|&b| b == b'\n').filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = memchr::memchr(b':', line)?;
+            Some((&line[..colon], trim_whitespace(&line[colon + 1..])))
+        })
+    }
+}
+
+/// `value` without the spaces and tabs around it (RFC 9112 §5.1's optional whitespace).
+#[inline]
+fn trim_whitespace(value: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    if !value.first().is_some_and(is_space) && !value.last().is_some_and(is_space) {
+        return value;
+    }
+    let start = value.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(value.len());
+    let end = value.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |last| last + 1);
+    &value[start..end]
+}
+
+/// RFC 9110 §5.6.2: a token character.
+#[inline]
+fn is_token(b: u8) -> bool {
+    TOKEN[usize::from(b)]
+}
+
+static TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_')
+            || matches!(c, b'`' | b'|' | b'~');
+        b += 1;
+    }
+    table
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(buf: &[u8]) -> Result<Parsed<'_>, Syntax<()>> {
+        parse(buf, 64, |_, _| Ok(()))
+    }
+
+    #[test]
+    fn a_head_is_read_with_its_headers_in_order() {
+        let buf = b"\r\n\nGET /a?b=1 HTTP/1.1\r\nHost:  x \r\nX-Empty:\r\nAccept: */*\n\r\nbody";
+        let mut seen = Vec::new();
+        let parsed = parse(buf, 64, |name, value| {
+            seen.push((name, value));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!((parsed.method, parsed.target, parsed.minor_version), (&b"GET"[..], &b"/a?b=1"[..], 1));
+        assert_eq!(parsed.len, buf.len() - 4);
+        let expected: Vec<(&[u8], &[u8])> = vec![(b"Host", b"x"), (b"X-Empty", b""), (b"Accept", b"*/*")];
+        assert_eq!(seen, expected);
+        assert_eq!(parsed.fields.iter().collect::<Vec<_>>(), expected, "read again, the same");
+        assert_eq!(head(b"GET / HTTP/1.0\n\n").unwrap().minor_version, 0);
+    }
+
+    #[test]
+    fn every_cut_of_a_head_is_incomplete() {
+        let full = b"\r\nGET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(head(&full[..cut]), Err(Syntax::Incomplete), "cut at {cut}");
+        }
+        assert!(head(full).is_ok());
+    }
+
+    #[test]
+    fn malformed_heads_say_what_is_wrong() {
+        let version: &[&[u8]] = &[b"GET / HTTP/2.0\r\n", b"GET / HTTP/1.2\r\n", b"GET / HTTP/1.1 x\r\n", b"GET / HTTX"];
+        for buf in version {
+            assert_eq!(head(buf), Err(Syntax::Version), "{:?}", String::from_utf8_lossy(buf));
+        }
+        assert_eq!(head(b"GET / HTTP/1.1\r\nA: 1\r\n b\r\n\r\n"), Err(Syntax::Folded));
+        assert_eq!(head(b"GET / HTTP/1.1\r\n\tb\r\n\r\n"), Err(Syntax::Folded));
+        let malformed: &[&[u8]] = &[
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b" GET / HTTP/1.1\r\n\r\n",
+            b"G(T / HTTP/1.1\r\n\r\n",
+            b"GET /\x01 HTTP/1.1\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nName : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nNo-Colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: x\ry\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: 01234567\x00abcdef\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: 0123456789\x7f\r\n\r\n",
+        ];
+        for buf in malformed {
+            assert!(matches!(head(buf), Err(Syntax::Malformed(_))), "{:?}", String::from_utf8_lossy(buf));
+        }
+        assert!(head("GET /caf\u{e9} HTTP/1.1\r\n\r\n".as_bytes()).is_ok(), "UTF-8 targets are accepted");
+        assert!(head(b"GET / HTTP/1.1\r\nA: tab\there, obs-text \xe9, 0123456789~\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn targets_of_every_length_end_at_their_space_and_refuse_controls() {
+        for len in 1..40 {
+            let target: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut line = b"GET ".to_vec();
+            line.extend_from_slice(&target);
+            line.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+            assert_eq!(head(&line).unwrap().target, &target[..], "{len}");
+            for at in 0..len {
+                for (byte, accepted) in [(0x7fu8, false), (0x01, false), (b'\t', false), (0xe9, false), (b'~', true)] {
+                    let mut bad = line.clone();
+                    bad[4 + at] = byte;
+                    assert_eq!(head(&bad).is_ok(), accepted, "{byte:#x} at {at} of {len}");
+                }
+                let mut utf8 = line.clone();
+                utf8.splice(4 + at..5 + at, "\u{e9}".bytes());
+                assert_eq!(head(&utf8).unwrap().target.len(), len + 1, "é at {at} of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_count_and_refusals_stop_the_parse() {
+        let two = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert!(parse(two, 2, |_, _| Ok::<(), ()>(())).is_ok());
+        assert_eq!(parse(two, 1, |_, _| Ok::<(), ()>(())), Err(Syntax::TooManyHeaders));
+        assert_eq!(parse(two, 2, |name, _| if name == b"B" { Err(7) } else { Ok(()) }), Err(Syntax::Refused(7)));
+        // Found by the differential fuzzer: a header too many, cut inside its line, is only
+        // incomplete (as to httparse); the 431 comes once the line is whole.
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2", 1, |_, _| Ok::<(), ()>(())), Err(Syntax::Incomplete));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n", 1, |_, _| Ok::<(), ()>(())),
+            Err(Syntax::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn field_values_are_checked_a_word_at_a_time_without_misses() {
+        let field = |value: &[u8]| {
+            let mut line = b"A:".to_vec();
+            line.extend_from_slice(value);
+            line.extend_from_slice(b"\r\n");
+            field_value::<()>(&line, 2).map(|(end, next)| (end - 2, next == line.len()))
+        };
+        for len in 1..24 {
+            for at in 0..len {
+                for bad in [0u8, b'\r', b'\n', 0x1f, 0x7f] {
+                    let mut value = vec![b'a'; len];
+                    value[at] = bad;
+                    if bad == b'\n' {
+                        assert_eq!(field(&value), Ok((at, false)), "a LF ends the line at {at} of {len}");
+                    } else {
+                        assert!(field(&value).is_err(), "{bad:#x} at {at} of {len}");
+                    }
+                }
+                let mut value = vec![0xe9u8; len];
+                value[at] = b'\t';
+                assert_eq!(field(&value), Ok((len, true)));
+                assert!(has_control(u64::from_le_bytes([b'a', b'b', 0x1f, b'c', 0xff, 0x80, b'~', b' '])));
+                assert!(!has_control(u64::from_le_bytes([b'a', b'b', 0x20, b'c', 0xff, 0x80, b'~', b' '])));
+                assert!(has_byte_below_or_delete(u64::from_le_bytes(*b"/abc de~"), 0x21));
+                assert!(!has_byte_below_or_delete(u64::from_le_bytes(*b"/abc\xffde~"), 0x21));
+            }
+        }
+    }
+}
