@@ -18,6 +18,7 @@ nats-server for the cluster rows (bench/cluster.py).
 """
 
 import argparse
+import glob
 import os
 import platform
 import re
@@ -360,38 +361,86 @@ def udp_echo(port, operations, peers=16, size=32):
         s.close()
 
 
-# name -> (example, override variable, client, udp)
+# name -> (client, udp, servers). A server is (name, example, override variable) for smoke
+# and (name, peer binary, threads argument) for a peer, which takes its port and worker count as
+# arguments; tokio's gets 0, its current-thread runtime (valgrind runs one thread at a time, and
+# would count a multi-thread runtime's idle workers spinning as the server's work).
 CALLGRIND_SCENARIOS = {
-    "HTTP keep-alive, GET /plaintext": ("plaintext", "SMOKE_HTTP", http_keep_alive, False),
-    "HTTP pipelined x16, GET /plaintext": ("plaintext", "SMOKE_HTTP", http_pipelined, False),
-    "WebSocket echo, 32 B binary, 20 connections": ("ws_echo", "SMOKE_WS", ws_echo, False),
-    "UDP echo, 32 B, 16 peers": ("udp_echo", "SMOKE_UDP", udp_echo, True),
+    "HTTP keep-alive, GET /plaintext": (http_keep_alive, False, [
+        ("smoke", "plaintext", "SMOKE_HTTP"), ("may_minihttp", "may_plaintext", "1")]),
+    "HTTP pipelined x16, GET /plaintext": (http_pipelined, False, [
+        ("smoke", "plaintext", "SMOKE_HTTP"), ("may_minihttp", "may_plaintext", "1")]),
+    "WebSocket echo, 32 B binary, 20 connections": (ws_echo, False, [
+        # Not tokio-tungstenite: it zeroes its 128 KiB read buffer on every read with `rep stosb`,
+        # which callgrind counts once per byte (245,000 "instructions" a message, a few µs of
+        # real time). uWebSockets joins with --callgrind-peer.
+        ("smoke", "ws_echo", "SMOKE_WS")]),
+    "UDP echo, 32 B, 16 peers": (udp_echo, True, [
+        ("smoke", "udp_echo", "SMOKE_UDP"), ("tokio", "tokio_udp", "0")]),
 }
 
 
-def callgrind_per_operation(workdir, scenarios=CALLGRIND_SCENARIOS):
-    """Instructions per operation in smoke's server process (all threads, user space), from two
-    valgrind runs per scenario that differ only in the number of operations: the difference
-    cancels start-up and shutdown. Instruction counts do not depend on the machine's load."""
-    counts = {}
-    for name, (example, variable, client, udp) in scenarios.items():
-        totals = {}
-        for operations in (1600, 9600):
-            port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
-            out = os.path.join(workdir, f"callgrind.{example}.{operations}")
-            env = dict(os.environ, **{variable: f"127.0.0.1:{port}"}, SMOKE_THREADS="1", SMOKE_LOG="error")
-            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", release(example)]
-            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if udp:
-                time.sleep(3)  # valgrind starts slowly, and a UDP socket cannot be probed
-            else:
-                wait_listening(port, timeout=60)
-            client(port, operations)
-            process.send_signal(signal.SIGTERM)
+def parse_extra_peers(specs):
+    """`--callgrind-peer 'NAME|SCENARIO PREFIX|COMMAND {port}'`: a peer built elsewhere (a
+    uWebSockets echo server, say), run on the scenarios whose name starts with the prefix."""
+    peers = []
+    for spec in specs:
+        name, prefix, command = spec.split("|", 2)
+        peers.append((name, prefix, command))
+    return peers
+
+
+def callgrind_count(command, env, port, client, udp, operations, out):
+    """The instructions valgrind counted in one run of `command` serving `operations`."""
+    process = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if udp:
+            time.sleep(3)  # valgrind starts slowly, and a UDP socket cannot be probed
+        else:
+            wait_listening(port, timeout=60)
+        client(port, operations)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
             process.wait(timeout=60)
-            with open(out) as f:
-                totals[operations] = int(re.search(r"^summary:\s+(\d+)", f.read(), re.M).group(1))
-        counts[name] = (totals[9600] - totals[1600]) / 8000
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    # A peer that dies on SIGTERM leaves one file per thread (`out` and `out-02`...): sum them.
+    total = 0
+    for path in [out] + sorted(glob.glob(out + "-*")):
+        with open(path) as f:
+            text = f.read()
+        found = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+        total += int(found.group(1)) if found else 0
+    return total
+
+
+def callgrind_per_operation(workdir, scenarios=CALLGRIND_SCENARIOS, extra_peers=()):
+    """Instructions per operation in each server's process (all threads, user space), from two
+    valgrind runs per scenario and server that differ only in the number of operations: the
+    difference cancels start-up and shutdown. Instruction counts do not depend on the machine's
+    load. Every server gets one worker thread. Returns {scenario: {server: count}}."""
+    counts = {}
+    for name, (client, udp, servers) in scenarios.items():
+        servers = list(servers) + [(peer_name, None, command) for peer_name, prefix, command in extra_peers
+                                   if name.startswith(prefix)]
+        for server, binary, variable in servers:
+            totals = {}
+            for operations in (1600, 9600):
+                port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+                out = os.path.join(workdir, f"callgrind.{server}.{binary or 'extra'}.{operations}")
+                env = dict(os.environ, SMOKE_THREADS="1", SMOKE_LOG="error")
+                if binary is None:  # an extra peer: `variable` holds its command line
+                    command = variable.format(port=port).split()
+                elif not variable.startswith("SMOKE_"):
+                    command = [peer(binary), str(port), variable]
+                else:
+                    env[variable] = f"127.0.0.1:{port}"
+                    command = [release(binary)]
+                totals[operations] = callgrind_count(command, env, port, client, udp, operations, out)
+            counts.setdefault(name, {})[server] = (totals[9600] - totals[1600]) / 8000
     return counts
 
 
@@ -402,10 +451,14 @@ def main():
     parser.add_argument("--groups", default="http,ws,fanout,udp,tls,idle,callgrind,cluster")
     parser.add_argument("--no-write", action="store_true", help="print only; leave book/src/benchmarks.md alone")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario")
+    parser.add_argument("--callgrind-peer", action="append", default=[], metavar="'NAME|SCENARIO PREFIX|COMMAND {port}'",
+                        help="another server for the callgrind rows, built elsewhere (a uWebSockets echo server, say)")
     args = parser.parse_args()
     groups = args.groups.split(",")
-    needs_peers = any(group not in ("callgrind", "cluster") for group in groups)
-    tools = ["cargo"] + (["wrk", "nginx", "openssl"] if needs_peers else []) + (["valgrind"] if "callgrind" in groups else [])
+    needs_peers = any(group != "cluster" for group in groups)
+    needs_load_tools = any(group not in ("callgrind", "cluster") for group in groups)
+    tools = ["cargo"] + (["wrk", "nginx", "openssl"] if needs_load_tools else [])
+    tools += ["valgrind"] if "callgrind" in groups else []
     tools += ["nats-server"] if "cluster" in groups else []
     for tool in tools:
         if not shutil.which(tool):
@@ -482,7 +535,8 @@ def main():
                 idle[server.name] = idle_memory(server, args.idle)
             finally:
                 server.stop()
-    instructions = callgrind_per_operation(workdir) if "callgrind" in groups else None
+    extra_peers = parse_extra_peers(args.callgrind_peer)
+    instructions = callgrind_per_operation(workdir, extra_peers=extra_peers) if "callgrind" in groups else None
     cluster = None
     if "cluster" in groups:
         from cluster import cluster_table
@@ -513,9 +567,11 @@ def main():
         for name, value in idle.items():
             lines.append(f"| idle-{args.idle} | {name} | {value:,.0f} | {value / idle['smoke']:.2f} |")
     if instructions is not None:
-        lines += ["", "| operation (callgrind, smoke's whole process, user space) | instructions per operation |",
-                  "|---|---:|"]
-        lines += [f"| {name} | {count:,.0f} |" for name, count in instructions.items()]
+        lines += ["", "| operation (callgrind, the server's whole process, user space, one worker) | server | "
+                  "instructions per operation | vs smoke |", "|---|---|---:|---:|"]
+        for name, by_server in instructions.items():
+            for server, count in by_server.items():
+                lines.append(f"| {name} | {server} | {count:,.0f} | {count / by_server['smoke']:.2f} |")
     if cluster is not None:
         lines += ["", "Topics across nodes (`bench/cluster.py`: nats-server and two chat nodes, one worker each; "
                   "latency paced at 1,000 msg/s):", ""] + cluster
@@ -553,6 +609,19 @@ messages (for fan-out: deliveries) or datagrams completed. Servers run interleav
 smoke in the same run (above 1.00: the peer spends more CPU per operation). Absolute numbers
 move with the machine's neighbours; ratios measured together do not. wrk's latency percentiles
 are per request batch, so under pipelining they say little.
+
+**Instructions per operation** come from `valgrind --tool=callgrind`: each server alone, one
+worker thread, the same small Python client (one keep-alive connection; 16 pipelined requests
+at a time; 20 WebSocket clients sending 32-byte binary messages in rounds; 16 UDP peers), two
+runs of 1,600 and 9,600 operations whose difference cancels start-up. They count the server
+process's user-space instructions, all of its threads, and nothing the kernel does, so they are
+the same on a busy machine and a quiet one and decide what the CPU figures above only blur.
+Peers that valgrind runs are measured beside smoke: may_minihttp for HTTP, tokio (its
+current-thread runtime) for UDP. tokio-tungstenite is left out: it zeroes a 128 KiB read buffer
+on every read with `rep stosb`, which callgrind counts once per byte. Others built elsewhere join
+with `--callgrind-peer 'NAME|SCENARIO PREFIX|COMMAND {{port}}'`: the rows above include
+uWebSockets when it was given, an echo server (`/*` echoes, `/plaintext` answers "Hello,
+World!", compression off) on uWebSockets and uSockets built with `-O3 -DLIBUS_NO_SSL`.
 
 {table}
 
