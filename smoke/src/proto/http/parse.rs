@@ -67,7 +67,12 @@ pub(crate) fn parse<'b, E>(
         if name_len == 0 || rest[name_len] != b':' {
             return Err(Syntax::Malformed("malformed header name"));
         }
-        let value_start = at + name_len + 1;
+        // The whitespace before a value (nearly always one space) is stepped over here, so the
+        // value is trimmed only at its end.
+        let mut value_start = at + name_len + 1;
+        while let Some(b' ' | b'\t') = buf.get(value_start) {
+            value_start += 1;
+        }
         let (value_end, next_line) = field_value(buf, value_start)?;
         // Counted once the line is whole, so a head cut inside one header too many is only
         // incomplete, as it is to httparse.
@@ -75,7 +80,7 @@ pub(crate) fn parse<'b, E>(
         if count > max_headers {
             return Err(Syntax::TooManyHeaders);
         }
-        on_header(&rest[..name_len], trim_whitespace(&buf[value_start..value_end])).map_err(Syntax::Refused)?;
+        on_header(&rest[..name_len], trim_end(&buf[value_start..value_end])).map_err(Syntax::Refused)?;
         at = next_line;
     }
 }
@@ -227,14 +232,20 @@ impl<'b> Fields<'b> {
 
 /// `value` without the spaces and tabs around it (RFC 9112 §5.1's optional whitespace).
 #[inline]
-fn trim_whitespace(value: &[u8]) -> &[u8] {
-    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
-    if !value.first().is_some_and(is_space) && !value.last().is_some_and(is_space) {
-        return value;
+fn trim_whitespace(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
     }
-    let start = value.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(value.len());
-    let end = value.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |last| last + 1);
-    &value[start..end]
+    trim_end(value)
+}
+
+/// `value` without the spaces and tabs after it.
+#[inline]
+fn trim_end(mut value: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// RFC 9110 §5.6.2: a token character.
