@@ -247,7 +247,19 @@ fn routing(model: &Model, krate: &TokenStream) -> TokenStream {
             RouteSegment::Static(text) => quote!(#krate::__private::Segment::Static(#text)),
             RouteSegment::Param(name) => quote!(#krate::__private::Segment::Param(#name)),
         });
-        quote!(#krate::__private::Route { method: #method, segments: &[#(#segments),*] })
+        // A pattern without parameters is also emitted whole, for one comparison per request.
+        let exact = route.segments.iter().all(|segment| matches!(segment, RouteSegment::Static(_))).then(|| {
+            let texts = route.segments.iter().filter_map(|segment| match segment {
+                RouteSegment::Static(text) => Some(text.as_str()),
+                RouteSegment::Param(_) => None,
+            });
+            format!("/{}", texts.collect::<Vec<_>>().join("/"))
+        });
+        let exact = match exact {
+            Some(path) => quote!(::core::option::Option::Some(#path)),
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(#krate::__private::Route { method: #method, segments: &[#(#segments),*], exact: #exact })
     });
     let arms = routes.iter().enumerate().map(|(index, route)| {
         let handler = &route.handler;

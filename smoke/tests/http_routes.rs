@@ -77,6 +77,7 @@ fn routes_match_segments_and_methods() {
     assert_eq!((reply.status, &reply.body[..]), (200, &b"index"[..]));
     assert_eq!(ask(&mut s, &mut r, &get("/users/42")).body, b"user 42");
     assert_eq!(ask(&mut s, &mut r, &get("/users/me")).body, b"me", "a static segment wins over a parameter");
+    assert_eq!(ask(&mut s, &mut r, &get("/users/mex")).body, b"user mex", "a static route matches whole segments");
     assert_eq!(ask(&mut s, &mut r, &get("/users/42?tab=posts")).body, b"user 42", "the query is not part of the path");
     let created = ask(&mut s, &mut r, "POST /users/7/posts/99 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert_eq!((created.status, &created.body[..]), (201, &b"7:99"[..]));
@@ -86,7 +87,7 @@ fn routes_match_segments_and_methods() {
     let head = ask(&mut s, &mut r, "HEAD /users/5 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((head.status, head.header("Content-Length")), (200, Some("6")), "HEAD goes to the GET route");
 
-    for path in ["/nope", "/users", "/users/7/extra", "/users/"] {
+    for path in ["/nope", "/users", "/users/7/extra", "/users/", "/users/me/", "//", "/users//me"] {
         assert_eq!(ask(&mut s, &mut r, &get(path)).status, 404, "{path}");
     }
     let not_allowed = ask(&mut s, &mut r, "PUT /users/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");

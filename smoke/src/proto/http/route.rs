@@ -20,6 +20,8 @@ pub struct Route {
     pub method: &'static str,
     /// The pattern's segments, without the leading `/`.
     pub segments: &'static [Segment],
+    /// The whole pattern when it has no parameters (`/plaintext`), matched by one comparison.
+    pub exact: Option<&'static str>,
 }
 
 /// The `:name` segments of a matched route: its pattern and the path it matched, read when a
@@ -114,7 +116,11 @@ pub fn dispatch<'a>(req: &Request<'a>, routes: &[Route]) -> Dispatch<'a> {
     let mut allowed: Vec<&'static str> = Vec::new();
     let mut get_for_head = None;
     for (index, route) in routes.iter().enumerate() {
-        if !matches(route.segments, path) {
+        let matched = match route.exact {
+            Some(exact) => exact.as_bytes() == path,
+            None => matches(route.segments, path),
+        };
+        if !matched {
             continue;
         }
         let params = Params { segments: route.segments, path };
