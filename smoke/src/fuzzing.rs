@@ -19,7 +19,7 @@ pub struct Seen {
 /// Feeds `pieces` to `serve` as the runtime feeds a connection: each piece is appended to what
 /// is left unconsumed, and `serve` is called until it consumes nothing more or the connection
 /// is closing.
-fn drive(pieces: &[&[u8]], mut serve: impl FnMut(&mut TestSink, &[u8], &mut Vec<String>) -> usize) -> Seen {
+fn drive(pieces: &[&[u8]], mut serve: impl FnMut(&mut TestSink, &mut [u8], &mut Vec<String>) -> usize) -> Seen {
     let mut sink = TestSink::new();
     let (mut kept, mut events) = (Vec::new(), Vec::new());
     for piece in pieces {
@@ -28,7 +28,7 @@ fn drive(pieces: &[&[u8]], mut serve: impl FnMut(&mut TestSink, &[u8], &mut Vec<
         }
         kept.extend_from_slice(piece);
         while !kept.is_empty() && !sink.is_closing() {
-            let consumed = serve(&mut sink, &kept, &mut events);
+            let consumed = serve(&mut sink, &mut kept, &mut events);
             assert!(consumed <= kept.len(), "consumed {consumed} of {} bytes", kept.len());
             if consumed == 0 {
                 break;

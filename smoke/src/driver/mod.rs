@@ -253,7 +253,7 @@ impl<T: Session> SessionService<T> {
         user.on_connect(conn);
     }
     #[inline]
-    fn data(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>, input: &[u8]) -> usize {
+    fn data(&self, machine: &mut Machine, user: &mut T, conn: &mut Conn<'_>, input: &mut [u8]) -> usize {
         match machine {
             Machine::Raw => user.on_data(conn, input),
             Machine::Http(..) => http::requests(self, machine, user, conn, input),

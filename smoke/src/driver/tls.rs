@@ -82,11 +82,11 @@ pub(super) fn data<T: Session>(
         match step {
             Step::NeedInput => break,
             Step::Data(range) => {
-                let plaintext = &input[base + range.start..base + range.end];
+                let plaintext = &mut input[base + range.start..base + range.end];
                 feed(service, &mut layer.inner, user, &mut layer.plain, layer.max_plain, conn, plaintext);
             }
-            Step::Held(plaintext) => {
-                feed(service, &mut layer.inner, user, &mut layer.plain, layer.max_plain, conn, &plaintext);
+            Step::Held(mut plaintext) => {
+                feed(service, &mut layer.inner, user, &mut layer.plain, layer.max_plain, conn, &mut plaintext);
             }
             Step::Established => {
                 layer.connected = true;
@@ -159,7 +159,7 @@ fn feed<T: Session>(
     plain: &mut Vec<u8>,
     max_plain: usize,
     conn: &mut Conn<'_>,
-    plaintext: &[u8],
+    plaintext: &mut [u8],
 ) {
     if plain.is_empty() {
         let used = deliver(service, inner, user, conn, plaintext);
@@ -201,11 +201,11 @@ fn deliver<T: Session>(
     inner: &mut Machine,
     user: &mut T,
     conn: &mut Conn<'_>,
-    plaintext: &[u8],
+    plaintext: &mut [u8],
 ) -> usize {
     let mut used = 0;
     while used < plaintext.len() && !conn.is_closing() {
-        match service.data(inner, user, conn, &plaintext[used..]) {
+        match service.data(inner, user, conn, &mut plaintext[used..]) {
             0 => break,
             n => used += n.min(plaintext.len() - used),
         }

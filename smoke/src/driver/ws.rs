@@ -33,7 +33,7 @@ pub(super) fn open<T: Session>(ws: &mut ws::Connection, conn: &mut Conn<'_>, ses
 pub(super) fn frames<T: Session>(
     ws: &mut ws::Connection,
     conn: &mut Conn<'_>,
-    input: &[u8],
+    input: &mut [u8],
     session: &mut T,
     settings: &WsConfig,
 ) -> usize {

@@ -2,7 +2,6 @@
 //! [`Events`], pings get pongs, the close handshake runs, and an idle connection is pinged, then
 //! closed. What it sends goes into a [`Sink`].
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use tungstenite::protocol::frame::coding::{Control, OpCode};
@@ -15,17 +14,11 @@ use crate::proto::Sink;
 /// How long a close we started waits for the client's answer before the connection closes.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-thread_local! {
-    /// Per worker thread: the payload of the frame being handled, unmasked (the input buffer is
-    /// the runtime's and read-only here). Reused, so steady-state traffic allocates nothing.
-    static UNMASKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 #[cfg(feature = "deflate")]
 thread_local! {
     /// Per worker thread: the decompressor of every connection's compressed messages (none
     /// takes over context, so one serves all) and the message it inflated last.
-    static INFLATER: RefCell<(super::deflate::Inflater, Vec<u8>)> = RefCell::default();
+    static INFLATER: std::cell::RefCell<(super::deflate::Inflater, Vec<u8>)> = Default::default();
 }
 
 /// What the machine tells the connection's user: complete messages, and the end of the
@@ -142,7 +135,7 @@ impl Connection {
     pub(crate) fn serve<S: Sink>(
         &mut self,
         sink: &mut S,
-        input: &[u8],
+        input: &mut [u8],
         max_message: usize,
         events: &mut impl Events<S>,
     ) -> usize {
@@ -161,31 +154,28 @@ impl Connection {
                     return input.len();
                 }
             };
+            // The input is ours until we return, and a whole frame is consumed: its payload is
+            // unmasked where it lies, without a copy.
+            let payload = &mut input[consumed + frame.header_len..consumed + frame.len()];
             consumed += frame.len();
             self.state.active = true;
-            let payload = &buf[frame.header_len..frame.len()];
-            let mask = frame.header.mask.unwrap_or_default();
-            UNMASKED.with_borrow_mut(|unmasked| {
-                unmasked.clear();
-                unmasked.extend_from_slice(payload);
-                codec::unmask(unmasked, mask, 0);
-                let Connection { assembler, state } = &mut *self;
-                match assembler.push(&frame.header, unmasked, max_message) {
-                    Ok(None) => {}
-                    Ok(Some(Event::Compressed { text, payload })) => {
-                        inflate_and_handle(text, payload, max_message, state, sink, events);
+            codec::unmask(payload, frame.header.mask.unwrap_or_default(), 0);
+            let Connection { assembler, state } = &mut *self;
+            match assembler.push(&frame.header, payload, max_message) {
+                Ok(None) => {}
+                Ok(Some(Event::Compressed { text, payload })) => {
+                    inflate_and_handle(text, payload, max_message, state, sink, events);
+                    assembler.release();
+                }
+                Ok(Some(event)) => {
+                    let finished_message = matches!(event, Event::Text(_) | Event::Binary(_));
+                    handle(event, state, sink, events);
+                    if finished_message {
                         assembler.release();
                     }
-                    Ok(Some(event)) => {
-                        let finished_message = matches!(event, Event::Text(_) | Event::Binary(_));
-                        handle(event, state, sink, events);
-                        if finished_message {
-                            assembler.release();
-                        }
-                    }
-                    Err(violation) => fail(state, sink, events, violation),
                 }
-            });
+                Err(violation) => fail(state, sink, events, violation),
+            }
         }
         consumed
     }
@@ -355,7 +345,7 @@ mod tests {
         let mut input = masked(1, b"hi");
         input.extend(masked(9, b"p"));
         input.extend(masked(8, &1000u16.to_be_bytes()));
-        assert_eq!(ws.serve(&mut sink, &input, 1 << 20, &mut events), input.len());
+        assert_eq!(ws.serve(&mut sink, &mut input, 1 << 20, &mut events), input.len());
         assert_eq!(events.messages, ["Text(\"hi\")"]);
         assert_eq!(events.closes, [(1000, String::new())]);
         assert_eq!(sink.out, [0x8a, 1, b'p', 0x88, 2, 0x03, 0xe8], "a pong, then the close echoed");
@@ -365,7 +355,7 @@ mod tests {
     #[test]
     fn an_empty_close_is_answered_and_waited_for_like_a_coded_one() {
         let (mut ws, mut sink, mut events) = (Connection::default(), TestSink::new(), Recorder::default());
-        ws.serve(&mut sink, &masked(8, b""), 1 << 20, &mut events);
+        ws.serve(&mut sink, &mut masked(8, b""), 1 << 20, &mut events);
         assert_eq!(sink.out, [0x88, 0], "an empty close back");
         assert_eq!(events.closes, [(1005, String::new())]);
         assert_eq!(sink.timer, Some(CLOSE_WAIT), "the close wait runs");
@@ -377,12 +367,12 @@ mod tests {
     #[test]
     fn a_violation_closes_with_its_code_and_drains() {
         let (mut ws, mut sink, mut events) = (Connection::default(), TestSink::new(), Recorder::default());
-        let unmasked = [0x81, 0x01, b'x'];
-        ws.serve(&mut sink, &unmasked, 1 << 20, &mut events);
+        let mut unmasked = [0x81, 0x01, b'x'];
+        ws.serve(&mut sink, &mut unmasked, 1 << 20, &mut events);
         assert_eq!(events.closes[0].0, 1002);
         assert!(sink.write_shut && !sink.closed, "FIN sent, then the client is drained");
-        let late = masked(1, b"late");
-        assert_eq!(ws.serve(&mut sink, &late, 1 << 20, &mut events), late.len(), "read and ignored");
+        let mut late = masked(1, b"late");
+        assert_eq!(ws.serve(&mut sink, &mut late, 1 << 20, &mut events), late.len(), "read and ignored");
         assert!(events.messages.is_empty());
     }
 
