@@ -362,10 +362,15 @@ pub(crate) fn split_frame(frame: &[u8]) -> Option<(OpCode, &[u8])> {
         .then_some((header.opcode, payload))
 }
 
-/// Writes a final, unmasked server frame.
+/// Writes a final, unmasked server frame: its head and payload appended together, one
+/// reservation and one trip to the output queue.
 pub(crate) fn write_frame(sink: &mut impl Sink, opcode: OpCode, payload: &[u8]) {
-    sink.write(FrameHead::new(opcode, payload.len()).as_bytes());
-    sink.write(payload);
+    let head = FrameHead::new(opcode, payload.len());
+    sink.write_with(|out| {
+        out.reserve(head.as_bytes().len() + payload.len());
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(payload);
+    });
 }
 
 /// Writes a close frame with `code` and `reason` (truncated, on a character boundary, to fit a
