@@ -66,10 +66,11 @@ fn the_exposition_counts_this_tests_requests_and_promtool_accepts_it() {
     assert!(sample(&text, "smoke_sent_bytes_total").unwrap() > 0, "{text}");
     assert_eq!(sample(&text, "smoke_ready"), Some(1));
     assert!(text.contains("# TYPE smoke_udp_peers gauge\n"), "{text}");
-    // The event loop turned at least once per request (a turn is counted as it ends, which
-    // may be just after the last answer left), and the histogram adds up.
+    // The event loop's turns are counted and the histogram adds up. How many turns seven
+    // requests take is the scheduler's business (a worker may accept the next connection in the
+    // turn that answered the last), so the test asserts only that more traffic means more turns.
     let turns = sample(&text, "smoke_loop_turn_seconds_count").unwrap();
-    assert!(turns >= 6, "{turns} turns: {text}");
+    assert!(turns >= 1, "{turns} turns: {text}");
     assert_eq!(sample(&text, "smoke_loop_turn_seconds_bucket{le=\"+Inf\"}"), Some(turns));
     let per_worker: u64 = (0..2)
         .map(|w| sample(&text, &format!("smoke_worker_loop_turn_seconds_count{{worker=\"{w}\"}}")).unwrap())
@@ -87,6 +88,9 @@ fn the_exposition_counts_this_tests_requests_and_promtool_accepts_it() {
     let said = String::from_utf8_lossy(&checked.stdout).into_owned() + &String::from_utf8_lossy(&checked.stderr);
     assert!(checked.status.success() && said.trim().is_empty(), "promtool: {said}");
     assert_eq!(get(admin, "/nothing").0, 404);
+    assert_eq!(get(http, "/"), (200, "hello".to_owned()));
+    let more_turns = || sample(&get(admin, "/metrics").1, "smoke_loop_turn_seconds_count").unwrap() > turns;
+    assert!(eventually(Duration::from_secs(5), more_turns), "no turn counted after {turns}");
     // The Observability chapter lists every metric (each once more per worker).
     let chapter =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/observability.md")).unwrap();

@@ -259,7 +259,7 @@ fn parse_length(value: &[u8]) -> Result<u64, Rejection> {
 /// than in garbage.
 fn names_another_version(line: &[u8]) -> bool {
     // A well-formed request line, `METHOD SP TARGET SP HTTP/d.d`, whose version is not ours;
-    // anything else that httparse refused for its version is malformed.
+    // anything else the parser refused for its version is malformed.
     let mut parts = line.trim_ascii_end().split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
