@@ -4,13 +4,16 @@
 
 #[path = "../../smoke/tests/common/nats.rs"]
 mod nats;
+#[path = "../../smoke/tests/common/ports.rs"]
+mod ports;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nats::{Nats, free_port, heard_until_quiet};
+use nats::{Nats, heard_until_quiet};
+use ports::free_ports;
 use tungstenite::{Message, WebSocket};
 
 /// One chat process, its HTTP listener on a free loopback port, bridged through `cluster`.
@@ -79,7 +82,10 @@ fn in_order(heard: &[String], name: &str, count: usize) -> bool {
 
 #[test]
 fn two_chat_processes_share_a_room_through_nats_and_outlive_the_broker() {
-    let mut broker = Nats::start(free_port(), free_port());
+    let mut broker = {
+        let [port, monitor] = free_ports();
+        Nats::start(port, monitor)
+    };
     let (a, b) = (Node::start(&broker.url()), Node::start(&broker.url()));
     let (mut ann, mut cat) = (a.join("ann"), a.join("cat"));
     let (mut bob, mut dan) = (b.join("bob"), b.join("dan"));

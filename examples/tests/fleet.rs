@@ -3,17 +3,18 @@
 //! chat across the nodes, a restart of one node under wrk load with no error, and health
 //! checks taking the other node out. The script checks each step and stops what it started.
 
-use std::net::TcpListener;
+#[path = "../../smoke/tests/common/ports.rs"]
+mod ports;
+
 use std::process::Command;
+
+use ports::free_ports;
 
 #[test]
 fn the_scaling_out_walkthrough_runs_as_the_book_shows_it() {
     let work = std::env::temp_dir().join(format!("smoke-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    // Four free loopback ports, held until all are chosen so that none repeats.
-    let held: Vec<TcpListener> = (0..4).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let ports: Vec<String> = held.iter().map(|l| l.local_addr().unwrap().port().to_string()).collect();
-    drop(held);
+    let ports = free_ports::<4>().map(|port| port.to_string());
     let output = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet.sh"))
         .env("CHAT", env!("CARGO_BIN_EXE_chat"))

@@ -8,11 +8,15 @@
 //! the socket `systemd-socket-activate` passes it.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../smoke/tests/common/ports.rs"]
+mod ports;
+
+use ports::free_port;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
@@ -143,7 +147,7 @@ fn wrk_report(child: Child) -> String {
 
 #[test]
 fn three_restarts_under_load_drop_no_request_and_move_websockets_over() {
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let dir = std::env::temp_dir().join(format!("smoke-restart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let handoff = dir.join("handoff.sock");
@@ -199,7 +203,7 @@ fn three_restarts_under_load_drop_no_request_and_move_websockets_over() {
 
 #[test]
 fn systemd_socket_activation_hands_the_listening_socket_over() {
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut child = Command::new("systemd-socket-activate")
         .args(["-l", &addr.to_string()])
         .args(["-E", &format!("SMOKE_TCP={addr}")])
@@ -248,7 +252,7 @@ fn answers_ping(ws: &mut WebSocket<TcpStream>) -> bool {
 
 #[test]
 fn worker_processes_replace_a_killed_one_and_drain_together() {
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut supervisor = Chat::start(addr, None, 2);
     let mut people: Vec<WebSocket<TcpStream>> = (0..16).map(|i| join(addr, &format!("w{i}"))).collect();
     let killed = supervisor.workers[0];
@@ -323,7 +327,7 @@ fn read_answer(client: &mut BufReader<TcpStream>) -> String {
 
 #[test]
 fn a_draining_predecessor_takes_no_connection_meant_for_its_successor() {
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let dir = std::env::temp_dir().join(format!("smoke-handoff-wake-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let handoff = dir.join("handoff.sock");

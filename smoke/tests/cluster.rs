@@ -13,7 +13,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::eventually;
-use common::nats::{Nats, free_port, heard_until_quiet};
+use common::nats::{Nats, heard_until_quiet};
+use common::ports::free_ports;
 use smoke::prelude::*;
 use tungstenite::{Message as WsMessage, WebSocket};
 
@@ -78,7 +79,10 @@ fn check_sequence(got: &[String], label: &str, count: usize, who: &str) {
 
 #[test]
 fn publications_cross_nodes_once_in_order_and_survive_a_broker_restart() {
-    let mut nats = Nats::start(free_port(), free_port());
+    let mut nats = {
+        let [port, monitor] = free_ports();
+        Nats::start(port, monitor)
+    };
     let (node_a, addr_a) = node(&nats.url());
     let (node_b, addr_b) = node(&nats.url());
     let (mut pub_a, mut sub_a) = (client(addr_a, "room"), client(addr_a, "room"));

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::eventually;
 use common::http::read_reply;
-use common::nats::free_port;
+use common::ports::free_port;
 use common::tls::TestCert;
 use smoke::prelude::*;
 

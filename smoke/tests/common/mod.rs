@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod nats;
+pub mod ports;
 pub mod tls;
 
 use std::io::{Read, Write};

@@ -58,11 +58,6 @@ impl Drop for Nats {
     }
 }
 
-/// A port the kernel just had free on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Every text message `subscriber` receives until `quiet` passes with nothing new (its socket's
 /// read timeout sets how often it looks).
 pub fn heard_until_quiet(subscriber: &mut tungstenite::WebSocket<TcpStream>, quiet: Duration) -> Vec<String> {
