@@ -157,7 +157,7 @@ const NAMES: &[(&str, &str)] = &[
 
 /// The histograms: name (without `smoke_`), help, and where a worker keeps it.
 type HistogramOf = fn(&WorkerShared) -> &Histogram;
-const HISTOGRAMS: [(&str, &str, HistogramOf); 4] = [
+const HISTOGRAMS: [(&str, &str, HistogramOf); 5] = [
     (
         "loop_turn_seconds",
         "How long one turn of a worker's event loop took, from a wake-up to its next wait: the handlers, timers, deliveries and sends of that turn.",
@@ -170,6 +170,11 @@ const HISTOGRAMS: [(&str, &str, HistogramOf); 4] = [
     ),
     ("tick_seconds", "How long each tick's handler took.", |worker| &worker.tick_handler),
     ("tick_lateness_seconds", "How late each tick ran against its schedule.", |worker| &worker.tick_lateness),
+    (
+        "publish_delivery_seconds",
+        "How long from a topic publication (or its arrival from another node) to its send to the worker's last subscriber of it, counted once per publication per worker with subscribers.",
+        |worker| &worker.publish_delivery,
+    ),
 ];
 
 /// The topics with the most subscribers, each with its own series; the rest are summed in

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::eventually;
 use common::http::read_reply;
-use common::nats::free_port;
+use common::ports::free_port;
 use smoke::prelude::*;
 
 // ANCHOR: metrics
@@ -357,11 +357,16 @@ fn topics_mailboxes_and_handler_times_are_in_the_exposition() {
     }
     // The messages can all be through before the first 10 ms tick on a busy machine: wait for
     // one.
+    // Each of the 200 publications was timed to its last send on every worker with a lobby
+    // subscriber (one or both), once it was sent.
     let mut text = String::new();
     assert!(eventually(Duration::from_secs(5), || {
         text = scrape();
         sample(&text, "smoke_tick_seconds_count") > Some(0)
+            && sample(&text, "smoke_publish_delivery_seconds_count") >= Some(200)
     }));
+    let published = sample(&text, "smoke_publish_delivery_seconds_count").unwrap();
+    assert!(published <= 400, "{published} publications timed: {text}");
     let timed = sample(&text, "smoke_handler_seconds_count").unwrap();
     assert!((6..=300).contains(&timed), "{timed} handler calls timed: {text}");
     // Every tick sleeps 2 ms, so none is in the 1 ms bucket.

@@ -19,7 +19,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event, HeaderMap};
 use futures_util::StreamExt;
@@ -141,7 +141,7 @@ impl TopicBridge for Bridge {
         }
     }
 
-    fn publish(&self, topic: &str, frame: &[&[u8]]) {
+    fn publish(&self, topic: &str, frame: &[&[u8]], published: Instant) {
         let shared = &self.shared;
         if !shared.connected.load(Ordering::Relaxed) {
             count(&shared.counters.cluster_dropped);
@@ -149,7 +149,7 @@ impl TopicBridge for Bridge {
         }
         let (was_empty, stored) = {
             let mut outbox = shared.outbox.lock().unwrap_or_else(PoisonError::into_inner);
-            (outbox.is_empty(), outbox.push(topic, frame, shared.max_outbox))
+            (outbox.is_empty(), outbox.push(topic, frame, shared.max_outbox, published))
         };
         if !stored {
             count(&shared.counters.cluster_dropped);
@@ -207,7 +207,7 @@ async fn run(shared: Arc<Shared>, url: String) {
         }
         letters.clear();
         std::mem::swap(&mut *shared.outbox.lock().unwrap_or_else(PoisonError::into_inner), &mut letters);
-        while let Some((topic, publication)) = letters.next_letter() {
+        while let Some((topic, publication, _)) = letters.next_letter() {
             shared.send(&client, topic, publication).await;
         }
     }
@@ -264,7 +264,7 @@ impl Shared {
             return;
         };
         if let Some(workers) = self.workers.get().and_then(Weak::upgrade) {
-            pubsub::deliver_locally(&workers, None, topic, &[publication]);
+            pubsub::deliver_locally(&workers, None, topic, &[publication], Instant::now());
             count(&self.counters.cluster_received);
         }
     }

@@ -2,13 +2,16 @@
 //! its subscribers, packed so a steady stream of publications allocates nothing, bounded so a
 //! stuck or flooded worker cannot grow it without limit, and read a budget at a time.
 
+use std::time::Instant;
+
 /// Publications waiting for one worker, packed into two reused vectors: the worker swaps the
 /// shared mailbox with one it keeps, reads it (a budget per loop turn), and clears it.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
     bytes: Vec<u8>,
-    /// (topic length, frame length) of each publication, in order; both lie in `bytes`.
-    letters: Vec<(usize, usize)>,
+    /// (topic length, frame length, when it was published) of each publication, in order; the
+    /// topic and frame lie in `bytes`.
+    letters: Vec<(usize, usize, Instant)>,
     /// How far reading has got: letters handed out, and their bytes.
     read: (usize, usize),
 }
@@ -17,10 +20,11 @@ pub(crate) struct Mailbox {
 const KEPT_CAPACITY: usize = 1 << 20;
 
 impl Mailbox {
-    /// Appends a publication (its frame in parts); false, and nothing stored, when it would take
-    /// the mailbox above `cap` bytes. A mailbox that is empty takes one publication of any size,
-    /// so a publication larger than the cap is not impossible to deliver.
-    pub(crate) fn push(&mut self, topic: &str, frame: &[&[u8]], cap: usize) -> bool {
+    /// Appends a publication (its frame in parts) made at `published`; false, and nothing
+    /// stored, when it would take the mailbox above `cap` bytes. A mailbox that is empty takes
+    /// one publication of any size, so a publication larger than the cap is not impossible to
+    /// deliver.
+    pub(crate) fn push(&mut self, topic: &str, frame: &[&[u8]], cap: usize, published: Instant) -> bool {
         let frame_len: usize = frame.iter().map(|part| part.len()).sum();
         let len = topic.len().saturating_add(frame_len);
         if !self.letters.is_empty() && self.bytes.len().saturating_add(len) > cap {
@@ -30,7 +34,7 @@ impl Mailbox {
         for part in frame {
             self.bytes.extend_from_slice(part);
         }
-        self.letters.push((topic.len(), frame_len));
+        self.letters.push((topic.len(), frame_len, published));
         true
     }
 
@@ -48,15 +52,16 @@ impl Mailbox {
         self.read.0 < self.letters.len()
     }
 
-    /// The next unread publication as (topic, encoded frame), in publish order.
-    pub(crate) fn next_letter(&mut self) -> Option<(&str, &[u8])> {
-        let &(topic_len, frame_len) = self.letters.get(self.read.0)?;
+    /// The next unread publication as (topic, encoded frame, when it was published), in
+    /// publish order.
+    pub(crate) fn next_letter(&mut self) -> Option<(&str, &[u8], Instant)> {
+        let &(topic_len, frame_len, published) = self.letters.get(self.read.0)?;
         let at = self.read.1;
         self.read = (self.read.0 + 1, at + topic_len + frame_len);
         let topic = &self.bytes[at..at + topic_len];
         let frame = &self.bytes[at + topic_len..at + topic_len + frame_len];
         // Pushed from a &str.
-        Some((std::str::from_utf8(topic).unwrap_or_default(), frame))
+        Some((std::str::from_utf8(topic).unwrap_or_default(), frame, published))
     }
 
     /// Empties the mailbox, giving back what a spike made it hold beyond [`KEPT_CAPACITY`].
@@ -87,16 +92,17 @@ mod tests {
     #[test]
     fn letters_come_back_in_order_up_to_the_cap_and_a_spike_is_given_back() {
         let mut mailbox = Mailbox::default();
-        assert!(mailbox.push("a", &[b"12", b"3"], 10));
-        assert!(mailbox.push("b", &[b"45"], 10));
-        assert!(!mailbox.push("c", &[b"6789"], 10), "above the cap: refused");
+        let (first, second) = (Instant::now(), Instant::now() + std::time::Duration::from_millis(1));
+        assert!(mailbox.push("a", &[b"12", b"3"], 10, first));
+        assert!(mailbox.push("b", &[b"45"], 10, second));
+        assert!(!mailbox.push("c", &[b"6789"], 10, second), "above the cap: refused");
         assert!(mailbox.has_unread());
-        assert_eq!(mailbox.next_letter(), Some(("a", &b"123"[..])));
-        assert_eq!(mailbox.next_letter(), Some(("b", &b"45"[..])));
+        assert_eq!(mailbox.next_letter(), Some(("a", &b"123"[..], first)));
+        assert_eq!(mailbox.next_letter(), Some(("b", &b"45"[..], second)));
         assert_eq!(mailbox.next_letter(), None);
         mailbox.clear();
         let huge = vec![0u8; 8 << 20];
-        assert!(mailbox.push("big", &[&huge], 1), "an empty mailbox takes one of any size");
+        assert!(mailbox.push("big", &[&huge], 1, first), "an empty mailbox takes one of any size");
         mailbox.clear();
         assert!(mailbox.capacity() <= KEPT_CAPACITY, "capacity after a spike: {}", mailbox.capacity());
     }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
 
 use crate::rt::shared::{TopicBridge, WorkerSet, WorkerShared};
 use crate::rt::token::ConnId;
@@ -141,20 +142,29 @@ pub(crate) fn for_each_subscriber(topic: &str, mut deliver: impl FnMut(RawFd, Co
 /// it: the publication is dropped for that worker's subscribers and counted
 /// (`Stats::mail_dropped`); the publisher never waits.
 pub(crate) fn publish_to(workers: &WorkerSet, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
+    let published = Instant::now();
     if let Some(bridge) = &workers.bridge {
-        bridge.publish(topic, frame);
+        bridge.publish(topic, frame, published);
     }
-    deliver_locally(workers, from, topic, frame);
+    deliver_locally(workers, from, topic, frame, published);
 }
 
 /// Appends `frame` to every worker's mailbox for its subscribers of `topic`, without handing it
 /// to the bridge: a publication another node made (or this process's, on its way out).
-pub(crate) fn deliver_locally(workers: &WorkerSet, from: Option<usize>, topic: &str, frame: &[&[u8]]) {
+/// `published` starts the clock of `publish_delivery_seconds`: when the publication was made,
+/// or reached this process from another node.
+pub(crate) fn deliver_locally(
+    workers: &WorkerSet,
+    from: Option<usize>,
+    topic: &str,
+    frame: &[&[u8]],
+    published: Instant,
+) {
     for (index, worker) in workers.workers.iter().enumerate() {
         let (was_empty, stored) = {
             let mut mailbox = worker.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
             let was_empty = mailbox.is_empty();
-            (was_empty, mailbox.push(topic, frame, workers.max_mailbox))
+            (was_empty, mailbox.push(topic, frame, workers.max_mailbox, published))
         };
         if !stored {
             // From any thread, so a real read-modify-write (not the owner-only `bump`).

@@ -6,6 +6,7 @@ use std::io;
 use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::rt::mailbox::Mailbox;
 use crate::stats::{Counters, Histogram, Stats, StatsSource};
@@ -39,8 +40,9 @@ pub(crate) struct WorkerSet {
 pub(crate) trait TopicBridge: Send + Sync + std::fmt::Debug {
     /// A worker's first subscriber of `topic` arrived (`true`) or its last one left (`false`).
     fn interest(&self, topic: &str, subscribed: bool);
-    /// A publication made in this process, for the other nodes. It must not wait.
-    fn publish(&self, topic: &str, frame: &[&[u8]]);
+    /// A publication made in this process at `published`, for the other nodes. It must not
+    /// wait.
+    fn publish(&self, topic: &str, frame: &[&[u8]], published: Instant);
     /// The bridge's own counters (cluster_*), summed into the server's.
     fn counters(&self) -> &Counters;
 }
@@ -91,6 +93,8 @@ pub(crate) struct WorkerShared {
     pub(crate) handlers: Histogram,
     /// How long each tick's handler took.
     pub(crate) tick_handler: Histogram,
+    /// From a topic publication to its send to this worker's last subscriber of it.
+    pub(crate) publish_delivery: Histogram,
     pub(crate) waker: EventFd,
     /// Topic publications for this worker's subscribers (see `rt::pubsub`).
     pub(crate) mailbox: Mutex<Mailbox>,
@@ -112,6 +116,7 @@ impl WorkerSet {
                     tick_lateness: Histogram::default(),
                     handlers: Histogram::default(),
                     tick_handler: Histogram::default(),
+                    publish_delivery: Histogram::default(),
                     waker: EventFd::new()?,
                     mailbox: Mutex::default(),
                     has_mail: AtomicBool::new(false),

@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use accept::Listeners;
 pub(crate) use accept::StreamListener;
@@ -148,6 +148,9 @@ pub(crate) struct EventLoop<S: Service> {
     mail: Mailbox,
     /// Connections topic deliveries (or a tick) wrote to in this turn.
     delivered: Vec<Token>,
+    /// When each publication handed to a subscriber in this turn was made, timed once they are
+    /// sent (`publish_delivery_seconds`).
+    published: Vec<Instant>,
 }
 
 impl<S: Service> EventLoop<S> {
@@ -184,6 +187,7 @@ impl<S: Service> EventLoop<S> {
             closing: Vec::new(),
             mail: Mailbox::default(),
             delivered: Vec::new(),
+            published: Vec::new(),
         })
     }
 
@@ -340,7 +344,8 @@ impl<S: Service> EventLoop<S> {
         let service = &*self.service;
         let mut deliveries = 0;
         while deliveries < MAIL_BUDGET {
-            let Some((topic, frame)) = self.mail.next_letter() else { break };
+            let Some((topic, frame, published)) = self.mail.next_letter() else { break };
+            let before = deliveries;
             pubsub::for_each_subscriber(topic, |fd, id| {
                 deliveries += 1;
                 let Some(c) = self.connections.get_mut(fd).filter(|c| c.id == id) else { return };
@@ -351,11 +356,18 @@ impl<S: Service> EventLoop<S> {
                     self.delivered.push(Token::new(Kind::Connection, fd as usize, c.id.generation()));
                 }
             });
+            if deliveries > before {
+                self.published.push(published);
+            }
         }
         if !self.mail.has_unread() {
             self.mail.clear();
         }
         self.wake_touched();
+        // Sent (or queued behind a slow reader's backlog) to every subscriber here.
+        for published in self.published.drain(..) {
+            self.core.own.publish_delivery.record(published.elapsed().as_nanos() as u64);
+        }
     }
 
     /// Sends to the connections a delivery or a tick wrote to.
