@@ -184,19 +184,14 @@ fn ws_frame(payload: &[u8]) -> Vec<u8> {
 
 fn ws_exchange(clients: &mut [impl Read + Write], rounds: usize) {
     let echo = ws_frame(b"echo this message");
-    let publish = ws_frame(b"pub to every client");
-    let mut back = [0u8; 2 + 19];
+    let mut back = [0u8; 2 + 17];
     for _ in 0..rounds {
         for client in clients.iter_mut() {
             client.write_all(&echo).unwrap();
-            client.read_exact(&mut back[..2 + 17]).unwrap();
-            assert_eq!(&back[2..2 + 17], b"echo this message");
-        }
-        clients[0].write_all(&publish).unwrap();
-        for client in clients.iter_mut() {
             client.read_exact(&mut back).unwrap();
-            assert_eq!(&back[2..], b"pub to every client");
+            assert_eq!(&back[2..], b"echo this message");
         }
+        publish_to_all(clients, 1);
     }
 }
 
@@ -211,6 +206,28 @@ fn websocket_messages_and_publications_allocate_nothing_in_steady_state() {
     let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     assert!(before > 0, "the worker marked itself and its warm-up allocations were counted");
     assert_eq!(after - before, 0, "the worker allocated during 8,000 echoes and 1,000 publications to 8");
+
+    // A publication to more subscribers than the worker's pool has buffers (256): each goes
+    // straight to its subscriber's socket, so none takes a buffer the pool would have to make.
+    clients.extend((0..292).map(|_| upgraded(common::connect(server.local_addr()))));
+    publish_to_all(&mut clients, 5);
+    let before = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
+    publish_to_all(&mut clients, 20);
+    let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "the worker allocated during 20 publications to 300");
+}
+
+/// `rounds` publications from the first client, each read by every client before the next.
+fn publish_to_all(clients: &mut [impl Read + Write], rounds: usize) {
+    let publish = ws_frame(b"pub to every client");
+    let mut back = [0u8; 2 + 19];
+    for _ in 0..rounds {
+        clients[0].write_all(&publish).unwrap();
+        for client in clients.iter_mut() {
+            client.read_exact(&mut back).unwrap();
+            assert_eq!(&back[2..], b"pub to every client");
+        }
+    }
 }
 
 /// Sends the upgrade request and reads the 101: the stream is a WebSocket's from here.

@@ -207,8 +207,8 @@ async fn run(shared: Arc<Shared>, url: String) {
         }
         letters.clear();
         std::mem::swap(&mut *shared.outbox.lock().unwrap_or_else(PoisonError::into_inner), &mut letters);
-        while let Some((topic, publication, _)) = letters.next_letter() {
-            shared.send(&client, topic, publication).await;
+        while let Some(letter) = letters.next_letter() {
+            shared.send(&client, letter.topic, letter.frame).await;
         }
     }
     for (_, task) in subscriptions {

@@ -131,6 +131,19 @@ impl Flags {
     /// A layer in front (a PROXY protocol header) told the connection's real peer: its address
     /// is in the worker's `told_peers`, not the socket's.
     pub(crate) const PEER_TOLD: u32 = 1 << 19;
+    /// Set by the runtime around a topic delivery to a connection with nothing queued: the
+    /// first write goes straight to the socket (`send`), with no buffer taken and no copy, and
+    /// only what the socket does not take is queued.
+    pub(crate) const SEND_NOW: u32 = 1 << 20;
+    /// Any of these means a delivery is not sent straight to the socket: it is sealed first,
+    /// or the connection is on its way out (its `settle` decides what still leaves).
+    pub(crate) const NOT_SENT_NOW: u32 = Self::SEALED
+        | Self::CLOSE
+        | Self::ABORT
+        | Self::PANICKED
+        | Self::SHUTDOWN_WRITE
+        | Self::WRITE_SHUT
+        | Self::LINGERING;
     /// Any of these means no more input goes to the handler (and none is kept for it).
     pub(crate) const INPUT_ENDED: u32 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 
@@ -213,10 +226,40 @@ impl Conn<'_> {
     #[inline]
     pub fn write(&mut self, data: &[u8]) {
         if !data.is_empty() && !self.state.flags.has(Flags::ABORT) {
-            self.state.out.push(data, self.pool, self.counters);
-            if self.state.flags.has(Flags::SEALED) {
-                self.count_unsealed(data.len());
+            if self.state.flags.has(Flags::SEALED | Flags::SEND_NOW) {
+                return self.write_unbuffered_or_sealed(data);
             }
+            self.state.out.push(data, self.pool, self.counters);
+        }
+    }
+
+    /// [`write`](Conn::write) when the bytes may go straight to the socket (`SEND_NOW`) or are
+    /// plaintext for a layer to seal (`SEALED`; never both: the runtime sends nothing directly
+    /// on a sealed connection).
+    #[cold]
+    fn write_unbuffered_or_sealed(&mut self, mut data: &[u8]) {
+        if self.state.flags.has(Flags::SEND_NOW) {
+            self.state.flags.clear(Flags::SEND_NOW);
+            loop {
+                match self.stream.send(data) {
+                    Ok(n) => {
+                        crate::stats::bump(&self.counters.bytes_out, n as u64);
+                        data = &data[n..];
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // Full, or failing: queued, for the worker's send to wait for room or meet
+                    // the error and close.
+                    Err(_) => {}
+                }
+                break;
+            }
+            if data.is_empty() {
+                return;
+            }
+        }
+        self.state.out.push(data, self.pool, self.counters);
+        if self.state.flags.has(Flags::SEALED) {
+            self.count_unsealed(data.len());
         }
     }
 

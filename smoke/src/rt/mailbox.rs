@@ -16,6 +16,17 @@ pub(crate) struct Mailbox {
     read: (usize, usize),
 }
 
+/// A publication read from a [`Mailbox`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Letter<'a> {
+    pub(crate) topic: &'a str,
+    /// The encoded frame, as published.
+    pub(crate) frame: &'a [u8],
+    pub(crate) published: Instant,
+    /// No unread letter is left after this one.
+    pub(crate) last: bool,
+}
+
 /// Capacity a mailbox keeps after it is emptied: a spike's worth above it is given back.
 const KEPT_CAPACITY: usize = 1 << 20;
 
@@ -52,16 +63,16 @@ impl Mailbox {
         self.read.0 < self.letters.len()
     }
 
-    /// The next unread publication as (topic, encoded frame, when it was published), in
-    /// publish order.
-    pub(crate) fn next_letter(&mut self) -> Option<(&str, &[u8], Instant)> {
+    /// The next unread publication, in publish order.
+    pub(crate) fn next_letter(&mut self) -> Option<Letter<'_>> {
         let &(topic_len, frame_len, published) = self.letters.get(self.read.0)?;
         let at = self.read.1;
         self.read = (self.read.0 + 1, at + topic_len + frame_len);
         let topic = &self.bytes[at..at + topic_len];
         let frame = &self.bytes[at + topic_len..at + topic_len + frame_len];
         // Pushed from a &str.
-        Some((std::str::from_utf8(topic).unwrap_or_default(), frame, published))
+        let topic = std::str::from_utf8(topic).unwrap_or_default();
+        Some(Letter { topic, frame, published, last: self.read.0 == self.letters.len() })
     }
 
     /// Empties the mailbox, giving back what a spike made it hold beyond [`KEPT_CAPACITY`].
@@ -97,8 +108,9 @@ mod tests {
         assert!(mailbox.push("b", &[b"45"], 10, second));
         assert!(!mailbox.push("c", &[b"6789"], 10, second), "above the cap: refused");
         assert!(mailbox.has_unread());
-        assert_eq!(mailbox.next_letter(), Some(("a", &b"123"[..], first)));
-        assert_eq!(mailbox.next_letter(), Some(("b", &b"45"[..], second)));
+        let letter = |topic, frame, published, last| Some(Letter { topic, frame, published, last });
+        assert_eq!(mailbox.next_letter(), letter("a", &b"123"[..], first, false));
+        assert_eq!(mailbox.next_letter(), letter("b", &b"45"[..], second, true));
         assert_eq!(mailbox.next_letter(), None);
         mailbox.clear();
         let huge = vec![0u8; 8 << 20];

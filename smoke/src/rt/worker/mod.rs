@@ -32,7 +32,7 @@ use tick::Ticker;
 use crate::rt::conn::Conn;
 use crate::rt::conn::{CloseReason, Flags};
 use crate::rt::core::Core;
-use crate::rt::mailbox::Mailbox;
+use crate::rt::mailbox::{Letter, Mailbox};
 use crate::rt::peer::Peer;
 use crate::rt::pubsub;
 use crate::rt::table::SessionTable;
@@ -344,14 +344,25 @@ impl<S: Service> EventLoop<S> {
         let service = &*self.service;
         let mut deliveries = 0;
         while deliveries < MAIL_BUDGET {
-            let Some((topic, frame, published)) = self.mail.next_letter() else { break };
+            let Some(Letter { topic, frame, published, last }) = self.mail.next_letter() else { break };
+            // The turn's last publication goes straight to each subscriber's socket when it has
+            // nothing queued (a game's tick: one publication to a thousand players): no buffer
+            // per subscriber, no copy. Earlier ones queue, so several publications in one turn
+            // leave in one send.
             let before = deliveries;
             pubsub::for_each_subscriber(topic, |fd, id| {
                 deliveries += 1;
                 let Some(c) = self.connections.get_mut(fd).filter(|c| c.id == id) else { return };
+                let flags = c.state.flags;
+                if last && c.state.out.pending() == 0 && !flags.has(Flags::NOT_SENT_NOW) {
+                    c.state.flags.set(Flags::SEND_NOW);
+                }
                 let mut conn = self.core.conn(&c.stream, &mut c.state, c.id);
                 service.on_delivery(&mut c.session, &mut conn, frame);
-                if !c.state.flags.has(Flags::DELIVERED) {
+                c.state.flags.clear(Flags::SEND_NOW);
+                // Sent whole, and nothing else changed: nothing for the connection to settle.
+                let settled = c.state.out.pending() == 0 && c.state.flags == flags;
+                if !settled && !c.state.flags.has(Flags::DELIVERED) {
                     c.state.flags.set(Flags::DELIVERED);
                     self.delivered.push(Token::new(Kind::Connection, fd as usize, c.id.generation()));
                 }
