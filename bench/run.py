@@ -501,7 +501,10 @@ def main():
         plan.append(("ws-echo-100", lambda server, t: run_load(server, [peer("ws_load"), "echo", f"ws://127.0.0.1:{server.port}/", "100", str(t)], t), servers))
     if "fanout" in groups:
         servers = [smoke("fanout", "SMOKE_WS"), peer_server("tokio-tungstenite", "tokio_ws")]
-        plan.append(("fanout-1x1000", lambda server, t: run_load(server, [peer("ws_load"), "fanout", f"ws://127.0.0.1:{server.port}", "1000", str(t), "200"], t), servers))
+        fanout = lambda rate: lambda server, t: run_load(server, [peer("fanout_load"), f"ws://127.0.0.1:{server.port}", "1000", str(t), rate], t)
+        # 200 publications a second for the CPU per delivery; 20 (a game's tick) for latency.
+        plan.append(("fanout-1x1000", fanout("200"), servers))
+        plan.append(("fanout-1x1000-20hz", fanout("20"), servers))
     if "udp" in groups:
         servers = [smoke("udp_echo", "SMOKE_UDP", udp=True), peer_server("tokio", "tokio_udp", udp=True)]
         plan.append(("udp-echo-32", lambda server, t: run_load(server, [peer("udp_load"), f"127.0.0.1:{server.port}", "32", str(t)], t), servers))
@@ -600,9 +603,11 @@ Versions: {version(["rustc", "--version"])}; {version(["nginx", "-v"])}; {versio
 
 Every server runs **one worker thread** (nginx: one worker process, its master counted too;
 tokio-based peers: a one-worker runtime), on loopback, with the load generator on the other
-core: wrk with one thread for HTTP, the single-threaded clients of `bench/peers` for WebSocket
-(`ws_load`: 100 clients with 8 messages in flight each; fan-out: one publisher at 200 msg/s,
-1,000 subscribers) and UDP (`udp_load`: 32 sockets with 8 datagrams in flight each).
+core: wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (`ws_load`, one
+thread: 100 clients with 8 messages in flight each; `fanout_load`: one publisher at 200 msg/s,
+or 20 for the latency row, and 1,000 subscribers read by two threads, each with its own epoll
+and a hand-written frame reader, so the client's own queueing stays out of the latency) and
+UDP (`udp_load`, one thread: 32 sockets with 8 datagrams in flight each).
 **Server CPU per operation** is utime+stime of the server's processes over the requests,
 messages (for fan-out: deliveries) or datagrams completed. Servers run interleaved,
 {args.rounds} rounds of {args.seconds} s each after a warm-up run, medians shown; ratios are to

@@ -1,14 +1,11 @@
 //! WebSocket load for the benchmarks, bounded in time.
 //!
-//!   ws_load echo   URL CLIENTS SECONDS             # each client keeps 8 messages in flight
-//!   ws_load fanout BASE SUBSCRIBERS SECONDS RATE   # one publisher on BASE/pub at RATE msg/s,
-//!                                                  # SUBSCRIBERS on BASE/sub
+//!   ws_load echo URL CLIENTS SECONDS   # each client keeps 8 messages in flight
 //!
-//! Prints one line: `messages=N seconds=S rate=R p50_us=A p99_us=B` (for fan-out, messages
-//! are deliveries and latency is publish-to-delivery). A `wss://` URL connects through
-//! tokio-rustls, trusting the certificate in the PEM file `SMOKE_BENCH_CA` (as `localhost`).
+//! Prints one line: `messages=N seconds=S rate=R p50_us=A p99_us=B`. A `wss://` URL connects
+//! through tokio-rustls, trusting the certificate in the PEM file `SMOKE_BENCH_CA` (as
+//! `localhost`). Topic fan-out has its own client, `fanout_load`.
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -43,14 +40,8 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     match args.get(1).map(String::as_str) {
         Some("echo") => runtime.block_on(echo(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap())),
-        Some("fanout") => runtime.block_on(fanout(
-            &args[2],
-            args[3].parse().unwrap(),
-            args[4].parse().unwrap(),
-            args[5].parse().unwrap(),
-        )),
         _ => {
-            eprintln!("usage: ws_load echo URL CLIENTS SECONDS | ws_load fanout BASE SUBSCRIBERS SECONDS RATE");
+            eprintln!("usage: ws_load echo URL CLIENTS SECONDS");
             std::process::exit(2);
         }
     }
@@ -128,50 +119,4 @@ async fn echo_client<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocketStream<S>, 
     }
     let _ = tx.close().await;
     (samples, count)
-}
-
-async fn fanout(base: &str, subscribers: usize, seconds: f64, rate: u64) {
-    let origin = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..subscribers {
-        let (ws, _) = connect_async(format!("{base}/sub")).await.expect("connect a subscriber");
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let (_tx, mut rx) = ws.split();
-            let mut samples = Vec::new();
-            let mut count = 0u64;
-            loop {
-                let next = tokio::time::timeout(Duration::from_millis(200), rx.next()).await;
-                match next {
-                    Ok(Some(Ok(Message::Text(text)))) => {
-                        let sent: u128 = text.as_str().parse().unwrap_or(0);
-                        samples.push(((origin.elapsed().as_nanos() - sent) / 1000) as u32);
-                        count += 1;
-                    }
-                    Ok(Some(Ok(_))) => {}
-                    Ok(_) => break,
-                    Err(_) if stop.load(Ordering::Relaxed) => break,
-                    Err(_) => {}
-                }
-            }
-            (samples, count)
-        }));
-    }
-    let (publisher, _) = connect_async(format!("{base}/pub")).await.expect("connect the publisher");
-    let (mut publisher, _) = publisher.split();
-    // Let every subscription settle before the first publication.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now();
-    let mut next = start;
-    while start.elapsed().as_secs_f64() < seconds {
-        publisher.send(Message::text(format!("{:020}", origin.elapsed().as_nanos()))).await.unwrap();
-        next += interval;
-        tokio::time::sleep_until(next.into()).await;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let (all, total) = gather(tasks).await;
-    report(all, total, elapsed);
 }
