@@ -144,6 +144,17 @@ impl Flags {
         | Self::SHUTDOWN_WRITE
         | Self::WRITE_SHUT
         | Self::LINGERING;
+    /// Any of these asks more of the end of a wake-up (`Connection::settle`) than sending what
+    /// was written: a close, a panic, a wait for room, a shutdown, on_write, more to read.
+    pub(crate) const SETTLES_SLOWLY: u32 = Self::CLOSE
+        | Self::ABORT
+        | Self::PANICKED
+        | Self::SHUTDOWN_WRITE
+        | Self::READ_CLOSED
+        | Self::WRITE_ARMED
+        | Self::WANT_WRITE
+        | Self::READ_READY
+        | Self::REDELIVER;
     /// Any of these means no more input goes to the handler (and none is kept for it).
     pub(crate) const INPUT_ENDED: u32 = Self::CLOSE | Self::ABORT | Self::PANICKED;
 

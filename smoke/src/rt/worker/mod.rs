@@ -9,6 +9,7 @@
 //! `accept.rs`, `datagram.rs` (UDP sockets, the packet ring, peers) and `tick.rs`.
 
 mod accept;
+mod backpressure;
 mod datagram;
 mod linger;
 mod stream;

@@ -26,7 +26,7 @@ pub(super) struct Connection<St> {
     pub(super) id: ConnId,
     /// The low 32 bits of the bytes the peer had acknowledged at the last look, while output
     /// waits for it (see `check_send_progress`).
-    acked_mark: u32,
+    pub(super) acked_mark: u32,
     /// When its peer last sent something (or it was accepted): `idle_timeout` counts from here.
     pub(super) last_active: Stamp,
     /// The runtime's own timer (the session's is in `state`): the looks at the peer's progress
@@ -415,6 +415,19 @@ impl<St> Connection<St> {
     fn settle<S: Service<Stream = St>>(&mut self, core: &mut Core, service: &S, token: Token) -> Option<CloseReason> {
         core.timers.apply(&mut self.state.timer, token, &core.clock);
         self.seal(core, service);
+        if !self.state.flags.has(Flags::SETTLES_SLOWLY) {
+            // The usual end of a wake-up (a request answered, a message echoed): send, and wait
+            // for room if the socket took less; one flag test instead of a dozen.
+            if self.state.sendable() > 0 {
+                if let Err(reason) = self.send(core) {
+                    return Some(reason);
+                }
+                if self.state.sendable() > 0 {
+                    return self.arm_write(core, token);
+                }
+            }
+            return None;
+        }
         if self.state.flags.has(Flags::PANICKED) {
             return Some(CloseReason::HandlerPanicked);
         }
@@ -444,32 +457,18 @@ impl<St> Connection<St> {
                 return Some(reason);
             }
         }
-        if self.state.sendable() > 0 && !self.state.flags.has(Flags::WRITE_ARMED) {
-            if let Err(e) = core.epoll.modify(self.stream.as_raw_fd(), token.to_epoll(), Interest::READ_WRITE) {
-                return Some(CloseReason::from_io(&e));
-            }
-            self.state.flags.set(Flags::WRITE_ARMED);
-            self.watch_output(core, token);
+        if self.state.sendable() > 0
+            && !self.state.flags.has(Flags::WRITE_ARMED)
+            && let Some(reason) = self.arm_write(core, token)
+        {
+            return Some(reason);
         }
         // Plaintext that can never be sealed (a TLS handshake that failed) does not hold a
         // close up.
-        if self.state.sendable() == 0 {
-            if self.state.flags.has(Flags::CLOSE) {
-                return Some(if self.state.flags.has(Flags::SHUTTING_DOWN) {
-                    CloseReason::Shutdown
-                } else {
-                    CloseReason::Closed
-                });
-            }
-            if self.state.flags.has(Flags::READ_CLOSED) && !self.state.flags.has(Flags::WANT_WRITE) {
-                return Some(CloseReason::PeerClosed);
-            }
-            if self.state.flags.has(Flags::SHUTDOWN_WRITE) && !self.state.flags.has(Flags::WRITE_SHUT) {
-                if let Err(e) = self.stream.shutdown_write() {
-                    return Some(CloseReason::from_io(&e));
-                }
-                self.state.flags.set(Flags::WRITE_SHUT);
-            }
+        if self.state.sendable() == 0
+            && let Some(reason) = self.end_once_flushed()
+        {
+            return Some(reason);
         }
         // More to read (budget spent, or reading resumed after backpressure), or on_write asked
         // for another call with nothing queued: no epoll edge will come for either, so run
@@ -479,6 +478,25 @@ impl<St> Connection<St> {
         if (wants_read || wants_write) && !self.state.flags.has(Flags::QUEUED) {
             self.state.flags.set(Flags::QUEUED);
             core.retry.push(token);
+        }
+        None
+    }
+
+    /// With nothing left to send: the close or write shutdown the session asked for, or the end
+    /// of a connection whose peer has finished.
+    fn end_once_flushed(&mut self) -> Option<CloseReason> {
+        let flags = self.state.flags;
+        if flags.has(Flags::CLOSE) {
+            return Some(if flags.has(Flags::SHUTTING_DOWN) { CloseReason::Shutdown } else { CloseReason::Closed });
+        }
+        if flags.has(Flags::READ_CLOSED) && !flags.has(Flags::WANT_WRITE) {
+            return Some(CloseReason::PeerClosed);
+        }
+        if flags.has(Flags::SHUTDOWN_WRITE) && !flags.has(Flags::WRITE_SHUT) {
+            if let Err(e) = self.stream.shutdown_write() {
+                return Some(CloseReason::from_io(&e));
+            }
+            self.state.flags.set(Flags::WRITE_SHUT);
         }
         None
     }
@@ -505,59 +523,8 @@ impl<St> Connection<St> {
         }
     }
 
-    /// Sends what is pending; true when that ended a wait for the peer (EPOLLOUT is disarmed,
-    /// and the session may stream more).
-    #[inline]
-    fn flush(&mut self, core: &mut Core, token: Token) -> Result<bool, CloseReason> {
-        if self.state.sendable() == 0 {
-            return Ok(false);
-        }
-        self.send(core)?;
-        if self.state.sendable() > 0 || !self.state.flags.has(Flags::WRITE_ARMED) {
-            return Ok(false);
-        }
-        let fd = self.stream.as_raw_fd();
-        core.epoll.modify(fd, token.to_epoll(), Interest::READABLE).map_err(|e| CloseReason::from_io(&e))?;
-        self.state.flags.clear(Flags::WRITE_ARMED);
-        Ok(true)
-    }
-
-    /// Output has started to wait for the peer: unless a look at its progress is already due,
-    /// one is set for half of `send_timeout` from now, against what it has acknowledged so far.
-    fn watch_output(&mut self, core: &mut Core, token: Token) {
-        if let Some(timeout) = core.limits.send_timeout
-            && self.watch.is_none()
-        {
-            self.acked_mark = self.stream.bytes_acked().unwrap_or(0) as u32;
-            self.state.flags.clear(Flags::SEND_STALLED);
-            core.timers.arm(&mut self.watch, token, core.clock.timer_deadline(timeout / 2));
-        }
-    }
-
-    /// A look at the progress of a peer that output waits for, every half `send_timeout`:
-    /// progress is what the peer acknowledged, not what our socket buffer took (which grows
-    /// when other sockets free memory, while the peer reads nothing). Two looks in a row with
-    /// nothing taken, and the connection closes: between one and one and a half
-    /// `send_timeout` after the peer stopped.
-    fn check_send_progress(&mut self, core: &mut Core, token: Token) -> Option<CloseReason> {
-        let timeout = core.limits.send_timeout?;
-        // Without the count (a kernel before 4.1) there is no telling: every look is progress,
-        // and the send timeout is off.
-        let acked = self.stream.bytes_acked().map_or(self.acked_mark.wrapping_add(1), |acked| acked as u32);
-        if acked != self.acked_mark {
-            self.acked_mark = acked;
-            self.state.flags.clear(Flags::SEND_STALLED);
-        } else if self.state.flags.has(Flags::SEND_STALLED) {
-            return Some(CloseReason::SendTimeout);
-        } else {
-            self.state.flags.set(Flags::SEND_STALLED);
-        }
-        core.timers.arm(&mut self.watch, token, core.clock.timer_deadline(timeout / 2));
-        None
-    }
-
     /// One send of the pending output.
-    fn send(&mut self, core: &mut Core) -> Result<(), CloseReason> {
+    pub(super) fn send(&mut self, core: &mut Core) -> Result<(), CloseReason> {
         send_queued(&self.stream, &mut self.state, &mut core.pool, &core.own.counters)
             .map_err(|e| CloseReason::from_io(&e))
     }
