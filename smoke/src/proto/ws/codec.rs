@@ -365,6 +365,15 @@ pub(crate) fn split_frame(frame: &[u8]) -> Option<(OpCode, &[u8])> {
 /// Writes a final, unmasked server frame: its head and payload appended together, one
 /// reservation and one trip to the output queue.
 pub(crate) fn write_frame(sink: &mut impl Sink, opcode: OpCode, payload: &[u8]) {
+    if payload.len() <= 125 {
+        // Most messages: a two-byte head of known size, stored rather than copied.
+        let head = [0x80 | u8::from(opcode), payload.len() as u8];
+        return sink.write_with(|out| {
+            out.reserve(head.len() + payload.len());
+            out.extend_from_slice(&head);
+            out.extend_from_slice(payload);
+        });
+    }
     let head = FrameHead::new(opcode, payload.len());
     sink.write_with(|out| {
         out.reserve(head.as_bytes().len() + payload.len());

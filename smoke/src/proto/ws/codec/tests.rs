@@ -215,6 +215,25 @@ fn a_plain_frame_splits_back_into_its_opcode_and_payload() {
 }
 
 #[test]
+fn a_frame_written_has_the_head_its_length_needs() {
+    for len in [0, 1, 125, 126, 65_535, 65_536] {
+        let mut sink = crate::proto::TestSink::new();
+        let payload = vec![7u8; len];
+        write_frame(&mut sink, OpCode::Data(Data::Binary), &payload);
+        let head = FrameHead::new(OpCode::Data(Data::Binary), len);
+        assert_eq!(&sink.out[..head.as_bytes().len()], head.as_bytes(), "{len} bytes");
+        assert_eq!(&sink.out[head.as_bytes().len()..], &payload[..], "{len} bytes");
+        let expected_head_len = match len {
+            0..=125 => 2,
+            126..=65_535 => 4,
+            _ => 10,
+        };
+        assert_eq!(sink.out.len(), expected_head_len + len);
+        assert_eq!(sink.out[0], 0x82);
+    }
+}
+
+#[test]
 fn server_frames_are_unmasked_and_close_reasons_fit() {
     let mut sink = crate::proto::TestSink::new();
     write_frame(&mut sink, OpCode::Data(Data::Text), b"hi");
