@@ -44,9 +44,9 @@ impl<'a> Request<'a> {
             Some(b'/') => head.target,
             _ => origin_form(head.target),
         };
-        // A short path is scanned faster byte by byte than memchr sets up its vector search.
+        // A short path is scanned a word at a time faster than memchr sets up its vector search.
         let question_mark = match target.len() {
-            0..64 => target.iter().position(|&b| b == b'?'),
+            0..64 => super::parse::find_byte(target, b'?'),
             _ => memchr::memchr(b'?', target),
         };
         let (path, query) = match question_mark {

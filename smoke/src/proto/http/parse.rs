@@ -156,6 +156,24 @@ fn below_or_delete(word: u64, limit: u8) -> u64 {
     below | is_delete
 }
 
+/// Where `byte` first occurs in `bytes`, eight bytes at a time: for short haystacks (a path,
+/// looked at for its `?`), where memchr's setup costs more than the search.
+pub(crate) fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8).and_then(|word| <[u8; 8]>::try_from(word).ok()) {
+        // Lanes equal to `byte` are zero after the XOR; a zero lane borrows in the subtraction
+        // and sets bit 7 where it was clear. As in `below_or_delete`, only the lowest flagged
+        // lane is exact, and only it is read.
+        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(byte));
+        let found = x.wrapping_sub(ONES) & !x & HIGH;
+        if found != 0 {
+            return Some(at + first_lane(found));
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|&b| b == byte).map(|i| at + i)
+}
+
 /// The index of the lowest lane flagged in a nonzero `below_or_delete` result.
 #[inline]
 fn first_lane(found: u64) -> usize {
@@ -409,6 +427,22 @@ mod tests {
                 let found = below_or_delete(word, limit);
                 assert_eq!((found != 0).then(|| first_lane(found)), expected, "{bytes:02x?} below {limit:#x}");
             }
+        }
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_occurrence_at_every_length_and_position() {
+        // Neighbours of '?' (0x3f) and bytes whose subtraction borrows, around the one sought.
+        const PICKS: [u8; 8] = [b'?', b'>', b'@', 0x00, 0x01, 0x7f, 0x80, 0xbf];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..50_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 40) as usize;
+            let bytes: Vec<u8> = (0..len).map(|i| PICKS[(state >> (i % 16 * 4)) as usize % PICKS.len()]).collect();
+            let expected = bytes.iter().position(|&b| b == b'?');
+            assert_eq!(find_byte(&bytes, b'?'), expected, "{bytes:02x?}");
         }
     }
 }
