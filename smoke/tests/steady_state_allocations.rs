@@ -166,6 +166,12 @@ impl Relay {
     fn message(&mut self, ws: &mut smoke::ws::WsConn, message: smoke::ws::Message) {
         match message {
             smoke::ws::Message::Text(text) if text.starts_with("pub") => ws.publish("t", text),
+            // Several publications in one turn: delivered together at its end.
+            smoke::ws::Message::Text(text) if text.starts_with("burst") => {
+                for _ in 0..BURST {
+                    ws.publish("t", text);
+                }
+            }
             other => {
                 let _ = ws.send(other);
             }
@@ -215,6 +221,32 @@ fn websocket_messages_and_publications_allocate_nothing_in_steady_state() {
     publish_to_all(&mut clients, 20);
     let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     assert_eq!(after - before, 0, "the worker allocated during 20 publications to 300");
+
+    // Bursts of publications in one turn to as many: the earlier ones queue while the pool has
+    // buffers, and go straight to the socket once it has none.
+    burst_to_all(&mut clients, 3);
+    let before = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
+    burst_to_all(&mut clients, 10);
+    let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "the worker allocated during 10 bursts of {BURST} publications to 300");
+}
+
+/// Publications a `burst` message makes in one handler call.
+const BURST: usize = 4;
+
+/// `rounds` bursts from the first client, each read whole by every client before the next.
+fn burst_to_all(clients: &mut [impl Read + Write], rounds: usize) {
+    let burst = ws_frame(b"burst to every client");
+    let mut back = [0u8; 2 + 21];
+    for _ in 0..rounds {
+        clients[0].write_all(&burst).unwrap();
+        for client in clients.iter_mut() {
+            for _ in 0..BURST {
+                client.read_exact(&mut back).unwrap();
+                assert_eq!(&back[2..], b"burst to every client");
+            }
+        }
+    }
 }
 
 /// `rounds` publications from the first client, each read by every client before the next.

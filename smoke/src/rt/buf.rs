@@ -48,6 +48,11 @@ impl BufPool {
         }
     }
 
+    /// True when the next [`take`](BufPool::take) would allocate.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+
     /// Bytes the pool keeps for reuse.
     #[cfg(test)]
     pub(crate) fn free_bytes(&self) -> usize {

@@ -349,13 +349,15 @@ impl<S: Service> EventLoop<S> {
             // The turn's last publication goes straight to each subscriber's socket when it has
             // nothing queued (a game's tick: one publication to a thousand players): no buffer
             // per subscriber, no copy. Earlier ones queue, so several publications in one turn
-            // leave in one send.
+            // leave in one send, while the pool has buffers to lend: past that, a subscriber
+            // with nothing queued is sent to at once rather than given a new buffer.
             let before = deliveries;
             pubsub::for_each_subscriber(topic, |fd, id| {
                 deliveries += 1;
                 let Some(c) = self.connections.get_mut(fd).filter(|c| c.id == id) else { return };
                 let flags = c.state.flags;
-                if last && c.state.out.pending() == 0 && !flags.has(Flags::NOT_SENT_NOW) {
+                if (last || self.core.pool.is_empty()) && c.state.out.pending() == 0 && !flags.has(Flags::NOT_SENT_NOW)
+                {
                     c.state.flags.set(Flags::SEND_NOW);
                 }
                 let mut conn = self.core.conn(&c.stream, &mut c.state, c.id);
