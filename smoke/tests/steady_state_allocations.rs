@@ -197,7 +197,7 @@ fn ws_exchange(clients: &mut [impl Read + Write], rounds: usize) {
             client.read_exact(&mut back).unwrap();
             assert_eq!(&back[2..], b"echo this message");
         }
-        publish_to_all(clients, 1);
+        publish_to_all(clients, b"pub to every client", 1, 1);
     }
 }
 
@@ -216,17 +216,17 @@ fn websocket_messages_and_publications_allocate_nothing_in_steady_state() {
     // A publication to more subscribers than the worker's pool has buffers (256): each goes
     // straight to its subscriber's socket, so none takes a buffer the pool would have to make.
     clients.extend((0..292).map(|_| upgraded(common::connect(server.local_addr()))));
-    publish_to_all(&mut clients, 5);
+    publish_to_all(&mut clients, b"pub to every client", 1, 5);
     let before = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
-    publish_to_all(&mut clients, 20);
+    publish_to_all(&mut clients, b"pub to every client", 1, 20);
     let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     assert_eq!(after - before, 0, "the worker allocated during 20 publications to 300");
 
     // Bursts of publications in one turn to as many: the earlier ones queue while the pool has
     // buffers, and go straight to the socket once it has none.
-    burst_to_all(&mut clients, 3);
+    publish_to_all(&mut clients, b"burst to every client", BURST, 3);
     let before = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
-    burst_to_all(&mut clients, 10);
+    publish_to_all(&mut clients, b"burst to every client", BURST, 10);
     let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     assert_eq!(after - before, 0, "the worker allocated during 10 bursts of {BURST} publications to 300");
 }
@@ -234,30 +234,18 @@ fn websocket_messages_and_publications_allocate_nothing_in_steady_state() {
 /// Publications a `burst` message makes in one handler call.
 const BURST: usize = 4;
 
-/// `rounds` bursts from the first client, each read whole by every client before the next.
-fn burst_to_all(clients: &mut [impl Read + Write], rounds: usize) {
-    let burst = ws_frame(b"burst to every client");
-    let mut back = [0u8; 2 + 21];
+/// `rounds` times: the first client sends a text message with `payload`, and every client
+/// reads the `copies` publications it makes before the next round.
+fn publish_to_all(clients: &mut [impl Read + Write], payload: &[u8], copies: usize, rounds: usize) {
+    let message = ws_frame(payload);
+    let mut back = vec![0u8; 2 + payload.len()];
     for _ in 0..rounds {
-        clients[0].write_all(&burst).unwrap();
+        clients[0].write_all(&message).unwrap();
         for client in clients.iter_mut() {
-            for _ in 0..BURST {
+            for _ in 0..copies {
                 client.read_exact(&mut back).unwrap();
-                assert_eq!(&back[2..], b"burst to every client");
+                assert_eq!(&back[2..], payload);
             }
-        }
-    }
-}
-
-/// `rounds` publications from the first client, each read by every client before the next.
-fn publish_to_all(clients: &mut [impl Read + Write], rounds: usize) {
-    let publish = ws_frame(b"pub to every client");
-    let mut back = [0u8; 2 + 19];
-    for _ in 0..rounds {
-        clients[0].write_all(&publish).unwrap();
-        for client in clients.iter_mut() {
-            client.read_exact(&mut back).unwrap();
-            assert_eq!(&back[2..], b"pub to every client");
         }
     }
 }
