@@ -251,19 +251,9 @@ impl Conn<'_> {
     fn write_unbuffered_or_sealed(&mut self, mut data: &[u8]) {
         if self.state.flags.has(Flags::SEND_NOW) {
             self.state.flags.clear(Flags::SEND_NOW);
-            loop {
-                match self.stream.send(data) {
-                    Ok(n) => {
-                        crate::stats::bump(&self.counters.bytes_out, n as u64);
-                        data = &data[n..];
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // Full, or failing: queued, for the worker's send to wait for room or meet
-                    // the error and close.
-                    Err(_) => {}
-                }
-                break;
-            }
+            // What the socket does not take is queued: all of it when the socket is full, or
+            // when the send failed (the worker's own send meets the error then, and closes).
+            data = &data[send_counted(self.stream, data, self.counters).unwrap_or(0)..];
             if data.is_empty() {
                 return;
             }
@@ -533,14 +523,22 @@ pub(crate) fn send_queued(
     if sendable == 0 {
         return Ok(());
     }
+    let sent = send_counted(stream, &state.out.unsent()[..sendable], counters)?;
+    state.out.consume(sent, pool, counters);
+    Ok(())
+}
+
+/// One non-blocking send of `data`, again if a signal interrupted it: how much the kernel
+/// took (0 when the socket is full), counted in `bytes_out`.
+#[inline]
+fn send_counted(stream: &Stream, data: &[u8], counters: &Counters) -> io::Result<usize> {
     loop {
-        match stream.send(&state.out.unsent()[..sendable]) {
+        match stream.send(data) {
             Ok(n) => {
                 crate::stats::bump(&counters.bytes_out, n as u64);
-                state.out.consume(n, pool, counters);
-                return Ok(());
+                return Ok(n);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
