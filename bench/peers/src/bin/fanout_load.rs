@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
+#[path = "../report.rs"]
+mod report;
+use report::report;
+
 /// A delivery's payload: the publication's timestamp in ASCII digits.
 const STAMP_DIGITS: usize = 20;
 
@@ -70,15 +74,7 @@ fn main() {
         samples.extend(some);
         count += n;
     }
-    samples.sort_unstable();
-    let percentile = |p: f64| samples.get(((samples.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(0);
-    println!(
-        "messages={count} seconds={elapsed:.2} rate={:.0} p50_us={} p99_us={} lost={}",
-        count as f64 / elapsed,
-        percentile(0.5),
-        percentile(0.99),
-        (published * subscribers as u64).saturating_sub(count)
-    );
+    report(samples, count, elapsed, Some((published * subscribers as u64).saturating_sub(count)));
 }
 
 /// A client's frame: FIN, text, masked (as a client's must be) with a key from `seed`.

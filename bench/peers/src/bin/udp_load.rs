@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
+#[path = "../report.rs"]
+mod report;
+use report::report;
+
 const IN_FLIGHT: usize = 8;
 
 fn main() {
@@ -15,7 +19,8 @@ fn main() {
         eprintln!("usage: udp_load ADDR CLIENTS SECONDS");
         std::process::exit(2);
     }
-    let (addr, clients, seconds): (String, usize, f64) = (args[1].clone(), args[2].parse().unwrap(), args[3].parse().unwrap());
+    let (addr, clients, seconds): (String, usize, f64) =
+        (args[1].clone(), args[2].parse().unwrap(), args[3].parse().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let start = Instant::now();
@@ -59,14 +64,6 @@ fn main() {
             total += count;
             lost += l;
         }
-        let seconds = start.elapsed().as_secs_f64();
-        all.sort_unstable();
-        let at = |p: f64| if all.is_empty() { 0 } else { all[((all.len() - 1) as f64 * p) as usize] };
-        println!(
-            "messages={total} seconds={seconds:.2} rate={:.0} p50_us={} p99_us={} lost={lost}",
-            total as f64 / seconds,
-            at(0.5),
-            at(0.99)
-        );
+        report(all, total, start.elapsed().as_secs_f64(), Some(lost));
     });
 }

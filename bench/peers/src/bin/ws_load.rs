@@ -15,24 +15,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{WebSocketStream, connect_async};
 
+#[path = "../report.rs"]
+mod report;
+use report::report;
+
 const IN_FLIGHT: usize = 8;
-
-fn percentile(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
-fn report(mut samples: Vec<u32>, count: u64, seconds: f64) {
-    samples.sort_unstable();
-    println!(
-        "messages={count} seconds={seconds:.2} rate={:.0} p50_us={} p99_us={}",
-        count as f64 / seconds,
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99)
-    );
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -78,7 +65,7 @@ async fn echo(url: &str, clients: usize, seconds: f64) {
         }
     }
     let (all, total) = gather(tasks).await;
-    report(all, total, start.elapsed().as_secs_f64());
+    report(all, total, start.elapsed().as_secs_f64(), None);
 }
 
 fn tls_connector() -> tokio_rustls::TlsConnector {
