@@ -8,17 +8,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::chunked::{self, Decoded};
-use super::date::DateCache;
 use super::head::{self, Framing, Head};
-use super::message::{ConnectionHeader, Request, Response};
+use super::message::{Request, Response};
+use super::serialise::{ConnectionHeader, ResponseHeads};
 use super::{Limits, Rejection};
 use crate::proto::Sink;
 use crate::stats::StatsSource;
 
 thread_local! {
     /// Per worker thread: the response being built (its buffers are reused, so answering
-    /// allocates nothing in steady state) and the cached Date.
-    static SCRATCH: RefCell<(Response, DateCache)> = RefCell::new((Response::default(), DateCache::default()));
+    /// allocates nothing in steady state) and the last response head with its Date.
+    static SCRATCH: RefCell<(Response, ResponseHeads)> = RefCell::new((Response::default(), ResponseHeads::default()));
 }
 
 /// Per-connection HTTP state. Holds heap memory only while a chunked body is being decoded.
@@ -328,7 +328,7 @@ fn respond<S: Sink>(
     now: u64,
     handle: &mut impl FnMut(&Request<'_>, &mut Response, &mut S) -> Answer,
 ) -> Answer {
-    SCRATCH.with_borrow_mut(|(response, date)| {
+    SCRATCH.with_borrow_mut(|(response, heads)| {
         response.reset();
         if handle(request, response, sink) == Answer::Upgraded {
             return Answer::Upgraded;
@@ -338,8 +338,8 @@ fn respond<S: Sink>(
             (true, 0) => ConnectionHeader::KeepAlive,
             (true, _) => ConnectionHeader::None,
         };
-        let (date, head_only) = (date.get(now), head.method == b"HEAD");
-        sink.write_with(|out| response.write_to(out, date, head_only, connection));
+        let head_only = head.method == b"HEAD";
+        sink.write_with(|out| heads.write(response, out, now, head_only, connection));
         Answer::Respond
     })
 }
@@ -347,11 +347,10 @@ fn respond<S: Sink>(
 /// Answers a refused request with its status and closes: nothing after it can be trusted to be
 /// framed correctly.
 fn reject(sink: &mut impl Sink, rejection: Rejection, input_len: usize, now: u64) -> Served {
-    SCRATCH.with_borrow_mut(|(response, date)| {
+    SCRATCH.with_borrow_mut(|(response, heads)| {
         response.reset();
         response.status(rejection.status());
-        let date = date.get(now);
-        sink.write_with(|out| response.write_to(out, date, false, ConnectionHeader::Close));
+        sink.write_with(|out| heads.write(response, out, now, false, ConnectionHeader::Close));
     });
     // The rest of the request may still be on its way (a body refused by its Content-Length):
     // closing at once would reset the connection, and the client would read that, not this.

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use super::date::DATE_LEN;
 use super::head::Head;
 use super::parse::Fields;
 use super::route::Params;
@@ -137,12 +136,13 @@ impl<'a> Request<'a> {
 /// the status defaults to 200 with an empty body.
 #[derive(Debug)]
 pub struct Response {
-    status: u16,
+    pub(super) status: u16,
     /// Set by `text`/`html`/`json`; an explicit Content-Type header takes precedence.
-    content_type: Option<&'static str>,
-    explicit_content_type: bool,
-    headers: Vec<u8>,
-    body: Vec<u8>,
+    pub(super) content_type: Option<&'static str>,
+    pub(super) explicit_content_type: bool,
+    /// Header lines, each ending in CR LF.
+    pub(super) headers: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Default for Response {
@@ -234,63 +234,7 @@ impl Response {
         self.content_type = Some("application/json");
         self.body(json)
     }
-
-    /// Appends the serialised response to `out`: status line, Date, Content-Length (unless the
-    /// status forbids a body), Content-Type, the user's headers, Connection: close when closing,
-    /// and the body unless `head_only`. Built by hand (no formatting machinery) after one
-    /// reservation for all of it, so no append reallocates: this runs once per request.
-    pub(crate) fn write_to(
-        &self,
-        out: &mut Vec<u8>,
-        date: &[u8; DATE_LEN],
-        head_only: bool,
-        connection: ConnectionHeader,
-    ) {
-        // A 1xx is interim and 101 switches protocols: neither can be a handler's final answer.
-        let status = if (200..=999).contains(&self.status) { self.status } else { 500 };
-        let bodiless = status == 204 || status == 304;
-        let reason = reason_phrase(status);
-        let content_type = self.content_type.filter(|_| !self.explicit_content_type);
-        let body: &[u8] = if head_only || bodiless { &[] } else { &self.body };
-        out.reserve(
-            FIXED_HEAD_BYTES + reason.len() + content_type.map_or(0, str::len) + self.headers.len() + body.len(),
-        );
-        if status == 200 {
-            out.extend_from_slice(b"HTTP/1.1 200 OK\r\nDate: ");
-        } else {
-            // Three digits: the status is clamped to 200..=999 above.
-            let digits = [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
-            out.extend_from_slice(b"HTTP/1.1 ");
-            out.extend_from_slice(&digits);
-            out.push(b' ');
-            out.extend_from_slice(reason.as_bytes());
-            out.extend_from_slice(b"\r\nDate: ");
-        }
-        out.extend_from_slice(date);
-        if !bodiless {
-            out.extend_from_slice(b"\r\nContent-Length: ");
-            push_decimal(out, self.body.len());
-        }
-        if let Some(content_type) = content_type {
-            out.extend_from_slice(b"\r\nContent-Type: ");
-            out.extend_from_slice(content_type.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.headers);
-        match connection {
-            ConnectionHeader::None => {}
-            ConnectionHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
-            ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
-    }
 }
-
-/// What a response head holds besides its reason phrase, content type and the user's headers:
-/// `HTTP/1.1 200 \r\nDate: <29>\r\nContent-Length: <20 digits>\r\nContent-Type: \r\n`,
-/// `Connection: keep-alive\r\n` and the blank line, rounded up.
-const FIXED_HEAD_BYTES: usize = 160;
 
 /// The path of an absolute-form target (`http://host/x?y` names `/x?y`; no path is `/`); any
 /// other target as it is.
@@ -302,125 +246,4 @@ fn origin_form(target: &[u8]) -> &[u8] {
         }
     }
     target
-}
-
-/// The `Connection` header a response carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ConnectionHeader {
-    /// HTTP/1.1 keep-alive: the default needs no header.
-    None,
-    /// The server closes after this response.
-    Close,
-    /// An HTTP/1.0 client asked to keep the connection, and it is kept: confirm it, or the
-    /// client closes anyway.
-    KeepAlive,
-}
-
-/// Appends `n` in decimal, a byte at a time: a body length has a handful of digits, fewer
-/// than a copy call's set-up costs.
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &digit in &digits[at..] {
-        out.push(digit);
-    }
-}
-
-/// The standard reason phrase, or an empty one (allowed by RFC 9112) for others.
-pub(crate) fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        417 => "Expectation Failed",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn serialise(res: &Response, head_only: bool, closing: bool) -> String {
-        let mut out = Vec::new();
-        let connection = if closing { ConnectionHeader::Close } else { ConnectionHeader::None };
-        res.write_to(&mut out, b"Thu, 01 Jan 1970 00:00:00 GMT", head_only, connection);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn responses_carry_length_date_type_and_headers() {
-        let mut res = Response::default();
-        res.text("Hello, World!").header("X-Id", "7");
-        assert_eq!(
-            serialise(&res, false, false),
-            "HTTP/1.1 200 OK\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 13\r\n\
-             Content-Type: text/plain; charset=utf-8\r\nX-Id: 7\r\n\r\nHello, World!"
-        );
-        assert!(serialise(&res, true, true).ends_with("X-Id: 7\r\nConnection: close\r\n\r\n"), "HEAD: no body");
-        res.reset();
-        res.status(204).body("ignored");
-        assert_eq!(
-            serialise(&res, false, false),
-            "HTTP/1.1 204 No Content\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn header_injection_and_manual_lengths_are_dropped() {
-        let mut res = Response::default();
-        res.header("X-Evil", "a\r\nSet-Cookie: x=1").header("Bad Name", "v").header("Content-Length", "99");
-        res.header("X-Bell", "ring\x07").header("X-Del", "a\x7fb").header("X-Tab", "a\tb");
-        res.header("Transfer-Encoding", "chunked").header("Connection", "keep-alive");
-        res.header("Content-Type", "image/png").json("{}");
-        let text = serialise(&res, false, false);
-        assert!(!text.contains("Set-Cookie") && !text.contains("Bad Name") && !text.contains("99"), "{text}");
-        assert!(!text.contains("X-Bell") && !text.contains("X-Del") && text.contains("X-Tab: a\tb\r\n"), "{text}");
-        assert!(!text.contains("Transfer-Encoding") && !text.contains("keep-alive"), "{text}");
-        assert_eq!(text.matches("Content-Type").count(), 1, "{text}");
-        assert!(text.contains("Content-Type: image/png\r\n"), "{text}");
-        for status in [42, 100, 101, 1000] {
-            res.reset();
-            res.status(status);
-            assert!(serialise(&res, false, false).starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{status}");
-        }
-    }
 }
