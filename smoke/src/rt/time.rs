@@ -2,13 +2,14 @@
 //! periodic sweep of idle sessions, and the wall clock for protocols that print dates. Armed
 //! timers live in `wheel.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A worker's clock: milliseconds since the worker started, read once per loop turn (a 64-bit
 /// count that never wraps, so deadlines compare plainly).
 #[derive(Debug)]
 pub(crate) struct Clock {
-    started: Instant,
+    /// CLOCK_MONOTONIC when the worker started, in nanoseconds.
+    started: u64,
     now: u64,
     /// The same instant in microseconds, for the histograms of how long things take.
     now_us: u64,
@@ -16,12 +17,12 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn start() -> Clock {
-        Clock { started: Instant::now(), now: 0, now_us: 0 }
+        Clock { started: crate::sys::monotonic_nanos(), now: 0, now_us: 0 }
     }
 
     /// Reads the time again; everything in this loop turn sees this instant.
     pub(crate) fn refresh(&mut self) {
-        self.now_us = self.started.elapsed().as_micros() as u64;
+        self.now_us = crate::sys::monotonic_nanos().saturating_sub(self.started) / 1000;
         self.now = self.now_us / 1000;
     }
 
