@@ -3,7 +3,7 @@
 //! `config` / `serve` / `spawn`. The output names only smoke's public items and `__private`,
 //! through `::smoke` or the `crate = ...` key's path.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemImpl, Type};
@@ -248,14 +248,7 @@ fn routing(model: &Model, krate: &TokenStream) -> TokenStream {
             RouteSegment::Param(name) => quote!(#krate::__private::Segment::Param(#name)),
         });
         // A pattern without parameters is also emitted whole, for one comparison per request.
-        let exact = route.segments.iter().all(|segment| matches!(segment, RouteSegment::Static(_))).then(|| {
-            let texts = route.segments.iter().filter_map(|segment| match segment {
-                RouteSegment::Static(text) => Some(text.as_str()),
-                RouteSegment::Param(_) => None,
-            });
-            format!("/{}", texts.collect::<Vec<_>>().join("/"))
-        });
-        let exact = match exact {
+        let exact = match route.exact_path() {
             Some(path) => quote!(::core::option::Option::Some(#path)),
             None => quote!(::core::option::Option::None),
         };
@@ -275,9 +268,25 @@ fn routing(model: &Model, krate: &TokenStream) -> TokenStream {
             __smoke_res.status(404);
         }),
     };
+    // Routes without parameters first, by their method and path together: a `match` on byte
+    // strings the compiler turns into a length switch and a few word compares. The table is
+    // ordered most specific first, and nothing sorts before a parameterless route that could
+    // match its path (see `RouteModel::specificity`), so this finds what `dispatch` would;
+    // everything else (parameters, HEAD answered by GET, 404, 405) goes to `dispatch`.
+    let exact_arms = routes.iter().filter_map(|route| {
+        let path = route.exact_path()?;
+        let (method, path) = (Literal::byte_string(route.method.as_bytes()), Literal::byte_string(path.as_bytes()));
+        let handler = &route.handler;
+        let call = quote_spanned!(handler.span()=> Self::#handler(self, __smoke_req, __smoke_res));
+        Some(quote!((#method, #path) => return #call,))
+    });
     quote! {
         fn on_request(&mut self, __smoke_req: &#krate::http::Request<'_>, __smoke_res: &mut #krate::http::Response) {
             const ROUTES: &[#krate::__private::Route] = &[#(#table),*];
+            match #krate::__private::method_and_path(__smoke_req) {
+                #(#exact_arms)*
+                _ => {}
+            }
             match #krate::__private::dispatch(__smoke_req, ROUTES) {
                 #krate::__private::Dispatch::Found(__smoke_index, __smoke_params) => {
                     let __smoke_req = &#krate::__private::with_params(__smoke_req, __smoke_params);

@@ -432,6 +432,15 @@ impl RouteModel {
         self.segments.iter().map(|s| u8::from(matches!(s, RouteSegment::Param(_)))).collect()
     }
 
+    /// The one path a pattern without parameters matches (`/plaintext`, `/a/b`, `/`).
+    pub(crate) fn exact_path(&self) -> Option<String> {
+        let texts = self.segments.iter().map(|segment| match segment {
+            RouteSegment::Static(text) => Some(text.as_str()),
+            RouteSegment::Param(_) => None,
+        });
+        Some(format!("/{}", texts.collect::<Option<Vec<_>>>()?.join("/")))
+    }
+
     /// Two routes conflict when a request could match both equally: same method, and the same
     /// segments with parameters (whatever their names) in the same places.
     pub(crate) fn conflicts_with(&self, other: &RouteModel) -> bool {

@@ -105,7 +105,7 @@ pub mod prelude {
 /// matcher. Not part of the API: it changes with the macro.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::proto::http::{Dispatch, Route, Segment, dispatch, with_params};
+    pub use crate::proto::http::{Dispatch, Route, Segment, dispatch, method_and_path, with_params};
 }
 
 /// The README's code samples, compiled as doctests so they cannot drift from the API.

@@ -86,6 +86,12 @@ fn routes_match_segments_and_methods() {
 
     let head = ask(&mut s, &mut r, "HEAD /users/5 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((head.status, head.header("Content-Length")), (200, Some("6")), "HEAD goes to the GET route");
+    let head = ask(&mut s, &mut r, "HEAD /users/me HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((head.status, head.header("Content-Length")), (200, Some("2")), "also a route without parameters");
+    let absolute = ask(&mut s, &mut r, "GET http://x/users/me?a=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(absolute.body, b"me", "an absolute-form target names its path");
+    let lower = ask(&mut s, &mut r, "get /users/me HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(lower.status, 405, "methods are case-sensitive");
 
     for path in ["/nope", "/users", "/users/7/extra", "/users/", "/users/me/", "//", "/users//me"] {
         assert_eq!(ask(&mut s, &mut r, &get(path)).status, 404, "{path}");
@@ -93,6 +99,8 @@ fn routes_match_segments_and_methods() {
     let not_allowed = ask(&mut s, &mut r, "PUT /users/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(not_allowed.status, 405);
     assert_eq!(not_allowed.header("Allow"), Some("DELETE, GET, HEAD, PATCH"));
+    let not_allowed = ask(&mut s, &mut r, "POST /users/me HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(not_allowed.header("Allow"), Some("DELETE, GET, HEAD, PATCH"), "a parameterless path answers 405 too");
 }
 
 #[test]

@@ -202,9 +202,9 @@ impl HeaderFacts {
         if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
             return Ok(());
         }
-        if name.eq_ignore_ascii_case(b"host") {
+        if is_named(name, b"host") {
             self.hosts = self.hosts.saturating_add(1);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
+        } else if is_named(name, b"content-length") {
             if tokens(value).next().is_none() {
                 return Err(Rejection::BadRequest("invalid Content-Length"));
             }
@@ -215,7 +215,7 @@ impl HeaderFacts {
                 }
                 self.content_length = Some(length);
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if is_named(name, b"transfer-encoding") {
             for coding in tokens(value) {
                 // Only a single, final `chunked` is accepted: anything before it would be a
                 // coding we do not decode, anything after it leaves the length undefined.
@@ -225,12 +225,12 @@ impl HeaderFacts {
                 self.chunked = true;
             }
             self.transfer_encoding = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if is_named(name, b"connection") {
             for option in tokens(value) {
                 self.close |= option.eq_ignore_ascii_case(b"close");
                 self.keep_alive_token |= option.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        } else if is_named(name, b"expect") {
             for expectation in tokens(value) {
                 if expectation.eq_ignore_ascii_case(b"100-continue") {
                     self.expect_continue = true;
@@ -241,6 +241,33 @@ impl HeaderFacts {
         }
         Ok(())
     }
+}
+
+/// Whether the header name `name` (a token) is `lower` (lowercase letters and `-`, at least
+/// four bytes) in any case, compared a word at a time. A token byte ORed with 0x20 is a
+/// lowercase letter only if it was that letter in either case, and is `-` only if it was `-`
+/// (0x0d, the other byte that would be, is not a token character).
+#[inline]
+fn is_named(name: &[u8], lower: &[u8]) -> bool {
+    let len = lower.len();
+    if name.len() != len {
+        return false;
+    }
+    if len < 8 {
+        let word =
+            |bytes: &[u8], at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        // Two words that overlap when the name is shorter than eight bytes.
+        return [0, len - 4].iter().all(|&at| word(name, at) | 0x2020_2020 == word(lower, at));
+    }
+    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let mut at = 0;
+    while at + 8 < len {
+        if word(name, at) | 0x2020_2020_2020_2020 != word(lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(name, len - 8) | 0x2020_2020_2020_2020 == word(lower, len - 8)
 }
 
 /// The comma-separated list elements of a header value, trimmed, empty ones skipped.

@@ -18,7 +18,7 @@ pub use head::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, Limits,
 };
 pub use message::{Request, Response};
-pub use route::{Dispatch, Route, Segment, dispatch, with_params};
+pub use route::{Dispatch, Route, Segment, dispatch, method_and_path, with_params};
 
 #[cfg(test)]
 pub(crate) use head::parse_head;

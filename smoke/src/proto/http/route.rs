@@ -104,6 +104,12 @@ fn matches(segments: &[Segment], path: &[u8]) -> bool {
     }
 }
 
+/// The request's method and path as bytes, for the `match` the macro emits over the routes
+/// without parameters.
+pub fn method_and_path<'a>(req: &Request<'a>) -> (&'a [u8], &'a [u8]) {
+    (req.method_bytes(), req.path_bytes())
+}
+
 /// `req` with the parameters of the route it matched, for the route's handler.
 pub fn with_params<'a>(req: &Request<'a>, params: Params<'a>) -> Request<'a> {
     req.with_params(params)
