@@ -333,6 +333,37 @@ mod tests {
     }
 
     #[test]
+    fn header_names_compare_as_eq_ignore_ascii_case_does_on_tokens() {
+        let known: [&[u8]; 5] = [b"host", b"expect", b"connection", b"content-length", b"transfer-encoding"];
+        let mut names: Vec<Vec<u8>> = known.iter().map(|name| name.to_vec()).collect();
+        for name in known {
+            names.push(name.to_ascii_uppercase());
+            // Each byte changed to its other case, and to each token byte that could fool a
+            // case-folding compare: the neighbours of the letter and of `-`.
+            for at in 0..name.len() {
+                for change in [0x20, 0x01, 0x40, 0x60, 0x0d ^ b'-', 0x2d ^ b'm'] {
+                    let mut variant = name.to_vec();
+                    variant[at] ^= change;
+                    if variant.iter().all(|&b| parse::is_token_byte(b)) {
+                        names.push(variant);
+                    }
+                }
+            }
+            names.push(name[1..].to_vec());
+        }
+        for name in &names {
+            for lower in known {
+                assert_eq!(
+                    is_named(name, lower),
+                    name.eq_ignore_ascii_case(lower),
+                    "{:?}",
+                    String::from_utf8_lossy(name)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn keep_alive_follows_version_and_connection_header() {
         let cases: &[(&[u8], bool)] = &[
             (b"GET / HTTP/1.1\r\n\r\n", true),
