@@ -69,11 +69,7 @@ impl Epoll {
 
     /// Waits for events; `None` blocks indefinitely. An interrupted wait returns no events.
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        let timeout_ms = match timeout {
-            None => -1,
-            // Round up so a 0.4 ms deadline does not turn into a busy poll with timeout 0.
-            Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-        };
+        let timeout_ms = timeout_ms(timeout);
         events.list.clear();
         let capacity = events.list.capacity() as libc::c_int;
         let (fd, list) = (self.fd.as_raw_fd(), events.list.as_mut_ptr());
@@ -91,6 +87,15 @@ impl Epoll {
             Err(e) => Err(e),
         }
     }
+}
+
+/// epoll_wait's timeout: -1 for none, else milliseconds rounded up, so a 0.4 ms deadline does
+/// not turn into a busy poll with timeout 0. In 64 bits: this runs every loop turn, and a
+/// 128-bit division is a library call.
+fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    let Some(t) = timeout else { return -1 };
+    let ms = t.as_secs().saturating_mul(1000).saturating_add(u64::from(t.subsec_nanos().div_ceil(1_000_000)));
+    ms.min(i32::MAX as u64) as libc::c_int
 }
 
 impl AsRawFd for Epoll {
@@ -144,5 +149,27 @@ impl Events {
     pub(crate) fn get(&self, index: usize) -> Event {
         let raw = self.list[index];
         Event { token: raw.u64, flags: raw.events }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_to_whole_milliseconds() {
+        let cases = [
+            (None, -1),
+            (Some(Duration::ZERO), 0),
+            (Some(Duration::from_nanos(1)), 1),
+            (Some(Duration::from_micros(400)), 1),
+            (Some(Duration::from_millis(1)), 1),
+            (Some(Duration::from_micros(1001)), 2),
+            (Some(Duration::from_millis(2500)), 2500),
+            (Some(Duration::from_secs(u64::MAX)), i32::MAX),
+        ];
+        for (timeout, ms) in cases {
+            assert_eq!(timeout_ms(timeout), ms, "{timeout:?}");
+        }
     }
 }
