@@ -31,6 +31,7 @@ fn text(checked: &[u8]) -> &str {
 }
 
 impl<'a> Request<'a> {
+    #[inline]
     pub(crate) fn new(
         head: &Head<'a>,
         body: &'a [u8],
