@@ -104,6 +104,7 @@ impl Head<'_> {
 }
 
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
+#[inline]
 pub(crate) fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>>, Rejection> {
     // Only the first max_header_bytes are looked at, so the answer to a head never depends on
     // how its bytes were split across reads: an error past the limit is the limit's 431 whether
