@@ -139,6 +139,7 @@ impl WsConn<'_, '_> {
         self.send_frame(OpCode::Control(Control::Ping), &payload[..payload.len().min(125)])
     }
 
+    #[inline]
     fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
         if self.state.close_sent() || self.conn.is_closing() {
             return SendStatus::Dropped;
@@ -207,6 +208,7 @@ impl WsConn<'_, '_> {
 /// empty queue takes any message, so one larger than the limit is not impossible to send.
 /// Before dropping, the queue is offered to the socket: a burst of sends or deliveries in one
 /// wake-up is not the peer's fault.
+#[inline]
 pub(crate) fn admit(conn: &mut Conn<'_>, settings: &WsConfig, len: usize) -> bool {
     let fits = |conn: &Conn<'_>| {
         let queued = conn.buffered();

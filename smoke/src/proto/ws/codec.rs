@@ -77,6 +77,7 @@ impl RawFrame {
 /// the payload arrives, so an oversized frame is refused without being buffered). With
 /// `compression` (permessage-deflate negotiated), RSV1 marks a message's first frame as
 /// compressed.
+#[inline]
 pub(crate) fn parse_client_frame(
     buf: &[u8],
     max_message: usize,
@@ -203,6 +204,7 @@ pub(crate) struct Assembler {
 impl Assembler {
     /// Consumes one (unmasked) frame. A complete message or a control frame comes back as an
     /// event; `Ok(None)` means a fragment was stored.
+    #[inline]
     pub(crate) fn push<'a>(
         &'a mut self,
         header: &FrameHeader,
