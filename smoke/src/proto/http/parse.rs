@@ -121,6 +121,7 @@ fn field_value<E>(buf: &[u8], start: usize) -> Result<(usize, usize), Syntax<E>>
 /// Where the request target at the start of `rest` ends (at a space, control character or
 /// 0x7f), eight bytes at a time, and whether a byte before that is above ASCII; `None` when it
 /// has not ended yet.
+#[inline]
 fn target_end(rest: &[u8]) -> Option<(usize, bool)> {
     let mut at = 0;
     let mut bits = 0u64;
@@ -158,6 +159,7 @@ fn below_or_delete(word: u64, limit: u8) -> u64 {
 
 /// Where `byte` first occurs in `bytes`, eight bytes at a time: for short haystacks (a path,
 /// looked at for its `?`), where memchr's setup costs more than the search.
+#[inline]
 pub(crate) fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
     let mut at = 0;
     while let Some(word) = bytes.get(at..at + 8).and_then(|word| <[u8; 8]>::try_from(word).ok()) {

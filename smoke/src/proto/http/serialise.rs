@@ -47,6 +47,7 @@ struct HeadKey {
 impl ResponseHeads {
     /// Appends `response` to `out`: its head (see [`render_head`]), and its body unless
     /// `head_only` or the status forbids one. `now`: seconds since the Unix epoch, for `Date`.
+    #[inline]
     pub(crate) fn write(
         &mut self,
         response: &Response,
@@ -83,15 +84,23 @@ impl ResponseHeads {
 /// are a few dozen bytes, where a `memcmp` call costs more than the compare.
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let len = a.len();
+    if b.len() != len {
         return false;
     }
-    let (mut a_words, mut b_words) = (a.chunks_exact(8), b.chunks_exact(8));
-    let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or_default());
-    if a_words.by_ref().zip(b_words.by_ref()).any(|(x, y)| word(x) != word(y)) {
-        return false;
+    if len < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
     }
-    a_words.remainder().iter().zip(b_words.remainder()).all(|(x, y)| x == y)
+    let word = |bytes: &[u8], at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let mut at = 0;
+    while at + 8 < len {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last word, overlapping the one before it when the length is not a multiple of 8.
+    word(a, len - 8) == word(b, len - 8)
 }
 
 /// The status a response is sent with: a 1xx is interim and 101 switches protocols, so
