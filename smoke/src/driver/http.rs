@@ -8,7 +8,6 @@ use crate::proto;
 use crate::proto::http::{Answer, Context, Expired};
 use crate::proto::ws::{Agreed, Upgrade, accept, write_switch};
 use crate::rt::conn::Conn;
-use crate::rt::time::wall_clock_seconds;
 use crate::stats::bump;
 
 /// Answers the complete requests at the front of `input`; returns the bytes consumed.
@@ -22,7 +21,7 @@ pub(super) fn requests<T: Session>(
     let Machine::Http(machine, upgrades) = state else { return 0 };
     let only_upgrades = *upgrades == Upgrades::Only;
     let ws_path = service.ws.path.as_deref().map(str::as_bytes);
-    let context = Context { limits: &service.http, now: wall_clock_seconds(), server: conn.workers };
+    let context = Context { limits: &service.http, now: conn.unix_seconds, server: conn.workers };
     let mut agreed = Agreed::default();
     let served = machine.serve(conn, input, &context, |req, res, conn| {
         bump(&conn.counters.requests, 1);
@@ -71,7 +70,7 @@ pub(super) fn requests<T: Session>(
 
 /// The connection's timer fired: a stalled head or body gets 408, an idle connection closes.
 pub(super) fn timer<T>(service: &SessionService<T>, machine: &mut proto::http::Connection, conn: &mut Conn<'_>) {
-    if machine.timer_fired(conn, &service.http, wall_clock_seconds()) == Expired::Refused {
+    if machine.timer_fired(conn, &service.http, conn.unix_seconds) == Expired::Refused {
         bump(&conn.counters.rejected, 1);
     }
 }

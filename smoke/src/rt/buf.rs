@@ -23,6 +23,7 @@ pub(crate) struct BufPool {
 }
 
 impl BufPool {
+    #[inline]
     pub(crate) fn take(&mut self, counters: &Counters) -> Vec<u8> {
         bump(&counters.buffers_held, 1);
         match self.free.pop() {

@@ -224,6 +224,8 @@ pub struct Conn<'a> {
     pub(crate) max_write_buffer: usize,
     /// The worker's clock as of this wake-up (milliseconds since it started).
     pub(crate) now: u64,
+    /// The wall clock as of this wake-up, in seconds since the Unix epoch.
+    pub(crate) unix_seconds: u64,
 }
 
 impl fmt::Debug for Conn<'_> {

@@ -122,6 +122,7 @@ impl Core {
             workers: &self.workers,
             max_write_buffer: self.limits.max_write_buffer,
             now: self.clock.now(),
+            unix_seconds: self.clock.unix_seconds(),
         }
     }
 }

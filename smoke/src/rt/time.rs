@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// A worker's clock: milliseconds since the worker started, read once per loop turn (a 64-bit
-/// count that never wraps, so deadlines compare plainly).
+/// count that never wraps, so deadlines compare plainly), and the wall clock derived from it.
 #[derive(Debug)]
 pub(crate) struct Clock {
     /// CLOCK_MONOTONIC when the worker started, in nanoseconds.
@@ -13,17 +13,44 @@ pub(crate) struct Clock {
     now: u64,
     /// The same instant in microseconds, for the histograms of how long things take.
     now_us: u64,
+    /// Unix milliseconds minus `now` at the last look at the wall clock.
+    wall_offset: u64,
+    /// `now` at the last look at the wall clock.
+    wall_checked: u64,
 }
+
+/// How often the clock looks at the wall again: a step of the wall clock (NTP, an operator)
+/// shows in `Date` headers within this.
+const WALL_CHECK_MS: u64 = 1000;
 
 impl Clock {
     pub(crate) fn start() -> Clock {
-        Clock { started: crate::sys::monotonic_nanos(), now: 0, now_us: 0 }
+        let mut clock =
+            Clock { started: crate::sys::monotonic_nanos(), now: 0, now_us: 0, wall_offset: 0, wall_checked: 0 };
+        clock.check_wall();
+        clock
     }
 
     /// Reads the time again; everything in this loop turn sees this instant.
     pub(crate) fn refresh(&mut self) {
         self.now_us = crate::sys::monotonic_nanos().saturating_sub(self.started) / 1000;
         self.now = self.now_us / 1000;
+        if self.now >= self.wall_checked + WALL_CHECK_MS {
+            self.check_wall();
+        }
+    }
+
+    fn check_wall(&mut self) {
+        self.wall_offset = crate::sys::unix_millis().saturating_sub(self.now);
+        self.wall_checked = self.now;
+    }
+
+    /// Seconds since the Unix epoch as of the last refresh, for `Date` headers: the monotonic
+    /// clock plus the wall's offset from it, looked up once a second rather than once a
+    /// request.
+    #[inline]
+    pub(crate) fn unix_seconds(&self) -> u64 {
+        (self.now + self.wall_offset) / 1000
     }
 
     /// Microseconds since the worker started, as of the last refresh.
@@ -106,15 +133,21 @@ impl IdleSweep {
     }
 }
 
-/// Seconds since the Unix epoch at the resolution a `Date` header needs (the kernel's coarse
-/// clock: no system call).
-pub(crate) fn wall_clock_seconds() -> u64 {
-    crate::sys::unix_seconds_coarse()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_derived_wall_clock_is_the_wall_clock() {
+        let wall = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let mut clock = Clock::start();
+        for _ in 0..3 {
+            clock.refresh();
+            let (before, derived, after) = (wall(), clock.unix_seconds(), wall());
+            assert!((before.saturating_sub(1)..=after + 1).contains(&derived), "{before} {derived} {after}");
+            std::thread::sleep(Duration::from_millis(600));
+        }
+    }
 
     #[test]
     fn stamps_measure_idleness_across_the_wrap() {

@@ -16,7 +16,7 @@ pub(crate) mod socket;
 pub(crate) mod timerfd;
 pub(crate) mod udp;
 
-pub(crate) use clock::{monotonic_nanos, unix_seconds_coarse};
+pub(crate) use clock::{monotonic_nanos, unix_millis};
 pub(crate) use epoll::{Epoll, Events, Interest};
 pub(crate) use eventfd::EventFd;
 pub(crate) use files::{open_files, open_files_limit};
