@@ -76,9 +76,9 @@ impl Clock {
         self.deadline(after.max(Duration::from_millis(1)))
     }
 
-    /// How long until `deadline` (zero when it has passed).
-    pub(crate) fn until(&self, deadline: u64) -> Duration {
-        Duration::from_millis(deadline.saturating_sub(self.now))
+    /// Milliseconds until `deadline` (zero when it has passed).
+    pub(crate) fn millis_until(&self, deadline: u64) -> u64 {
+        deadline.saturating_sub(self.now)
     }
 
     /// This instant as a session's activity stamp.

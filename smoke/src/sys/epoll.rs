@@ -69,7 +69,11 @@ impl Epoll {
 
     /// Waits for events; `None` blocks indefinitely. An interrupted wait returns no events.
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        let timeout_ms = timeout_ms(timeout);
+        self.wait_ms(events, timeout_ms(timeout))
+    }
+
+    /// [`wait`](Epoll::wait) with epoll_wait's own timeout: milliseconds, -1 blocking.
+    pub(crate) fn wait_ms(&self, events: &mut Events, timeout_ms: libc::c_int) -> io::Result<()> {
         events.list.clear();
         let capacity = events.list.capacity() as libc::c_int;
         let (fd, list) = (self.fd.as_raw_fd(), events.list.as_mut_ptr());

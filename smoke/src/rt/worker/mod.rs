@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use accept::Listeners;
 pub(crate) use accept::StreamListener;
@@ -201,8 +201,8 @@ impl<S: Service> EventLoop<S> {
             if let Some(started) = turn_started.take() {
                 self.core.own.turns.record(self.core.clock.now_us().saturating_sub(started) * 1000);
             }
-            let timeout = self.next_timeout();
-            if let Err(e) = self.core.epoll.wait(&mut events, timeout) {
+            let timeout_ms = self.next_timeout_ms();
+            if let Err(e) = self.core.epoll.wait_ms(&mut events, timeout_ms) {
                 log::error!("worker {}: epoll_wait failed, stopping: {e}", self.core.index);
                 break;
             }
@@ -220,11 +220,13 @@ impl<S: Service> EventLoop<S> {
                     _ => self.own_fd_ready(token),
                 }
             }
-            std::mem::swap(&mut self.core.retry, &mut retrying);
-            for token in retrying.drain(..) {
-                match token.kind() {
-                    Kind::Connection => self.wake(token, Wake::Retry),
-                    _ => self.own_fd_ready(token),
+            if !self.core.retry.is_empty() {
+                std::mem::swap(&mut self.core.retry, &mut retrying);
+                for token in retrying.drain(..) {
+                    match token.kind() {
+                        Kind::Connection => self.wake(token, Wake::Retry),
+                        _ => self.own_fd_ready(token),
+                    }
                 }
             }
             self.run_timers();
@@ -246,11 +248,13 @@ impl<S: Service> EventLoop<S> {
         self.close_all(CloseReason::Shutdown);
     }
 
-    fn next_timeout(&self) -> Option<Duration> {
+    /// epoll_wait's timeout in milliseconds, -1 for none: computed every loop turn, so in the
+    /// clock's own unit with no `Duration` in between.
+    fn next_timeout_ms(&self) -> i32 {
         // Mail this worker's own handlers posted after its delivery pass needs no wake-up
         // (see rt::pubsub), so it must not wait in epoll_wait either.
         if !self.core.retry.is_empty() || self.mail.has_unread() || self.core.own.has_mail.load(Ordering::Relaxed) {
-            return Some(Duration::ZERO);
+            return 0;
         }
         let deadlines = [
             self.core.timers.next_deadline(),
@@ -260,7 +264,10 @@ impl<S: Service> EventLoop<S> {
         ];
         // Runs every loop turn: a fold the compiler unrolls, one conversion at the end.
         let earliest = deadlines.iter().fold(u64::MAX, |earliest, at| earliest.min(at.unwrap_or(u64::MAX)));
-        (earliest != u64::MAX).then(|| self.core.clock.until(earliest))
+        if earliest == u64::MAX {
+            return -1;
+        }
+        self.core.clock.millis_until(earliest).min(i32::MAX as u64) as i32
     }
 
     /// One of the worker's own fds is ready (or was queued to run again).
