@@ -244,31 +244,13 @@ impl HeaderFacts {
     }
 }
 
-/// Whether the header name `name` (a token) is `lower` (lowercase letters and `-`, at least
-/// four bytes) in any case, compared a word at a time. A token byte ORed with 0x20 is a
-/// lowercase letter only if it was that letter in either case, and is `-` only if it was `-`
-/// (0x0d, the other byte that would be, is not a token character).
+/// Whether the header name `name` (a token) is `lower` (lowercase letters and `-`) in any
+/// case, compared a word at a time. A token byte ORed with 0x20 is a lowercase letter only if
+/// it was that letter in either case, and is `-` only if it was `-` (0x0d, the other byte that
+/// would be, is not a token character).
 #[inline]
 fn is_named(name: &[u8], lower: &[u8]) -> bool {
-    let len = lower.len();
-    if name.len() != len {
-        return false;
-    }
-    if len < 8 {
-        let word =
-            |bytes: &[u8], at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        // Two words that overlap when the name is shorter than eight bytes.
-        return [0, len - 4].iter().all(|&at| word(name, at) | 0x2020_2020 == word(lower, at));
-    }
-    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
-    let mut at = 0;
-    while at + 8 < len {
-        if word(name, at) | 0x2020_2020_2020_2020 != word(lower, at) {
-            return false;
-        }
-        at += 8;
-    }
-    word(name, len - 8) | 0x2020_2020_2020_2020 == word(lower, len - 8)
+    parse::equal_in_words(name, lower, 0x20)
 }
 
 /// The comma-separated list elements of a header value, trimmed, empty ones skipped.
