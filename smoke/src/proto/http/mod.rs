@@ -1,7 +1,8 @@
 //! HTTP/1.1 without I/O: request heads read by `parse.rs`, with the request-smuggling checks
 //! (`head.rs`), chunked bodies (`chunked.rs`), the `Date` value (`date.rs`), requests and
-//! responses (`message.rs`), responses as bytes (`serialise.rs`), route matching (`route.rs`), and the per-connection machine that
-//! answers pipelined requests in order into a [`Sink`](super::Sink) (`connection.rs`).
+//! responses (`message.rs`), responses as bytes (`serialise.rs`), route matching (`route.rs`),
+//! and the per-connection machine that answers pipelined requests in order into a
+//! [`Sink`](super::Sink) (`connection.rs`).
 
 pub(crate) mod chunked;
 mod connection;

@@ -313,12 +313,6 @@ fn is_token(b: u8) -> bool {
     TOKEN[usize::from(b)]
 }
 
-/// [`is_token`], for tests elsewhere.
-#[cfg(test)]
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    is_token(b)
-}
-
 static TOKEN: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
