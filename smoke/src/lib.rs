@@ -44,6 +44,8 @@ mod env;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "game")]
+pub mod game;
 mod handle;
 mod handoff;
 mod proto;

@@ -12,8 +12,12 @@
 //! - `tls/`: TLS 1.3 for a server connection: rustls's handshake, then smoke's in-place record
 //!   layer.
 //! - `proxy.rs`: the PROXY protocol header (v1 and v2) a load balancer sends first.
+//! - `netcode/`: netcode 1.02 secure sessions over UDP for games: connect tokens, the challenge
+//!   handshake, sealed packets, replay protection.
 
 pub(crate) mod http;
+#[cfg(feature = "game")]
+pub(crate) mod netcode;
 pub(crate) mod proxy;
 pub(crate) mod ring;
 #[cfg(feature = "tls")]

@@ -1,0 +1,12 @@
+//! Game networking: secure sessions over UDP (netcode 1.02) for players a backend vouched for.
+//!
+//! A game's backend authenticates a player, then issues it a [`ConnectToken`] with a
+//! [`TokenIssuer`] that shares a private key with the game servers. The client presents the
+//! token to a server's `game` listener; the server answers with a challenge only the client's
+//! address can read, and makes a session only for the answer. Every packet after that is
+//! encrypted and checked against replays. Any netcode 1.02 client connects, renetcode's
+//! among them.
+
+mod token;
+
+pub use token::{ConnectToken, DEFAULT_SESSION_TIMEOUT, DEFAULT_TOKEN_EXPIRY, TokenError, TokenIssuer};
