@@ -6,7 +6,12 @@
 //! address can read, and makes a session only for the answer. Every packet after that is
 //! encrypted and checked against replays. Any netcode 1.02 client connects, renetcode's
 //! among them.
+//!
+//! Over a session, [`Channels`] carry messages of up to 64 KiB on four [`Channel`]s:
+//! unreliable, sequenced, reliable-ordered and reliable-unordered. A Rust client runs the same
+//! [`Channels`] over its netcode client's payloads.
 
 mod token;
 
+pub use crate::proto::channel::{Channel, ChannelStats, Channels, MAX_MESSAGE_BYTES, SendError};
 pub use token::{ConnectToken, DEFAULT_SESSION_TIMEOUT, DEFAULT_TOKEN_EXPIRY, TokenError, TokenIssuer};

@@ -12,9 +12,13 @@
 //! - `tls/`: TLS 1.3 for a server connection: rustls's handshake, then smoke's in-place record
 //!   layer.
 //! - `proxy.rs`: the PROXY protocol header (v1 and v2) a load balancer sends first.
+//! - `channel/`: channels over a game session's payloads: unreliable, sequenced and reliable
+//!   messages up to 64 KiB, acks, resends timed from the round trip, fragments.
 //! - `netcode/`: netcode 1.02 secure sessions over UDP for games: connect tokens, the challenge
 //!   handshake, sealed packets, replay protection.
 
+#[cfg(feature = "game")]
+pub(crate) mod channel;
 pub(crate) mod http;
 #[cfg(feature = "game")]
 pub(crate) mod netcode;
