@@ -144,7 +144,8 @@ fn trait_impls(self_ty: &Type, model: &Model, krate: &TokenStream) -> TokenStrea
     }
 }
 
-/// `new_session` (the user's constructor, or `Default`) and, with a `udp` listener, `new_peer`.
+/// `new_session` (the user's constructor, or `Default`) and, with a `udp` listener, `new_peer`;
+/// with a `game` listener, `new_player`.
 fn constructors(self_ty: &Type, model: &Model, krate: &TokenStream) -> TokenStream {
     let new_session = match model.handlers.iter().find(|h| h.form == Form::Constructor) {
         Some(constructor) => {
@@ -170,7 +171,15 @@ fn constructors(self_ty: &Type, model: &Model, krate: &TokenStream) -> TokenStre
             }
         }
     });
-    quote! { #new_session #new_peer }
+    // Players too, once they completed the handshake.
+    let new_player = model.declares(Protocol::Game).then(|| {
+        quote_spanned! {self_ty.span()=>
+            fn new_player(_player: &mut #krate::game::Player<'_>) -> ::core::option::Option<Self> {
+                ::core::option::Option::Some(<Self as ::core::default::Default>::default())
+            }
+        }
+    });
+    quote! { #new_session #new_peer #new_player }
 }
 
 /// One trait method forwarding to the user's; the call carries the user's span, so a type
@@ -233,6 +242,9 @@ fn param_type(param: Param, krate: &TokenStream) -> TokenStream {
         Param::Reason => quote!(&str),
         Param::Peer => quote!(&mut #krate::Peer<'_>),
         Param::Worker => quote!(&mut #krate::Worker<'_, '_, Self>),
+        Param::Player => quote!(&mut #krate::game::Player<'_>),
+        Param::Channel => quote!(#krate::game::Channel),
+        Param::LeaveReason => quote!(#krate::game::LeaveReason),
     }
 }
 

@@ -2,12 +2,13 @@
 //! `smoke::prelude::*`), where they are documented; this crate only turns the attribute and the
 //! annotated impl block into an `impl smoke::Server`.
 //!
-//! Layout: `model` holds the tables of keys and handlers (a protocol adds rows there), `parse`
-//! reads the attribute and `methods` the impl block's methods against them, `expand` writes the
-//! output. The values' rules (listeners, routes, names, limits) are `smoke_rules`', which the
+//! Layout: `keys` and `model` hold the tables of keys and handlers (a protocol adds rows there),
+//! `parse` reads the attribute and `methods` the impl block's methods against them, `expand`
+//! writes the output. The values' rules (listeners, routes, names, limits) are `smoke_rules`', which the
 //! runtime checks too.
 
 mod expand;
+mod keys;
 mod methods;
 mod model;
 mod parse;
@@ -49,4 +50,6 @@ helper_attributes!(
     on_datagram,
     on_timer,
     on_tick,
+    on_join,
+    on_leave,
 );

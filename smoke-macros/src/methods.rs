@@ -390,6 +390,9 @@ fn param_matches(ty: &Type, param: Param) -> bool {
         (Param::Reason, Type::Reference(r)) => r.mutability.is_none() && is_named(&r.elem, "str"),
         (Param::Peer, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Peer"),
         (Param::Worker, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Worker"),
+        (Param::Player, Type::Reference(r)) => r.mutability.is_some() && is_named(&r.elem, "Player"),
+        (Param::Channel, ty) => is_named(ty, "Channel"),
+        (Param::LeaveReason, ty) => is_named(ty, "LeaveReason"),
         _ => false,
     }
 }

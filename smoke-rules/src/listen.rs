@@ -22,12 +22,23 @@ pub enum Protocol {
     Wss,
     /// Raw TCP over TLS: the handlers of `tcp` see the plaintext.
     Tls,
+    /// Secure game sessions over UDP (netcode 1.02): connect tokens, a challenge before any
+    /// state, sealed packets, channels.
+    Game,
 }
 
 impl Protocol {
     /// Every protocol, in the order the attribute documents them.
-    pub const ALL: [Protocol; 7] =
-        [Protocol::Tcp, Protocol::Http, Protocol::Ws, Protocol::Udp, Protocol::Https, Protocol::Wss, Protocol::Tls];
+    pub const ALL: [Protocol; 8] = [
+        Protocol::Tcp,
+        Protocol::Http,
+        Protocol::Ws,
+        Protocol::Udp,
+        Protocol::Https,
+        Protocol::Wss,
+        Protocol::Tls,
+        Protocol::Game,
+    ];
 
     /// The lowercase name used in attribute keys, environment variables (`SMOKE_<NAME>`) and
     /// messages.
@@ -40,6 +51,7 @@ impl Protocol {
             Protocol::Https => "https",
             Protocol::Wss => "wss",
             Protocol::Tls => "tls",
+            Protocol::Game => "game",
         }
     }
 
@@ -64,9 +76,9 @@ impl Protocol {
         Protocol::ALL.into_iter().find(|p| p.name() == name)
     }
 
-    /// True for UDP: its listeners are datagram sockets, the rest are TCP listeners.
+    /// True for UDP and game listeners: datagram sockets; the rest are TCP listeners.
     pub fn is_datagram(self) -> bool {
-        self == Protocol::Udp
+        matches!(self, Protocol::Udp | Protocol::Game)
     }
 
     /// True when a connection's first bytes come from the client, so accepting can wait for

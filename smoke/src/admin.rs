@@ -153,6 +153,7 @@ const NAMES: &[(&str, &str)] = &[
     ("datagrams_truncated", "udp_datagrams_truncated_total"),
     ("datagrams_dropped", "udp_datagrams_dropped_total"),
     ("peers_refused", "udp_peers_refused_total"),
+    ("players", "game_players"),
 ];
 
 /// The histograms: name (without `smoke_`), help, and where a worker keeps it.

@@ -56,6 +56,9 @@ pub struct Config {
     pub(crate) processes: usize,
     /// Where the admin listener (`/metrics`, `/healthz`, `/readyz`) binds, if anywhere.
     pub(crate) metrics: Option<Listen>,
+    /// The game listeners' protocol, key, public addresses and seats.
+    #[cfg(feature = "game")]
+    pub(crate) game: crate::driver::game::GameSettings,
 }
 
 impl Config {

@@ -123,6 +123,10 @@ impl Config {
             }
         }
         self = self.apply_deployment(&lookup)?;
+        #[cfg(feature = "game")]
+        {
+            self = self.apply_game_env(&lookup)?;
+        }
         for (variable, setting) in LIMITS {
             if let Some(value) = lookup(variable) {
                 self = setting.apply(self, value.trim()).map_err(|why| bad(variable, &value, why.into()))?;

@@ -68,8 +68,8 @@ pub use server::{Server, Worker};
 #[doc = include_str!("../docs/dsl.md")]
 pub use smoke_macros::server;
 pub use smoke_macros::{
-    delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_message, on_open, on_request, on_tick,
-    on_timer, on_upgrade, on_write, post, put, route,
+    delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_join, on_leave, on_message, on_open,
+    on_request, on_tick, on_timer, on_upgrade, on_write, post, put, route,
 };
 pub use stats::Stats;
 pub use ws::publish;
@@ -93,13 +93,15 @@ pub mod ws {
 
 /// Everything a server's source usually needs: `use smoke::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "game")]
+    pub use crate::game::{Channel, LeaveReason, Player};
     pub use crate::http::{Request, Response};
     pub use crate::ws::{Message, SendStatus, Upgrade, WsConn};
     pub use crate::{CloseReason, Config, Conn, ConnId, Handler, Server, ServerHandle, Stats};
     pub use crate::{Peer, TickInfo, Worker};
     pub use crate::{
-        delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_message, on_open, on_request, on_tick,
-        on_timer, on_upgrade, on_write, post, put, route,
+        delete, get, on_close, on_connect, on_data, on_datagram, on_drain, on_join, on_leave, on_message, on_open,
+        on_request, on_tick, on_timer, on_upgrade, on_write, post, put, route,
     };
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use crate::config::Config;
 use crate::driver::session::Session;
 use crate::driver::ws_conn::{WsConn, publish};
-use crate::driver::{Machine, SessionService, Stream, ws};
+use crate::driver::{Demux, Machine, SessionService, Stream, ws};
 use crate::handle::{ServerHandle, announce_server};
 use crate::proto::ws::Message;
 use crate::rt::conn::Conn;
@@ -143,6 +143,8 @@ fn spawn_server<T: Server>(config: Config, inherited: Vec<InheritedSocket>) -> R
     let tls_files = config.tls_files()?;
     let proxy_protocol = config.proxy_protocol;
     let (cluster, metrics, bind) = (config.cluster.clone(), config.metrics.clone(), config.runtime.bind);
+    #[cfg(feature = "game")]
+    let game = config.game.clone().with_seats();
     let (runtime, http, ws, protocols) = config.into_parts();
     crate::driver::ws_conn::note_deflating(ws.deflate);
     let deflate = ws.deflate;
@@ -163,6 +165,8 @@ fn spawn_server<T: Server>(config: Config, inherited: Vec<InheritedSocket>) -> R
         #[cfg(feature = "tls")]
         tls: tls.clone(),
         proxy_protocol,
+        #[cfg(feature = "game")]
+        game,
     };
     let bridge = start_bridge(cluster.as_deref(), runtime.max_mailbox)?;
     let bridge_for_workers = bridge.clone().map(|b| b as _);
@@ -198,7 +202,7 @@ fn start_bridge(url: Option<&str>, max_outbox: usize) -> Result<Option<Bridge>, 
 }
 
 /// `Server::on_tick`, as the driver calls it.
-fn on_tick<T: Server>(tick: &mut Tick<'_, Stream<T>, T>, service: &SessionService<T>) {
+fn on_tick<T: Server>(tick: &mut Tick<'_, Stream<T>, T, Demux<T>>, service: &SessionService<T>) {
     T::on_tick(&mut Worker { tick, service });
 }
 
@@ -206,7 +210,7 @@ fn on_tick<T: Server>(tick: &mut Tick<'_, Stream<T>, T>, service: &SessionServic
 /// WebSockets with their sessions, sends to any address, publications, and how late the tick
 /// is. Writes and sends leave when the tick returns, batched.
 pub struct Worker<'t, 'w, T> {
-    tick: &'t mut Tick<'w, Stream<T>, T>,
+    tick: &'t mut Tick<'w, Stream<T>, T, Demux<T>>,
     service: &'t SessionService<T>,
 }
 
@@ -260,6 +264,31 @@ impl<T: Session> Worker<'_, '_, T> {
     pub fn publish<'m>(&mut self, topic: &str, message: impl Into<Message<'m>>) {
         let from = self.tick.worker();
         publish(self.tick.workers(), Some(from), topic, message.into(), self.service.ws.deflate);
+    }
+
+    /// Calls `visit` with each player connected to this worker's game sockets. What it sends
+    /// leaves when the visit is done.
+    #[cfg(feature = "game")]
+    pub fn for_each_player(&mut self, mut visit: impl FnMut(&mut T, &mut crate::game::Player<'_>)) {
+        self.tick.for_each_demux(|game, io| game.for_each_player(io, &mut visit));
+    }
+
+    /// Queues `message` on `channel` to every player of this worker (each worker reaches its
+    /// own: a tick runs on every worker). Players whose queue is full miss it; their count is
+    /// returned.
+    #[cfg(feature = "game")]
+    pub fn broadcast(&mut self, channel: crate::game::Channel, message: &[u8]) -> usize {
+        let mut refused = 0;
+        self.for_each_player(|_, player| refused += usize::from(player.send(channel, message).is_err()));
+        refused
+    }
+
+    /// This worker's connected players.
+    #[cfg(feature = "game")]
+    pub fn players(&mut self) -> usize {
+        let mut players = 0;
+        self.tick.for_each_demux(|game, _| players += game.players());
+        players
     }
 
     /// This worker's UDP peers.

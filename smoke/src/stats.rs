@@ -12,7 +12,8 @@ macro_rules! counters {
         ///
         /// Counters only grow, except the gauges `buffers_held` (the input/output buffers lent to
         /// connections right now: zero when every connection is idle, because an idle connection
-        /// holds no heap buffer), `lingering`, `peers`, `subscriptions` and `timers`, which say what is held now.
+        /// holds no heap buffer), `lingering`, `peers`, `players`, `subscriptions` and `timers`, which say what is
+        /// held now.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct Stats {
             $($(#[doc = $doc])+ pub $name: u64,)+
@@ -129,6 +130,25 @@ counters! {
     cluster_dropped,
     /// Times the connection to the cluster's broker was lost.
     cluster_outages,
+    /// Game players connected right now.
+    players,
+    /// Game connection requests ignored: malformed, expired, for another game or server, a
+    /// token that does not open with the key, or one already used from another address.
+    game_requests_ignored,
+    /// Game connection requests and responses answered "denied": every seat was taken.
+    game_denied,
+    /// Game packets that failed to authenticate: forged, altered, or sealed with another key.
+    game_forged,
+    /// Game packets dropped as replays: a sequence already received, or too old to tell.
+    game_replayed,
+    /// Game packets of a kind or size that cannot be valid where they arrived, and channel
+    /// packets a player's client wrote wrong.
+    game_malformed,
+    /// Game packets from addresses with neither a session nor a handshake under way (what a
+    /// flood of spoofed sources costs: a count, no answer).
+    game_unknown_source,
+    /// Messages handed to `on_game_message`.
+    game_messages,
     /// Ticks run (on all workers).
     ticks,
     /// Ticks that were due while a worker was busy and ran late as one (each late tick reports

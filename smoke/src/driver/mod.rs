@@ -13,13 +13,19 @@
 //! - `tls.rs`: TLS around any of them: the handshake, then plaintext in and sealed records out
 //! - `proxy.rs`: the PROXY protocol header before any of them, behind a load balancer
 //! - `cluster.rs`: topics bridged between nodes through NATS
+//! - `game.rs`: secure game sessions (netcode) and their channels on a demultiplexed UDP socket;
+//!   `player.rs`: [`Player`](player::Player), a player as the game's handlers see it
 //! - `sink.rs`: the runtime's connection as the machines' sink
 
 #[cfg(feature = "tls")]
 pub(crate) mod certs;
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;
+#[cfg(feature = "game")]
+pub(crate) mod game;
 mod http;
+#[cfg(feature = "game")]
+pub(crate) mod player;
 mod proxy;
 pub(crate) mod raw;
 pub(crate) mod session;
@@ -34,7 +40,10 @@ use smoke_rules::Protocol;
 use crate::proto;
 use crate::proto::http::Limits;
 use crate::proto::ws::WsConfig;
+use std::net::SocketAddr;
+
 use crate::rt::conn::{CloseReason, Conn};
+use crate::rt::demux::DemuxIo;
 use crate::rt::peer::Peer;
 use crate::rt::worker::Tick;
 use crate::rt::worker::{RingDatagram, Service};
@@ -101,7 +110,13 @@ const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The per-tick work of a server: what `Server::on_tick` becomes (the face adapts its own
 /// view of the tick).
-pub(crate) type OnTick<T> = fn(&mut Tick<'_, Stream<T>, T>, &SessionService<T>);
+pub(crate) type OnTick<T> = fn(&mut Tick<'_, Stream<T>, T, Demux<T>>, &SessionService<T>);
+
+/// The per-worker machine of a [`Session`] type's demultiplexed (game) sockets.
+#[cfg(feature = "game")]
+pub(crate) type Demux<T> = game::GameEndpoint<T>;
+#[cfg(not(feature = "game"))]
+pub(crate) type Demux<T> = (std::convert::Infallible, std::marker::PhantomData<T>);
 
 /// Runs a [`Session`] type on the runtime: its configuration and its listeners' protocols.
 pub(crate) struct SessionService<T> {
@@ -115,11 +130,25 @@ pub(crate) struct SessionService<T> {
     pub(crate) tls: Option<certs::TlsConfigs>,
     /// Every stream listener's connections start with a PROXY protocol header.
     pub(crate) proxy_protocol: bool,
+    /// The game listeners' protocol id, key, addresses and seats.
+    #[cfg(feature = "game")]
+    pub(crate) game: game::GameSettings,
 }
 
 impl<T: Session> Service for SessionService<T> {
     type Stream = Stream<T>;
     type Peer = T;
+    type Demux = Demux<T>;
+
+    fn check_listener(&self, listener: usize) -> Result<(), String> {
+        match self.protocols[listener] {
+            #[cfg(feature = "game")]
+            Protocol::Game => self.game.check(),
+            #[cfg(not(feature = "game"))]
+            Protocol::Game => Err("a game listener needs smoke's `game` feature, which this build leaves out".into()),
+            _ => Ok(()),
+        }
+    }
 
     /// The one match that picks a connection's protocol.
     fn open(&self, conn: &mut Conn<'_>, listener: usize) -> Stream<T> {
@@ -128,8 +157,8 @@ impl<T: Session> Service for SessionService<T> {
             Protocol::Tcp => Machine::Raw,
             Protocol::Http => Machine::Http(proto::http::Connection::default(), Upgrades::AtWsPath),
             Protocol::Ws => Machine::Http(proto::http::Connection::default(), Upgrades::Only),
-            // A UDP listener accepts no connections; the TLS protocols' families are above.
-            Protocol::Udp | Protocol::Https | Protocol::Wss | Protocol::Tls => Machine::Raw,
+            // Datagram listeners accept no connections; the TLS protocols' families are above.
+            Protocol::Udp | Protocol::Game | Protocol::Https | Protocol::Wss | Protocol::Tls => Machine::Raw,
         };
         #[cfg(feature = "tls")]
         let machine = match (protocol.is_tls(), &self.tls) {
@@ -232,8 +261,51 @@ impl<T: Session> Service for SessionService<T> {
         session.on_peer_close(peer, reason);
     }
 
-    fn on_tick(&self, tick: &mut Tick<'_, Stream<T>, T>) {
+    fn on_tick(&self, tick: &mut Tick<'_, Stream<T>, T, Demux<T>>) {
         (self.on_tick)(tick, self);
+    }
+
+    #[cfg(feature = "game")]
+    fn open_demux(&self, listener: usize, local: Option<SocketAddr>) -> Option<Demux<T>> {
+        if self.protocols[listener] != Protocol::Game {
+            return None;
+        }
+        match self.game.server_config(local) {
+            Ok(config) => Some(game::GameEndpoint::new(config)),
+            Err(e) => {
+                // check_listener made sure of the key: only the kernel's randomness can fail.
+                log::error!("game listener {listener}: no challenge key ({e}); its datagrams go unanswered");
+                None
+            }
+        }
+    }
+    #[cfg(feature = "game")]
+    fn on_demux_datagram(&self, demux: &mut Demux<T>, io: &mut DemuxIo<'_>, from: SocketAddr, packet: &mut [u8]) {
+        demux.datagram(io, from, packet);
+    }
+    #[cfg(feature = "game")]
+    fn on_demux_poll(&self, demux: &mut Demux<T>, io: &mut DemuxIo<'_>) {
+        demux.poll(io);
+    }
+    #[cfg(feature = "game")]
+    fn on_demux_shutdown(&self, demux: &mut Demux<T>, io: &mut DemuxIo<'_>) {
+        demux.shutdown(io);
+    }
+    #[cfg(not(feature = "game"))]
+    fn open_demux(&self, _listener: usize, _local: Option<SocketAddr>) -> Option<Demux<T>> {
+        None
+    }
+    #[cfg(not(feature = "game"))]
+    fn on_demux_datagram(&self, demux: &mut Demux<T>, _: &mut DemuxIo<'_>, _: SocketAddr, _: &mut [u8]) {
+        match demux.0 {}
+    }
+    #[cfg(not(feature = "game"))]
+    fn on_demux_poll(&self, demux: &mut Demux<T>, _io: &mut DemuxIo<'_>) {
+        match demux.0 {}
+    }
+    #[cfg(not(feature = "game"))]
+    fn on_demux_shutdown(&self, demux: &mut Demux<T>, _io: &mut DemuxIo<'_>) {
+        match demux.0 {}
     }
 
     fn ring_datagram<'f>(&self, frame: &'f [u8], verify: bool) -> Option<RingDatagram<'f>> {

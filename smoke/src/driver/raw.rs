@@ -5,7 +5,10 @@ use std::convert::Infallible;
 
 use smoke_rules::Protocol;
 
+use std::net::SocketAddr;
+
 use crate::rt::conn::{CloseReason, Conn};
+use crate::rt::demux::DemuxIo;
 use crate::rt::peer::Peer;
 use crate::rt::worker::Service;
 use crate::rt::worker::Tick;
@@ -88,12 +91,16 @@ where
 {
     type Stream = H;
     type Peer = Infallible;
+    type Demux = Infallible;
 
     fn check_listener(&self, listener: usize) -> Result<(), String> {
         match self.protocols[listener] {
             Protocol::Tcp => Ok(()),
             Protocol::Udp => Err("a udp listener needs sessions for its peers: smoke::spawn builds sessions for \
                                   connections only; write a smoke::Server (#[smoke::server] with #[on_datagram])"
+                .to_owned()),
+            Protocol::Game => Err("a game listener needs sessions for its players: smoke::spawn builds sessions \
+                                   for connections only; write a smoke::Server (#[smoke::server] with #[on_join])"
                 .to_owned()),
             other => Err(format!(
                 "smoke::spawn hands raw bytes to a Handler; an {} listener needs a smoke::Server \
@@ -144,5 +151,17 @@ where
     fn on_peer_close(&self, session: &mut Infallible, _peer: &mut Peer<'_>, _reason: CloseReason) {
         match *session {}
     }
-    fn on_tick(&self, _tick: &mut Tick<'_, H, Infallible>) {}
+    fn open_demux(&self, _listener: usize, _local: Option<SocketAddr>) -> Option<Infallible> {
+        None
+    }
+    fn on_demux_datagram(&self, demux: &mut Infallible, _io: &mut DemuxIo<'_>, _from: SocketAddr, _packet: &mut [u8]) {
+        match *demux {}
+    }
+    fn on_demux_poll(&self, demux: &mut Infallible, _io: &mut DemuxIo<'_>) {
+        match *demux {}
+    }
+    fn on_demux_shutdown(&self, demux: &mut Infallible, _io: &mut DemuxIo<'_>) {
+        match *demux {}
+    }
+    fn on_tick(&self, _tick: &mut Tick<'_, H, Infallible, Infallible>) {}
 }

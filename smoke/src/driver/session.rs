@@ -2,8 +2,12 @@
 //! WebSocket upgrade and its messages, and UDP datagrams. The drivers call it; `#[smoke::server]`
 //! implements it (and [`Handler`], and `Server`) by forwarding to the methods it marks.
 
+#[cfg(feature = "game")]
+use crate::driver::player::{LeaveReason, Player};
 use crate::driver::raw::Handler;
 use crate::driver::ws_conn::WsConn;
+#[cfg(feature = "game")]
+use crate::proto::channel::Channel;
 use crate::proto::http::{Request, Response};
 use crate::proto::ws::{Message, Upgrade};
 use crate::rt::conn::{CloseReason, Conn};
@@ -105,5 +109,32 @@ pub trait Session: Handler + Sized {
     /// ([`CloseReason::Timeout`]), or shutdown. Sends made here are discarded.
     fn on_peer_close(&mut self, peer: &mut Peer<'_>, reason: CloseReason) {
         let _ = (peer, reason);
+    }
+
+    /// Builds the session of a player who completed the secure handshake on a `game` listener
+    /// (the macro builds it with `Default`). `None`, the default, turns the player away: the
+    /// client is told with disconnect packets.
+    #[cfg(feature = "game")]
+    fn new_player(player: &mut Player<'_>) -> Option<Self> {
+        let _ = player;
+        None
+    }
+
+    /// The player is connected: its session exists and it can be sent to.
+    #[cfg(feature = "game")]
+    fn on_join(&mut self, player: &mut Player<'_>) {
+        let _ = player;
+    }
+
+    /// A message from the player, on the channel it was sent on.
+    #[cfg(feature = "game")]
+    fn on_game_message(&mut self, player: &mut Player<'_>, channel: Channel, message: &[u8]) {
+        let _ = (player, channel, message);
+    }
+
+    /// The player's session ended, once. Sends made here are dropped.
+    #[cfg(feature = "game")]
+    fn on_leave(&mut self, player: &mut Player<'_>, reason: LeaveReason) {
+        let _ = (player, reason);
     }
 }

@@ -11,7 +11,10 @@
 //! unreliable, sequenced, reliable-ordered and reliable-unordered. A Rust client runs the same
 //! [`Channels`] over its netcode client's payloads.
 
+pub(crate) mod config;
 mod token;
 
+pub use crate::driver::game::DEFAULT_MAX_CLIENTS;
+pub use crate::driver::player::{LeaveReason, Player};
 pub use crate::proto::channel::{Channel, ChannelStats, Channels, MAX_MESSAGE_BYTES, SendError};
 pub use token::{ConnectToken, DEFAULT_SESSION_TIMEOUT, DEFAULT_TOKEN_EXPIRY, TokenError, TokenIssuer};

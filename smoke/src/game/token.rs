@@ -195,3 +195,30 @@ impl ConnectToken {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// renetcode's client reads what the issuer writes; the handshake itself is the game
+    /// sessions test's (over UDP) and the netcode machine's (in memory).
+    #[test]
+    fn renetcode_reads_the_tokens_it_issues_and_bad_input_is_refused() {
+        let servers = vec!["127.0.0.1:7000".parse().unwrap(), "[2001:db8::1]:7001".parse().unwrap()];
+        let issuer = TokenIssuer::new(0x5eed, [3; 32], servers.clone()).unwrap().expire_after(Duration::from_secs(60));
+        let token = issuer.issue(21, b"ada").unwrap();
+        assert_eq!(token.to_bytes().len(), 2048);
+        let read = renetcode::ConnectToken::read(&mut &token.to_renetcode_bytes()[..]).unwrap();
+        assert_eq!((read.client_id, read.protocol_id), (21, 0x5eed));
+        assert_eq!(read.expire_timestamp - read.create_timestamp, 60);
+        assert_eq!(read.server_addresses[..2], [Some(servers[0]), Some(servers[1])], "IPv6 as renetcode writes it");
+        assert_eq!(read.timeout_seconds, DEFAULT_SESSION_TIMEOUT.as_secs() as i32);
+        assert_ne!(issuer.issue(21, b"ada").unwrap().client_to_server_key, token.client_to_server_key, "fresh keys");
+
+        assert!(TokenIssuer::new(1, [0; 32], vec![]).is_err());
+        assert!(TokenIssuer::new(1, [0; 32], vec![servers[0]; 33]).is_err());
+        assert!(issuer.issue(1, &[0; 257]).unwrap_err().to_string().contains("256"));
+        let debug = format!("{issuer:?}{token:?}");
+        assert!(!debug.contains("[3, 3"), "no key in Debug: {debug}");
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! - identities and time: `token.rs`, `time.rs`, `wheel.rs` (the armed timers)
 //! - memory: `buf.rs` (pooled buffers, output queues), `table.rs` (the fd-indexed session table)
-//! - what handlers hold: `conn.rs` ([`Conn`]), `peer.rs` ([`Peer`])
+//! - what handlers hold: `conn.rs` ([`Conn`]), `peer.rs` ([`Peer`]), `demux.rs` (a socket's
+//!   datagrams taken by one machine per worker)
 //! - across threads: `shared.rs` (the workers as other threads see them), `mailbox.rs` and
 //!   `pubsub.rs` (topics of opaque frames)
 //! - the loop: `core.rs` (what sessions use while they run), `worker/` (the event loop, the
@@ -16,6 +17,7 @@ pub(crate) mod buf;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod core;
+pub(crate) mod demux;
 pub(crate) mod error;
 pub(crate) mod mailbox;
 pub(crate) mod peer;

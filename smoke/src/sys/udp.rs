@@ -184,9 +184,10 @@ impl RecvBatch {
         }
     }
 
-    /// The `i`th datagram of the last receive: its sender, its bytes, and whether it was longer
-    /// than a slot (then the bytes are cut short and must not be used as the datagram).
-    pub(crate) fn get(&self, i: usize) -> Option<(SocketAddr, &[u8], bool)> {
+    /// The `i`th datagram of the last receive: its sender, its bytes (lent mutably, so a
+    /// protocol can decrypt in place), and whether it was longer than a slot (then the bytes are
+    /// cut short and must not be used as the datagram).
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8], bool)> {
         if i >= self.count {
             return None;
         }
@@ -194,7 +195,7 @@ impl RecvBatch {
         let addr = sockaddr_to(&self.addrs[i]).ok()?;
         let len = (header.msg_len as usize).min(self.slot_size);
         let truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        Some((addr, &self.buffers[i * self.slot_size..i * self.slot_size + len], truncated))
+        Some((addr, &mut self.buffers[i * self.slot_size..i * self.slot_size + len], truncated))
     }
 }
 

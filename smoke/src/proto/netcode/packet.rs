@@ -2,9 +2,8 @@
 //! and opening with ChaCha20-Poly1305 (the sequence as nonce, the version, protocol id and
 //! prefix as associated data, so no field of the header can be changed unnoticed).
 
+use super::crypto::{open_with_sequence, seal_with_sequence};
 use super::{Key, MAC_BYTES, MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES, VERSION_INFO};
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Tag, XChaCha20Poly1305};
 
 /// The seven packet kinds, the low four bits of the prefix byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,10 +84,10 @@ pub(crate) fn read_header(packet: &[u8]) -> Option<Header> {
 pub(crate) fn open<'a>(packet: &'a mut [u8], header: Header, protocol_id: u64, key: &Key) -> Option<&'a [u8]> {
     let associated = associated_data(protocol_id, packet[0]);
     let sealed = &mut packet[header.body_start..];
-    let (body, tag) = sealed.split_at_mut(sealed.len() - MAC_BYTES);
-    let cipher = ChaCha20Poly1305::new(key.into());
-    cipher.decrypt_in_place_detached(&nonce(header.sequence), &associated, body, Tag::from_slice(tag)).ok()?;
-    Some(body)
+    if !open_with_sequence(sealed, header.sequence, key, &associated) {
+        return None;
+    }
+    Some(&sealed[..sealed.len() - MAC_BYTES])
 }
 
 /// Writes a sealed packet of `kind` into `out`: the prefix, the sequence in as few bytes as it
@@ -108,53 +107,9 @@ pub(crate) fn seal(
     out[1..1 + sequence_bytes].copy_from_slice(&sequence.to_le_bytes()[..sequence_bytes]);
     let body_start = 1 + sequence_bytes;
     let body_len = fill(&mut out[body_start..MAX_PACKET_BYTES - MAC_BYTES]);
-    let body_end = body_start + body_len;
-    let cipher = ChaCha20Poly1305::new(key.into());
-    let associated = associated_data(protocol_id, prefix);
-    let body = &mut out[body_start..body_end];
-    // Sealing fails only for a body longer than ChaCha20's 256 GiB counter space.
-    let tag = cipher.encrypt_in_place_detached(&nonce(sequence), &associated, body).expect("body fits");
-    out[body_end..body_end + MAC_BYTES].copy_from_slice(&tag);
-    body_end + MAC_BYTES
-}
-
-/// Seals `data` (the tag's room included, at its end) in place with ChaCha20-Poly1305, the nonce
-/// built from `sequence`: the challenge token.
-pub(crate) fn seal_with_sequence(data: &mut [u8], sequence: u64, key: &Key, associated: &[u8]) {
-    let (body, tag_room) = data.split_at_mut(data.len() - MAC_BYTES);
-    let cipher = ChaCha20Poly1305::new(key.into());
-    let tag = cipher.encrypt_in_place_detached(&nonce(sequence), associated, body).expect("body fits");
-    tag_room.copy_from_slice(&tag);
-}
-
-/// Opens what [`seal_with_sequence`] sealed, in place; false when the tag does not verify.
-pub(crate) fn open_with_sequence(data: &mut [u8], sequence: u64, key: &Key, associated: &[u8]) -> bool {
-    let (body, tag) = data.split_at_mut(data.len() - MAC_BYTES);
-    let cipher = ChaCha20Poly1305::new(key.into());
-    cipher.decrypt_in_place_detached(&nonce(sequence), associated, body, Tag::from_slice(tag)).is_ok()
-}
-
-/// Seals `data` (tag room at its end) with XChaCha20-Poly1305 and a random 24-byte nonce: the
-/// private connect token, whose nonce no counter could keep unique across a fleet of backends.
-pub(crate) fn seal_with_nonce(data: &mut [u8], nonce: &[u8; 24], key: &Key, associated: &[u8]) {
-    let (body, tag_room) = data.split_at_mut(data.len() - MAC_BYTES);
-    let cipher = XChaCha20Poly1305::new(key.into());
-    let tag = cipher.encrypt_in_place_detached(nonce.into(), associated, body).expect("body fits");
-    tag_room.copy_from_slice(&tag);
-}
-
-/// Opens what [`seal_with_nonce`] sealed, in place; false when the tag does not verify.
-pub(crate) fn open_with_nonce(data: &mut [u8], nonce: &[u8; 24], key: &Key, associated: &[u8]) -> bool {
-    let (body, tag) = data.split_at_mut(data.len() - MAC_BYTES);
-    let cipher = XChaCha20Poly1305::new(key.into());
-    cipher.decrypt_in_place_detached(nonce.into(), associated, body, Tag::from_slice(tag)).is_ok()
-}
-
-/// The 96-bit nonce of a sequence number: four zero bytes, then the sequence little-endian.
-fn nonce(sequence: u64) -> chacha20poly1305::Nonce {
-    let mut nonce = [0u8; 12];
-    nonce[4..].copy_from_slice(&sequence.to_le_bytes());
-    nonce.into()
+    let end = body_start + body_len + MAC_BYTES;
+    seal_with_sequence(&mut out[body_start..end], sequence, key, &associated_data(protocol_id, prefix));
+    end
 }
 
 /// A packet's associated data: version, protocol id, and the prefix byte, which carries the kind.

@@ -13,6 +13,8 @@ use super::token::{self, CHALLENGE_TOKEN_BYTES, PRIVATE_TOKEN_BYTES, PrivateToke
 use super::{Key, MAC_BYTES, MAX_PACKET_BYTES, USER_DATA_BYTES, VERSION_INFO};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Where the machine's answers go: the driver queues them on its UDP socket.
 pub(crate) trait Transmit {
@@ -35,12 +37,46 @@ pub(crate) struct ServerConfig {
     pub(crate) protocol_id: u64,
     /// The key shared with the backend that issues tokens.
     pub(crate) private_key: Key,
-    /// The addresses clients are told to connect to; a token must name one of them.
+    /// The addresses clients are told to connect to; a token must name one of them. An
+    /// unspecified IP here (`0.0.0.0:7000`) stands for any IP with its port.
     pub(crate) public_addresses: Vec<SocketAddr>,
-    /// Sessions at once on this machine; a full server answers requests with "denied".
-    pub(crate) max_clients: u32,
+    /// Sessions at once, shared by every worker's machine (each has its own socket); a full
+    /// server answers requests with "denied".
+    pub(crate) seats: Arc<Seats>,
     /// The server's own key for challenge tokens, random at start.
     pub(crate) challenge_key: Key,
+}
+
+/// The seats of a server: sessions at once, across its workers.
+#[derive(Debug)]
+pub(crate) struct Seats {
+    taken: AtomicU32,
+    max: u32,
+}
+
+impl Seats {
+    pub(crate) fn new(max: u32) -> Seats {
+        Seats { taken: AtomicU32::new(0), max }
+    }
+
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+
+    fn is_full(&self) -> bool {
+        self.taken.load(Ordering::Relaxed) >= self.max
+    }
+
+    /// Takes a seat; false when every one is taken.
+    fn take(&self) -> bool {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |taken| (taken < self.max).then_some(taken + 1))
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        self.taken.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What one datagram meant to the application.
@@ -211,7 +247,7 @@ impl NetcodeServer {
             self.counters.requests_ignored += 1;
             return;
         }
-        let full = self.connected() >= self.config.max_clients as usize;
+        let full = self.config.seats.is_full();
         let sequence = match self.pending.get_mut(&from) {
             Some(mapping) if resent => {
                 mapping.send_sequence += 1;
@@ -258,9 +294,9 @@ impl NetcodeServer {
         transmit.send(from, &self.scratch[..len]);
     }
 
-    /// Handshakes in progress at once: four per slot, as the reference allows, and at least 256.
+    /// Handshakes in progress at once: four per seat, as the reference allows, and at least 256.
     fn handshake_limit(&self) -> usize {
-        (self.config.max_clients as usize).saturating_mul(4).max(256)
+        (self.config.seats.max() as usize).saturating_mul(4).max(256)
     }
 
     /// The request's checks up to and including the token's decryption (in place) and reading.
@@ -276,8 +312,8 @@ impl NetcodeServer {
         let nonce: [u8; 24] = packet[30..54].try_into().ok()?;
         let sealed: &mut [u8; PRIVATE_TOKEN_BYTES] = (&mut packet[54..]).try_into().ok()?;
         let addresses = &self.config.public_addresses;
-        token::open_private(sealed, protocol_id, expire_timestamp, &nonce, &self.config.private_key, |address| {
-            addresses.contains(&address)
+        token::open_private(sealed, protocol_id, expire_timestamp, &nonce, &self.config.private_key, |named| {
+            addresses.iter().any(|ours| *ours == named || (ours.ip().is_unspecified() && ours.port() == named.port()))
         })
     }
 
@@ -337,7 +373,7 @@ impl NetcodeServer {
             self.counters.requests_ignored += 1;
             return Received::Nothing;
         }
-        if self.connected() >= self.config.max_clients as usize {
+        if !self.config.seats.take() {
             self.counters.denied += 1;
             let mapping = self.pending.get_mut(&from).expect("looked up above");
             let sequence = mapping.send_sequence;
@@ -458,7 +494,7 @@ impl NetcodeServer {
     }
 
     fn send_keep_alive(&mut self, now: u64, slot: u32, transmit: &mut impl Transmit) {
-        let max_clients = self.config.max_clients;
+        let max_clients = self.config.seats.max();
         self.send_sealed(now, slot, Kind::KeepAlive, transmit, |body| {
             body[..4].copy_from_slice(&slot.to_le_bytes());
             body[4..8].copy_from_slice(&max_clients.to_le_bytes());
@@ -493,6 +529,7 @@ impl NetcodeServer {
         self.by_address.remove(&session.address);
         self.by_client_id.remove(&session.client_id);
         self.free_slots.push(slot);
+        self.config.seats.give_back();
         session
     }
 }

@@ -7,7 +7,7 @@
 //! and user data from the request to the response, sealed with a key only the server knows, so
 //! the server keeps nothing for a requester until it proves it can read what was sent to it.
 
-use super::packet::{open_with_nonce, open_with_sequence, seal_with_nonce, seal_with_sequence};
+use super::crypto::{open_with_nonce, open_with_sequence, seal_with_nonce, seal_with_sequence};
 use super::{Key, MAC_BYTES, USER_DATA_BYTES, VERSION_INFO};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

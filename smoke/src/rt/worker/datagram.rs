@@ -7,6 +7,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::demux::DEMUX_POLL_MS;
 use super::{EventLoop, Service, guarded};
 use crate::rt::conn::CloseReason;
 use crate::rt::core::Core;
@@ -23,8 +24,8 @@ const UDP_BATCHES_PER_WAKE: usize = 16;
 const UDP_SLOTS: usize = 64;
 
 /// A worker's UDP side: its sockets, its peers, and the packet ring if it has one.
-pub(super) struct Datagrams<P> {
-    pub(super) endpoints: Vec<Endpoint>,
+pub(super) struct Datagrams<P, D> {
+    pub(super) endpoints: Vec<Endpoint<D>>,
     /// Taken while a batch is handled (its datagrams borrow it).
     batch: Option<RecvBatch>,
     pub(super) peers: Peers<P>,
@@ -35,17 +36,22 @@ pub(super) struct Datagrams<P> {
     /// The ring's interface's addresses: where a datagram for a socket bound to the
     /// unspecified address may be going.
     ring_addresses: Vec<IpAddr>,
+    /// When the demultiplexed sockets' machines are polled next; `None` without any.
+    pub(super) demux_poll_at: Option<u64>,
 }
 
-pub(super) struct Endpoint {
+pub(super) struct Endpoint<D> {
     pub(super) socket: UdpSocket,
     pub(super) queue: SendQueue,
+    /// The machine that takes every datagram of this socket, for a demultiplexed listener;
+    /// `None` for a listener of peers.
+    pub(super) demux: Option<D>,
     /// The socket's address: where a datagram from the packet ring must be going to be its
     /// (`None` if the socket could not say, and then none is).
     local: Option<SocketAddr>,
 }
 
-impl Endpoint {
+impl<D> Endpoint<D> {
     /// True when a datagram to `to` would have reached this socket, given the addresses of the
     /// ring's interface: its port, and its address, or for the unspecified address one of the
     /// interface's (of IPv4 only for `0.0.0.0`; `::` takes both, as a dual-stack socket does).
@@ -132,20 +138,29 @@ impl<P> PeerEntry<P> {
     }
 }
 
-impl<P> Datagrams<P> {
-    pub(super) fn new(sockets: Vec<UdpSocket>, mut ring: Option<PacketRing>, core: &Core) -> Datagrams<P> {
+impl<P, D> Datagrams<P, D> {
+    pub(super) fn new<S: Service<Peer = P, Demux = D>>(
+        sockets: Vec<UdpSocket>,
+        listeners: &[usize],
+        mut ring: Option<PacketRing>,
+        core: &Core,
+        service: &S,
+    ) -> Datagrams<P, D> {
         let max_datagram = core.limits.max_datagram;
         let batch = (!sockets.is_empty()).then(|| {
             let slots = ((1 << 20) / max_datagram).clamp(1, UDP_SLOTS);
             RecvBatch::new(slots, max_datagram)
         });
-        let endpoints = sockets
+        let endpoints: Vec<Endpoint<D>> = sockets
             .into_iter()
-            .map(|socket| {
+            .enumerate()
+            .map(|(i, socket)| {
                 let local = socket.local_addr().ok();
-                Endpoint { socket, queue: SendQueue::default(), local }
+                let demux = listeners.get(i).and_then(|&listener| service.open_demux(listener, local));
+                Endpoint { socket, queue: SendQueue::default(), local, demux }
             })
             .collect();
+        let demux_poll_at = endpoints.iter().any(|e| e.demux.is_some()).then_some(DEMUX_POLL_MS);
         let ring_addresses = ring.as_mut().map(|ring| std::mem::take(&mut ring.addresses)).unwrap_or_default();
         Datagrams {
             endpoints,
@@ -154,6 +169,7 @@ impl<P> Datagrams<P> {
             closing: Vec::new(),
             ring,
             ring_addresses,
+            demux_poll_at,
         }
     }
 }
@@ -182,9 +198,9 @@ pub(super) fn apply_peer_requests<P>(
 
 /// Calls one handler of a peer's session with its `Peer` handle (starting from `state`); what
 /// the handler asked for comes back, or `None` when it panicked.
-fn call_peer<P>(
+fn call_peer<P, D>(
     core: &Core,
-    endpoints: &mut [Endpoint],
+    endpoints: &mut [Endpoint<D>],
     entry: &mut PeerEntry<P>,
     mut state: PeerState,
     what: &str,
@@ -216,13 +232,21 @@ impl<S: Service> EventLoop<S> {
                     continue;
                 }
             };
+            let demultiplexed = self.datagrams.endpoints[endpoint].demux.is_some();
             for i in 0..received {
-                let Some((addr, packet, truncated)) = batch.get(i) else { continue };
+                let Some((addr, packet, truncated)) = batch.get_mut(i) else { continue };
                 if truncated {
                     bump(&self.core.counters().datagrams_truncated, 1);
                     continue;
                 }
-                self.datagram(endpoint, addr, packet);
+                if demultiplexed {
+                    self.demux_datagram(endpoint, addr, packet);
+                } else {
+                    self.datagram(endpoint, addr, packet);
+                }
+            }
+            if demultiplexed {
+                self.poll_demux(endpoint);
             }
             // What this batch produced leaves now, in one sendmmsg: the next batch's wait
             // would only add to these replies' latency.
@@ -269,7 +293,16 @@ impl<S: Service> EventLoop<S> {
                 return;
             }
             captured += 1;
-            self.datagram(endpoint, datagram.from, datagram.payload);
+            if self.datagrams.endpoints[endpoint].demux.is_some() {
+                // The ring's frames are read-only: the machine gets a copy it may decrypt.
+                let mut copy = [0u8; 2048];
+                let len = datagram.payload.len().min(copy.len());
+                copy[..len].copy_from_slice(&datagram.payload[..len]);
+                self.demux_datagram(endpoint, datagram.from, &mut copy[..len]);
+                self.poll_demux(endpoint);
+            } else {
+                self.datagram(endpoint, datagram.from, datagram.payload);
+            }
         });
         self.datagrams.ring = Some(ring);
         self.datagrams.ring_addresses = addresses;

@@ -11,11 +11,13 @@
 mod accept;
 mod backpressure;
 mod datagram;
+mod demux;
 mod linger;
 mod stream;
 mod tick;
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -33,6 +35,7 @@ use tick::Ticker;
 use crate::rt::conn::Conn;
 use crate::rt::conn::{CloseReason, Flags};
 use crate::rt::core::Core;
+use crate::rt::demux::DemuxIo;
 use crate::rt::mailbox::{Letter, Mailbox};
 use crate::rt::peer::Peer;
 use crate::rt::pubsub;
@@ -52,6 +55,9 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
     type Stream;
     /// A UDP peer's session.
     type Peer;
+    /// The per-worker machine of a UDP listener whose datagrams it takes itself, from any
+    /// source (see `rt::demux`); `Infallible` for a service without any.
+    type Demux;
 
     /// Refuses, with the reason, a listener (by its index in the listeners the server was
     /// started with) this service cannot serve. Asked once every address is known to be
@@ -97,8 +103,20 @@ pub(crate) trait Service: Send + Sync + Sized + 'static {
     /// The peer's session ended; sends are discarded.
     fn on_peer_close(&self, session: &mut Self::Peer, peer: &mut Peer<'_>, reason: CloseReason);
 
+    /// The machine that takes every datagram of UDP listener `listener` (bound at `local`) on
+    /// one worker, or `None` for a listener of peers (a session per remote address).
+    fn open_demux(&self, listener: usize, local: Option<SocketAddr>) -> Option<Self::Demux>;
+    /// A datagram for a demultiplexed listener, lent mutably so the machine can decrypt it where
+    /// it lies.
+    fn on_demux_datagram(&self, demux: &mut Self::Demux, io: &mut DemuxIo<'_>, from: SocketAddr, packet: &mut [u8]);
+    /// Runs every `DEMUX_POLL_MS` on each worker with demultiplexed listeners, and after each
+    /// batch of their datagrams: timers, resends, what queued up.
+    fn on_demux_poll(&self, demux: &mut Self::Demux, io: &mut DemuxIo<'_>);
+    /// The server is stopping: the machine's last words (its sessions' disconnects).
+    fn on_demux_shutdown(&self, demux: &mut Self::Demux, io: &mut DemuxIo<'_>);
+
     /// Runs on every worker at the configured tick cadence.
-    fn on_tick(&self, tick: &mut Tick<'_, Self::Stream, Self::Peer>);
+    fn on_tick(&self, tick: &mut Tick<'_, Self::Stream, Self::Peer, Self::Demux>);
 
     /// The UDP datagram in a frame the packet ring captured (`pfring`), as a socket would have
     /// delivered it; `verify`: the kernel did not vouch for its checksum, so check it. `None`
@@ -139,7 +157,7 @@ pub(crate) struct EventLoop<S: Service> {
     service: Arc<S>,
     connections: SessionTable<Connection<S::Stream>>,
     listeners: Listeners,
-    datagrams: Datagrams<S::Peer>,
+    datagrams: Datagrams<S::Peer, S::Demux>,
     ticker: Option<Ticker>,
     idle_sweep: Option<IdleSweep>,
     /// Set once shutdown has begun: the loop ends then, or when the last connection is gone.
@@ -179,7 +197,7 @@ impl<S: Service> EventLoop<S> {
         Ok(EventLoop {
             connections: SessionTable::new(core.limits.fd_cache),
             listeners: Listeners::new(sockets.listeners),
-            datagrams: Datagrams::new(sockets.udp, sockets.ring, &core),
+            datagrams: Datagrams::new(sockets.udp, &sockets.udp_listeners, sockets.ring, &core, &*service),
             idle_sweep: IdleSweep::new(core.limits.idle_timeout),
             core,
             service,
@@ -260,6 +278,7 @@ impl<S: Service> EventLoop<S> {
             self.core.timers.next_deadline(),
             self.listeners.paused_until,
             self.idle_sweep.as_ref().map(IdleSweep::next_deadline),
+            self.datagrams.demux_poll_at,
             self.drain_deadline,
         ];
         // Runs every loop turn: a fold the compiler unrolls, one conversion at the end.
@@ -304,6 +323,7 @@ impl<S: Service> EventLoop<S> {
             }
         }
         self.settle_peers();
+        self.poll_demuxes_when_due();
         self.resume_accepting();
         if let Some(idle) = self.idle_sweep.as_mut().and_then(|sweep| sweep.due(&self.core.clock)) {
             let idle_connections = self.connections.iter_mut().filter(|(_, c)| idle(c.last_active));
@@ -319,6 +339,7 @@ impl<S: Service> EventLoop<S> {
         // Closing the listeners stops new connections at once; the kernel resets any still
         // queued on this worker's socket.
         self.listeners.close(&self.core.epoll);
+        self.shut_demuxes_down();
         self.closing.extend(self.connections.iter_mut().map(|(fd, c)| {
             // The service decides how each connection ends (a raw one closes once flushed; an
             // HTTP one answers the request it is in, or its next, with `Connection: close`);

@@ -10,6 +10,7 @@ use super::stream::Connection;
 use super::{EventLoop, Service, guarded};
 use crate::rt::conn::{Conn, Flags};
 use crate::rt::core::Core;
+use crate::rt::demux::DemuxIo;
 use crate::rt::peer::{Peer, PeerState};
 use crate::rt::shared::WorkerSet;
 use crate::rt::table::SessionTable;
@@ -48,16 +49,16 @@ pub struct TickInfo {
 /// One worker's sessions during its tick. Everything here is that worker's own: its
 /// connections, its UDP peers, its sockets. Writes and sends leave when the tick returns,
 /// batched (`sendmmsg` for UDP).
-pub(crate) struct Tick<'w, St, P> {
+pub(crate) struct Tick<'w, St, P, D> {
     info: TickInfo,
     connections: &'w mut SessionTable<Connection<St>>,
-    datagrams: &'w mut Datagrams<P>,
+    datagrams: &'w mut Datagrams<P, D>,
     core: &'w mut Core,
     /// Connections written to during the tick, to send to once it returns.
     touched: &'w mut Vec<Token>,
 }
 
-impl<St, P> Tick<'_, St, P> {
+impl<St, P, D> Tick<'_, St, P, D> {
     /// This tick's sequence number and lateness.
     pub(crate) fn info(&self) -> TickInfo {
         self.info
@@ -115,6 +116,22 @@ impl<St, P> Tick<'_, St, P> {
                 c.state.flags.set(Flags::DELIVERED);
                 self.touched.push(Token::new(Kind::Connection, fd as usize, c.id.generation()));
             }
+        }
+    }
+
+    /// Calls `visit` with each demultiplexed socket's machine on this worker and its I/O.
+    pub(crate) fn for_each_demux(&mut self, mut visit: impl FnMut(&mut D, &mut DemuxIo<'_>)) {
+        let (now, unix_seconds) = (self.core.clock.now(), self.core.clock.unix_seconds());
+        for endpoint in &mut self.datagrams.endpoints {
+            let Some(demux) = endpoint.demux.as_mut() else { continue };
+            let mut io = DemuxIo {
+                queue: &mut endpoint.queue,
+                now,
+                unix_seconds,
+                worker: self.core.index,
+                counters: &self.core.own.counters,
+            };
+            visit(demux, &mut io);
         }
     }
 
