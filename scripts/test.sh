@@ -18,6 +18,8 @@ need chromium || missing+=(chromium)
 # ip(8) builds the network namespaces of the packet-ring test; setpriv drops CAP_NET_RAW.
 need ip || missing+=(iproute2)
 need setpriv || missing+=(util-linux)
+# nft(8) drops a tenth of the game test's packets between its namespaces.
+need nft || missing+=(nftables)
 # HAProxy stands in front of the PROXY protocol test's server and the Scaling out walkthrough's
 # nodes, as a load balancer would.
 need haproxy || missing+=(haproxy)

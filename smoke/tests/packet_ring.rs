@@ -3,10 +3,13 @@
 //! interface, and a datagram above `max_datagram` is counted, not delivered. Frames come from
 //! a second network namespace over a veth pair that the test creates (root, as CI runs).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::netns::{Namespaces, must, run};
 use smoke::prelude::*;
 
 const SERVER_IP: &str = "10.214.0.1";
@@ -28,58 +31,19 @@ impl RingEcho {
     }
 }
 
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
-}
-
-/// Two network namespaces joined by a veth pair, removed on drop.
-struct Namespaces {
-    server: String,
-    client: String,
-    server_link: String,
-}
-
-impl Namespaces {
-    fn create() -> Namespaces {
-        let tag = std::process::id() % 100_000;
-        let ns = Namespaces {
-            server: format!("smoke-rs{tag}"),
-            client: format!("smoke-rc{tag}"),
-            server_link: format!("rs{tag}"),
-        };
-        let client_link = format!("rc{tag}");
-        let ip = |args: &[&str]| {
-            let output = run("ip", args);
-            assert!(output.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        };
-        ip(&["netns", "add", &ns.server]);
-        ip(&["netns", "add", &ns.client]);
-        let veth = ["link", "add", &ns.server_link, "netns", &ns.server, "type", "veth", "peer", "name"];
-        ip(&[&veth[..], &[client_link.as_str(), "netns", &ns.client]].concat());
-        for (netns, dev, addr) in [(&ns.server, &ns.server_link, SERVER_IP), (&ns.client, &client_link, CLIENT_IP)] {
-            ip(&["-n", netns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
-            ip(&["-n", netns, "link", "set", dev, "up"]);
-        }
-        let link = ip(&["-n", &ns.server, "link", "show", "dev", &ns.server_link]);
-        let mac = link.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("the veth's MAC");
-        ip(&["-n", &ns.client, "neigh", "add", OTHER_IP, "lladdr", mac, "dev", &client_link]);
-        ns
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its end of the veth pair, and with it the other end.
-        for netns in [&self.server, &self.client] {
-            let _ = Command::new("ip").args(["netns", "del", netns]).status();
-        }
-    }
+/// The server's and client's namespaces, and on the client a neighbour entry for `OTHER_IP`
+/// with the server's MAC.
+fn namespaces() -> Namespaces {
+    let ns = Namespaces::create("r", SERVER_IP, CLIENT_IP);
+    let link = must("ip", &["-n", &ns.server, "link", "show", "dev", &ns.server_link]);
+    let mac = link.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("the veth's MAC");
+    must("ip", &["-n", &ns.client, "neigh", "add", OTHER_IP, "lladdr", mac, "dev", &ns.client_link]);
+    ns
 }
 
 #[test]
 fn the_ring_delivers_only_what_the_socket_would_have() {
-    let ns = Namespaces::create();
+    let ns = namespaces();
     let this = std::env::current_exe().unwrap();
     let mut server = Command::new("ip")
         .args(["netns", "exec", &ns.server])

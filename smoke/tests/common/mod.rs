@@ -4,6 +4,7 @@
 pub mod game;
 pub mod http;
 pub mod nats;
+pub mod netns;
 pub mod ports;
 pub mod tls;
 
