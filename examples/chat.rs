@@ -12,6 +12,7 @@
 //! come as `* NAME joined` and `* NAME left`.
 
 use smoke::prelude::*;
+use smoke_examples::query_value;
 
 const PAGE: &str = include_str!("chat.html");
 
@@ -20,15 +21,6 @@ struct Chatter {
     room: String,
     name: String,
     line: String,
-}
-
-/// `key`'s value in a query string, if present and made of safe characters only.
-fn query_value<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
-    let value = query?.split('&').find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
-    let safe = !value.is_empty()
-        && value.len() <= 32
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    safe.then_some(value)
 }
 
 // ANCHOR: chat

@@ -1,4 +1,4 @@
-//! What every example shares: a stderr logger.
+//! What the examples share: a stderr logger, and reading a query parameter.
 
 use std::io::Write;
 
@@ -26,4 +26,13 @@ pub fn init_logging() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// `key`'s value in a query string, if present and made of safe characters only.
+pub fn query_value<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+    let value = query?.split('&').find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
+    let safe = !value.is_empty()
+        && value.len() <= 32
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    safe.then_some(value)
 }

@@ -548,40 +548,132 @@ fn start_listening(binary: &str, name: &str, variables: &[&str]) -> (Running, Ve
     (Running { child, addr: addrs[0].1 }, addrs)
 }
 
-#[test]
-fn arena_broadcasts_the_world_to_udp_bots_and_websocket_players() {
-    let (server, addrs) = start_listening(env!("CARGO_BIN_EXE_arena"), "Player", &["SMOKE_UDP", "SMOKE_HTTP"]);
-    let udp = addrs.iter().find(|(p, _)| p == "udp").unwrap().1;
+/// The arena on loopback: its page and token server, its game socket, and a spectator on /watch.
+fn start_arena() -> (Running, SocketAddr, tungstenite::WebSocket<TcpStream>) {
+    let (server, addrs) = start_listening(env!("CARGO_BIN_EXE_arena"), "Pilot", &["SMOKE_GAME", "SMOKE_HTTP"]);
     let http = addrs.iter().find(|(p, _)| p == "http").unwrap().1;
     let stream = TcpStream::connect(http).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (mut browser, _) = tungstenite::client::client(format!("ws://{http}/play"), stream).unwrap();
-    browser.send(tungstenite::Message::text("move 5 5")).unwrap();
+    let (spectator, _) = tungstenite::client::client(format!("ws://{http}/watch"), stream).unwrap();
+    (server, http, spectator)
+}
 
+/// The players in one `state TICK ID:X,Y;...`, as (id, x, y).
+fn players_in(state: &str) -> Vec<(u64, i32, i32)> {
+    let players = state.split(' ').nth(2).unwrap_or("");
+    let parse = |player: &str| {
+        let (id, at) = player.split_once(':')?;
+        let (x, y) = at.split_once(',')?;
+        Some((id.parse().ok()?, x.parse().ok()?, y.parse().ok()?))
+    };
+    players.split(';').filter_map(parse).collect()
+}
+
+/// A field of arena_bot's report: "players=20 connected=20 seconds=2.0 states/s per player:
+/// min=.. median=.. max=.. largest_world=20".
+fn report_field(report: &str, name: &str) -> f64 {
+    let at = report.find(&format!("{name}=")).unwrap_or_else(|| panic!("{report}")) + name.len() + 1;
+    report[at..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn arena_sends_the_world_to_netcode_bots_and_websocket_spectators() {
+    let (server, http, mut spectator) = start_arena();
     const BOTS: usize = 20;
     let bot =
-        std::thread::spawn(move || run(env!("CARGO_BIN_EXE_arena_bot"), &[&udp.to_string(), &BOTS.to_string(), "2"]));
-    // The WebSocket player sees the UDP bots (on both workers) and itself in one state.
+        std::thread::spawn(move || run(env!("CARGO_BIN_EXE_arena_bot"), &[&http.to_string(), &BOTS.to_string(), "2"]));
+    // The spectator sees every bot (on both workers) in one state.
     let mut largest = 0;
     let start = std::time::Instant::now();
-    while largest < BOTS + 1 && start.elapsed() < Duration::from_secs(10) {
-        if let tungstenite::Message::Text(state) = browser.read().unwrap() {
-            let players = state.as_str().split(' ').nth(2).map_or(0, |w| w.split(';').count());
-            largest = largest.max(players);
+    while largest < BOTS && start.elapsed() < Duration::from_secs(10) {
+        if let tungstenite::Message::Text(state) = spectator.read().unwrap() {
+            largest = largest.max(players_in(state.as_str()).len());
         }
     }
-    assert_eq!(largest, BOTS + 1, "a state listing every bot and the browser player");
+    assert_eq!(largest, BOTS, "a state listing every bot");
     let output = bot.join().unwrap();
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{report}");
-    // "players=20 seconds=2.0 states/s per player: min=.. median=.. max=.. largest_world=21"
-    let field = |name: &str| -> f64 {
-        let at = report.find(&format!("{name}=")).unwrap_or_else(|| panic!("{report}")) + name.len() + 1;
-        report[at..].split_whitespace().next().unwrap().parse().unwrap()
-    };
-    // 20 Hz ticks: every bot gets most of them (slack for a loaded machine).
-    assert!(field("min") >= 10.0, "{report}");
-    assert_eq!(field("largest_world") as usize, BOTS + 1, "{report}");
+    assert_eq!(report_field(&report, "connected") as usize, BOTS, "every bot connected: {report}");
+    // 20 Hz ticks over secure sessions: every bot gets most of them (slack for a loaded machine).
+    assert!(report_field(&report, "min") >= 10.0, "{report}");
+    assert_eq!(report_field(&report, "largest_world") as usize, BOTS, "{report}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// The pixel at (x, y) of a decoded PNG, as RGB.
+fn pixel(image: &(png::OutputInfo, Vec<u8>), x: u32, y: u32) -> [u8; 3] {
+    let (info, bytes) = image;
+    let channels = info.color_type.samples();
+    let at = (y * info.width + x) as usize * channels;
+    [bytes[at], bytes[at + 1], bytes[at + 2]]
+}
+
+/// The spectator page in headless Chromium: a screenshot of its canvas shows a player (not the
+/// background) at every place the state says a player is, once the bots moved and hold still.
+#[test]
+fn arena_spectator_page_draws_the_players_where_the_state_says_they_are() {
+    let (server, http, mut spectator) = start_arena();
+    const BOTS: usize = 8;
+    // Moving for 1.5 s, then connected and still for 8 s, while the page is shot.
+    let bot = std::thread::spawn(move || {
+        run(env!("CARGO_BIN_EXE_arena_bot"), &[&http.to_string(), &BOTS.to_string(), "1.5", "8"])
+    });
+    // Wait for a world of every bot, moved from where it joined, unchanged for 5 states.
+    let (mut still, mut last, start) = (0, Vec::new(), std::time::Instant::now());
+    while still < 5 && start.elapsed() < Duration::from_secs(10) {
+        if let tungstenite::Message::Text(state) = spectator.read().unwrap() {
+            let players = players_in(state.as_str());
+            still = if players.len() == BOTS && players == last { still + 1 } else { 0 };
+            last = players;
+        }
+    }
+    assert_eq!((still, last.len()), (5, BOTS), "the bots joined, then held still: {last:?}");
+    let joined_at = |id: u64| (100 + (id * 137 % 800) as i32, 100 + (id * 251 % 800) as i32);
+    assert!(last.iter().all(|&(id, x, y)| (x, y) != joined_at(id)), "every bot moved: {last:?}");
+
+    let shot = std::env::temp_dir().join(format!("smoke-arena-{}.png", std::process::id()));
+    let background = [0x10, 0x14, 0x18];
+    let mut missing = Vec::new();
+    // Virtual time can run out before the page's socket delivers a state: a few tries.
+    for _ in 0..5 {
+        let _ = std::fs::remove_file(&shot);
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=500,500",
+            "--virtual-time-budget=3000",
+        ];
+        let target = format!("--screenshot={}", shot.display());
+        let url = format!("http://{http}/");
+        run("chromium", &[&args[..], &[target.as_str(), url.as_str()]].concat());
+        let Ok(file) = std::fs::File::open(&shot) else { continue };
+        let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+        let mut bytes = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut bytes).unwrap();
+        let image = (info, bytes);
+        assert_eq!(pixel(&image, 250, 10), background, "the canvas's background");
+        missing = last.iter().filter(|&&(_, x, y)| pixel(&image, x as u32 / 2, y as u32 / 2) == background).collect();
+        let drawn = (0..250).flat_map(|y| (0..250).map(move |x| (x * 2, y * 2)));
+        let lit = drawn.filter(|&(x, y)| pixel(&image, x, y) != background).count();
+        // Each player is an 8-pixel square (16 of these sample points); the status line adds some.
+        assert!(lit <= BOTS * 16 + 200, "{lit} sample points lit: more than the players drawn");
+        if missing.is_empty() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(&shot);
+    assert!(missing.is_empty(), "no player drawn at {missing:?} of {last:?}");
+    let output = bot.join().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 }

@@ -50,19 +50,27 @@ pub trait Server: Session {
     /// they match; with [`Config::handoff`], the ones of the server running at that path are
     /// taken over, and that server drains once this one serves.
     fn serve() -> Result<(), Error> {
-        serve_server::<Self>(Self::config().apply_env()?)
+        serve_server::<Self>(Self::config().apply_env()?, |_| {})
+    }
+
+    /// [`serve`](Server::serve) with `config` (the environment overrides applied on top), and
+    /// `ready` called with the server once it is bound and before it is announced: for what
+    /// only the bound addresses tell (a port the kernel chose). In a worker process of
+    /// [`Config::processes`] it runs in each worker.
+    fn serve_with(config: Config, ready: impl FnOnce(&ServerHandle)) -> Result<(), Error> {
+        serve_server::<Self>(config.apply_env()?, ready)
     }
 }
 
 /// `Server::serve`: the sockets handed to the process, the server, its announcement, the
 /// handover from a predecessor and to a successor, then the wait for a signal.
-fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
+fn serve_server<T: Server>(config: Config, ready: impl FnOnce(&ServerHandle)) -> Result<(), Error> {
     let signals = ShutdownSignals::install().map_err(|e| Error::io("install the SIGINT/SIGTERM handlers", e))?;
     let name = std::any::type_name::<T>().rsplit("::").next().unwrap_or("smoke");
     let supervised = crate::sys::process::supervised()
         .map_err(|e| Error::io("take the sockets the supervisor passed (SMOKE_SUPERVISED)", e))?;
     if let Some(supervised) = supervised {
-        return serve_supervised::<T>(config, name, signals, supervised);
+        return serve_supervised::<T>(config, name, signals, supervised, ready);
     }
     let mut inherited = crate::sys::inherit::systemd_sockets()
         .map_err(|e| Error::io("take the sockets systemd passed (LISTEN_FDS)", e))?;
@@ -80,6 +88,7 @@ fn serve_server<T: Server>(config: Config) -> Result<(), Error> {
     }
     let server = spawn_server::<T>(config, inherited)?;
     server.reload_on_sighup(name)?;
+    ready(&server);
     announce_server(name, &server);
     if let Some(predecessor) = predecessor {
         // Serving already: a predecessor that does not confirm is its problem, not ours.
@@ -122,6 +131,7 @@ fn serve_supervised<T: Server>(
     name: &str,
     signals: ShutdownSignals,
     mut supervised: crate::sys::process::Supervised,
+    ready: impl FnOnce(&ServerHandle),
 ) -> Result<(), Error> {
     if config.runtime.threads == 0 {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -131,6 +141,7 @@ fn serve_supervised<T: Server>(
     let sockets = std::mem::take(&mut supervised.sockets);
     let server = spawn_server::<T>(config, sockets)?;
     server.reload_on_sighup(name)?;
+    ready(&server);
     if let Err(e) = supervised.serving() {
         return Err(Error::io("tell the supervisor this worker serves", e));
     }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::config::{Config, Listen, Protocol};
-use crate::proto::netcode::{KEY_BYTES, Key};
+use crate::proto::netcode::KEY_BYTES;
 use crate::rt::error::Error;
 
 impl Config {
@@ -52,8 +52,8 @@ impl Config {
         let bad = |name: &str, why: &str| Error::config(format!("{name}: {why}"));
         if let Some(value) = lookup("SMOKE_GAME_KEY") {
             // The value is a secret: the error does not repeat it.
-            let key =
-                parse_key(value.trim()).ok_or_else(|| bad("SMOKE_GAME_KEY", "expected 64 hex digits (32 bytes)"))?;
+            let key = crate::game::key_from_hex(value.trim())
+                .ok_or_else(|| bad("SMOKE_GAME_KEY", "expected 64 hex digits (32 bytes)"))?;
             self.game.key = Some(key);
         }
         if let Some(value) = lookup("SMOKE_GAME_PROTOCOL") {
@@ -77,17 +77,6 @@ impl Config {
         }
         Ok(self)
     }
-}
-
-fn parse_key(hex: &str) -> Option<Key> {
-    if hex.len() != 2 * KEY_BYTES || !hex.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; KEY_BYTES];
-    for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(key)
 }
 
 #[cfg(test)]

@@ -18,3 +18,23 @@ pub use crate::driver::game::DEFAULT_MAX_CLIENTS;
 pub use crate::driver::player::{LeaveReason, Player};
 pub use crate::proto::channel::{Channel, ChannelStats, Channels, MAX_MESSAGE_BYTES, SendError};
 pub use token::{ConnectToken, DEFAULT_SESSION_TIMEOUT, DEFAULT_TOKEN_EXPIRY, TokenError, TokenIssuer};
+
+/// A game key as 64 hex digits (what `SMOKE_GAME_KEY` holds): the 32 bytes, or `None`.
+pub fn key_from_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// A new random game key from the kernel's CSPRNG: for a server that issues its own tokens, or
+/// to print once and share with a backend.
+pub fn random_key() -> std::io::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    crate::sys::fill_random(&mut key)?;
+    Ok(key)
+}
