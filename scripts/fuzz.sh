@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
-targets=(http_framing http_head chunked websocket ring macro_attribute proxy_header)
+targets=(http_framing http_head chunked websocket ring macro_attribute proxy_header channels game)
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"

@@ -367,6 +367,19 @@ fn chat_page_works_in_headless_chromium() {
     assert!(status.success(), "{log}");
 }
 
+/// Headless Chromium as root on a closed network: no sandbox, no GPU, none of the background
+/// connections it would make at start (refused here, many at a time).
+const CHROMIUM_HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// Loads the chat page at `url` (which says "hello" as "chromium") in headless Chromium, with
 /// `extra` flags, and checks both directions of its WebSocket: the page shows its own line,
 /// and `watcher`, in the same room, hears it and the page's confirmation.
@@ -376,18 +389,8 @@ fn chat_in_chromium(url: &str, extra: &[&str], watcher: &mut tungstenite::WebSoc
     // before the handshake's answer. So a few tries (bounded), each a whole new page load.
     let mut dom = String::new();
     for _ in 0..3 {
-        let mut args = vec![
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ];
+        let mut args = CHROMIUM_HEADLESS.to_vec();
+        args.extend(["--virtual-time-budget=10000", "--dump-dom"]);
         args.extend_from_slice(extra);
         args.push(url);
         dom = String::from_utf8_lossy(&run("chromium", &args).stdout).into_owned();
@@ -639,22 +642,9 @@ fn arena_spectator_page_draws_the_players_where_the_state_says_they_are() {
     // Virtual time can run out before the page's socket delivers a state: a few tries.
     for _ in 0..5 {
         let _ = std::fs::remove_file(&shot);
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=500,500",
-            "--virtual-time-budget=3000",
-        ];
-        let target = format!("--screenshot={}", shot.display());
-        let url = format!("http://{http}/");
-        run("chromium", &[&args[..], &[target.as_str(), url.as_str()]].concat());
+        let (target, url) = (format!("--screenshot={}", shot.display()), format!("http://{http}/"));
+        let shoot = ["--hide-scrollbars", "--window-size=500,500", "--virtual-time-budget=3000", &target, &url];
+        run("chromium", &[&CHROMIUM_HEADLESS[..], &shoot[..]].concat());
         let Ok(file) = std::fs::File::open(&shot) else { continue };
         let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
         let mut bytes = vec![0; reader.output_buffer_size()];

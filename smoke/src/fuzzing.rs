@@ -158,3 +158,120 @@ pub fn proxy_header(input: &[u8]) -> String {
     }
     format!("{whole:?}")
 }
+
+/// A game session's channels fed `packets` as a peer's payloads, 10 ms apart, each followed by
+/// a flush: never a panic, every message delivered at most 64 KiB, every packet written at most
+/// 1,200 bytes. Returns how many messages were delivered.
+#[cfg(feature = "game")]
+pub fn channels(packets: &[&[u8]]) -> usize {
+    use crate::proto::channel::{Channel, Channels, MAX_MESSAGE_BYTES};
+    let mut channels = Channels::default();
+    let mut delivered = 0;
+    for (turn, packet) in packets.iter().enumerate() {
+        let now = turn as u64 * 10;
+        channels.receive(now, packet, |_, message| {
+            assert!(!message.is_empty() && message.len() <= MAX_MESSAGE_BYTES, "a message of {}", message.len());
+            delivered += 1;
+        });
+        // Something queued both ways, so the flush has acks, resends and new messages to write.
+        let _ = channels.send(Channel::ReliableOrdered, packet);
+        let _ = channels.send(Channel::Unreliable, packet);
+        channels.flush(now, |written| assert!(written.len() <= 1200, "a packet of {}", written.len()));
+    }
+    delivered
+}
+
+/// A netcode server with one client that completed the handshake, then `datagrams`: a piece
+/// whose first byte is even is a payload the client seals and sends (so it reaches the channels
+/// behind the decryption); an odd one is sent as it is, from one of four addresses (the
+/// client's among them), as anyone could. Never a panic, and no datagram from anyone but the
+/// genuine client is answered with more bytes than it carried. Returns the messages delivered.
+#[cfg(feature = "game")]
+pub fn game(datagrams: &[&[u8]]) -> usize {
+    use crate::proto::channel::Channels;
+    use crate::proto::netcode::packet::{self, CHALLENGE_BODY_BYTES, Kind};
+    use crate::proto::netcode::server::{NetcodeServer, Received, Seats, ServerConfig, Transmit};
+    use crate::proto::netcode::token::{TokenContents, seal_private};
+    use crate::proto::netcode::{MAX_PACKET_BYTES, VERSION_INFO};
+    use std::net::SocketAddr;
+
+    #[derive(Default)]
+    struct Sent(Vec<(SocketAddr, Vec<u8>)>);
+    impl Transmit for Sent {
+        fn send(&mut self, to: SocketAddr, packet: &[u8]) {
+            self.0.push((to, packet.to_vec()));
+        }
+    }
+    const KEY: [u8; 32] = [7; 32];
+    let (c2s, s2c) = ([1u8; 32], [2u8; 32]);
+    let server_address: SocketAddr = "127.0.0.1:7000".parse().expect("an address");
+    let addresses: [SocketAddr; 4] =
+        ["127.0.0.1:9001", "127.0.0.1:9002", "10.0.0.1:9", "[::1]:9"].map(|a| a.parse().expect("an address"));
+    let config = ServerConfig {
+        protocol_id: 1,
+        private_key: KEY,
+        public_addresses: vec![server_address],
+        seats: std::sync::Arc::new(Seats::new(4)),
+        challenge_key: [3; 32],
+    };
+    let mut server = NetcodeServer::new(config);
+    let contents = TokenContents {
+        protocol_id: 1,
+        client_id: 1,
+        create_timestamp: 1000,
+        expire_timestamp: 2000,
+        timeout_seconds: 5,
+        server_addresses: &[server_address],
+        client_to_server_key: c2s,
+        server_to_client_key: s2c,
+        user_data: &[0; 256],
+    };
+    let mut request = vec![0u8];
+    request.extend_from_slice(VERSION_INFO);
+    request.extend_from_slice(&1u64.to_le_bytes());
+    request.extend_from_slice(&2000u64.to_le_bytes());
+    request.extend_from_slice(&[5; 24]);
+    request.extend_from_slice(&seal_private(&contents, &[5; 24], &KEY));
+    let mut sent = Sent::default();
+    server.receive(0, 1000, addresses[0], &mut request, &mut sent);
+    let (_, mut challenge) = sent.0.pop().expect("a challenge");
+    let header = packet::read_header(&challenge).expect("a header");
+    let body = packet::open(&mut challenge, header, 1, &s2c).expect("sealed for the client").to_vec();
+    let mut out = [0u8; MAX_PACKET_BYTES];
+    let len = packet::seal(&mut out, Kind::Response, 0, 1, &c2s, |room| {
+        room[..CHALLENGE_BODY_BYTES].copy_from_slice(&body);
+        CHALLENGE_BODY_BYTES
+    });
+    let joined = server.receive(0, 1000, addresses[0], &mut out[..len], &mut sent);
+    assert!(matches!(joined, Received::Joined { .. }), "the handshake completes");
+
+    let (mut channels, mut delivered, mut sequence) = (Channels::default(), 0, 1);
+    for (turn, datagram) in datagrams.iter().enumerate() {
+        let Some((&first, rest)) = datagram.split_first() else { continue };
+        let now = turn as u64 * 10;
+        sent.0.clear();
+        let mut packet = if first % 2 == 0 && !rest.is_empty() {
+            let payload = &rest[..rest.len().min(1200)];
+            let len = packet::seal(&mut out, Kind::Payload, sequence, 1, &c2s, |room| {
+                room[..payload.len()].copy_from_slice(payload);
+                payload.len()
+            });
+            sequence += 1;
+            out[..len].to_vec()
+        } else {
+            rest.to_vec()
+        };
+        let from = if first % 2 == 0 { addresses[0] } else { addresses[usize::from(first / 2) % 4] };
+        let len = packet.len();
+        if let Received::Payload { payload, .. } = server.receive(now, 1000 + now / 1000, from, &mut packet, &mut sent)
+        {
+            channels.receive(now, payload, |_, _| delivered += 1);
+        }
+        if from != addresses[0] {
+            let answered: usize = sent.0.iter().map(|(_, p)| p.len()).sum();
+            assert!(answered <= len, "{len} bytes from {from} answered with {answered}");
+        }
+        server.update(now, &mut sent, |_, _| {});
+    }
+    delivered
+}

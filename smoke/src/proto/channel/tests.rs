@@ -195,3 +195,15 @@ fn acks_alone_go_back_when_nothing_else_is_queued() {
     assert!(!client.wants_flush(1_000), "acknowledged: nothing to resend");
     assert!(!server.wants_flush(20));
 }
+
+/// Found by the `channels` fuzz target: a part of length 0 was delivered as an empty message,
+/// which no sender can send.
+#[test]
+fn an_empty_part_is_malformed_and_delivers_nothing() {
+    let mut receiver = Channels::default();
+    let mut packet = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    packet.extend_from_slice(&[Channel::Unreliable as u8, 0, 0, 0, 0]);
+    let mut delivered = 0;
+    receiver.receive(0, &packet, |_, _| delivered += 1);
+    assert_eq!((delivered, receiver.malformed), (0, 1));
+}

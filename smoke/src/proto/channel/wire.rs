@@ -105,7 +105,8 @@ impl<'a> Parts<'a> {
         } else {
             (None, rest)
         };
-        if rest.len() < len || (len == 0 && fragment.is_some()) {
+        // A sender never writes an empty message or fragment (`send` refuses one).
+        if rest.len() < len || len == 0 {
             return Err(());
         }
         let (bytes, rest) = rest.split_at(len);
