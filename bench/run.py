@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks: smoke against its peers, in one run, interleaved.
 
-    python3 bench/run.py [--seconds 5] [--rounds 3] [--groups http,ws,fanout,udp,tls,idle,callgrind,cluster]
+    python3 bench/run.py [--seconds 5] [--rounds 3] [--groups http,ws,fanout,udp,game,tls,idle,callgrind,cluster]
 
 Builds smoke's examples (release) and the peers in bench/peers (a separate Cargo project: tokio,
-actix-web, hyper, may_minihttp), starts every server with ONE worker thread, and drives them
+actix-web, hyper, may_minihttp, renet), starts every server with ONE worker thread, and drives them
 from the other core: wrk (one thread) for HTTP, and the single-threaded load clients of
-bench/peers for WebSocket and UDP. The figure that counts is the server's CPU time per request
+bench/peers for WebSocket, UDP and game sessions. The figure that counts is the server's CPU time per request
 or message: utime + stime of its process(es) from /proc, after minus before, over the operations
 completed. Rounds interleave the servers, so a noisy neighbour hurts all alike; the table shows
 medians and each peer's ratio to smoke measured in the same run (above 1.00: the peer spends
@@ -288,6 +288,24 @@ def idle_memory(server, connections):
     return (after - before) / connections
 
 
+def game_session_memory(server, sessions):
+    """Resident bytes per connected, idle game session: `game_load` connects `sessions` clients
+    speaking the server's own channels and keeps them connected, sending nothing; the server's
+    RSS is compared before and after."""
+    before = rss_bytes(server.pids)
+    kind = "smoke" if server.name == "smoke" else "renet"
+    command = [peer("game_load"), kind, f"127.0.0.1:{server.port}", str(sessions), "3", "0"]
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        if load.stdout.readline().strip() != "connected":
+            raise RuntimeError(f"{server.name}: the game clients did not all connect")
+        time.sleep(1.0)
+        after = rss_bytes(server.pids)
+    finally:
+        load.wait(timeout=60)
+    return (after - before) / sessions
+
+
 def read_http_response(reader):
     """Reads one response (headers and a Content-Length body) from a buffered socket reader."""
     length = 0
@@ -448,7 +466,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--groups", default="http,ws,fanout,udp,tls,idle,callgrind,cluster")
+    parser.add_argument("--groups", default="http,ws,fanout,udp,game,tls,idle,callgrind,cluster")
     parser.add_argument("--no-write", action="store_true", help="print only; leave book/src/benchmarks.md alone")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario")
     parser.add_argument("--callgrind-peer", action="append", default=[], metavar="'NAME|SCENARIO PREFIX|COMMAND {port}'",
@@ -508,6 +526,11 @@ def main():
     if "udp" in groups:
         servers = [smoke("udp_echo", "SMOKE_UDP", udp=True), peer_server("tokio", "tokio_udp", udp=True)]
         plan.append(("udp-echo-32", lambda server, t: run_load(server, [peer("udp_load"), f"127.0.0.1:{server.port}", "32", str(t)], t), servers))
+    game_servers = [peer_server("smoke", "smoke_game_echo", udp=True), peer_server("renet", "renet_echo", udp=True)]
+    if "game" in groups:
+        kind = lambda server: "smoke" if server.name == "smoke" else "renet"
+        game = lambda server, t: run_load(server, [peer("game_load"), kind(server), f"127.0.0.1:{server.port}", "32", str(t), "500"], t)
+        plan.append(("game-echo-32x500", game, game_servers))
 
     results, commands, names, notes = {}, {}, {}, []
     for scenario, run, starters in plan:
@@ -530,6 +553,14 @@ def main():
             for server in servers:
                 server.stop()
 
+    sessions = {}
+    if "game" in groups:
+        for start in game_servers:
+            server = start()
+            try:
+                sessions[server.name] = game_session_memory(server, 500)
+            finally:
+                server.stop()
     idle = {}
     if "idle" in groups:
         for start in http_servers:
@@ -569,6 +600,11 @@ def main():
         ]
         for name, value in idle.items():
             lines.append(f"| idle-{args.idle} | {name} | {value:,.0f} | {value / idle['smoke']:.2f} |")
+    if sessions:
+        lines += ["", "| idle game sessions (500, connected, sending nothing) | server | resident bytes per session | vs smoke |",
+                  "|---|---|---:|---:|"]
+        for name, value in sessions.items():
+            lines.append(f"| game-idle-500 | {name} | {value:,.0f} | {value / sessions['smoke']:.2f} |")
     if instructions is not None:
         lines += ["", "| operation (callgrind, the server's whole process, user space, one worker) | server | "
                   "instructions per operation | vs smoke |", "|---|---|---:|---:|"]
@@ -591,7 +627,7 @@ def main():
 
     lock = open(os.path.join(PEERS, "Cargo.lock")).read()
     crates = []
-    for crate in ["may_minihttp", "actix-web", "hyper", "tokio", "tokio-tungstenite"]:
+    for crate in ["may_minihttp", "actix-web", "hyper", "tokio", "tokio-tungstenite", "renet"]:
         m = re.search(rf'name = "{crate}"\nversion = "([^"]+)"', lock)
         crates.append(f"{crate} {m.group(1) if m else '?'}")
     page = f"""# Benchmarks
@@ -607,7 +643,10 @@ core: wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (
 thread: 100 clients with 8 messages in flight each; `fanout_load`: one publisher at 200 msg/s,
 or 20 for the latency row, and 1,000 subscribers read by two threads, each with its own epoll
 and a hand-written frame reader, so the client's own queueing stays out of the latency) and
-UDP (`udp_load`, one thread: 32 sockets with 8 datagrams in flight each).
+UDP (`udp_load`, one thread: 32 sockets with 8 datagrams in flight each), and game sessions
+(`game_load`, one thread: 32 netcode clients, renetcode's, each sending 500 stamped 32-byte
+messages a second on the unreliable channel, over smoke's channels or renet's own; renet's
+server runs the loop of its examples, polled every millisecond, as it has no readiness wait).
 **Server CPU per operation** is utime+stime of the server's processes over the requests,
 messages (for fan-out: deliveries) or datagrams completed. Servers run interleaved,
 {args.rounds} rounds of {args.seconds} s each after a warm-up run, medians shown; ratios are to

@@ -1,11 +1,13 @@
 //! Acknowledgements: which packets arrived (for the acks sent back), and which packets sent
 //! were acknowledged (for the reliable parts they carried, the round trip and the loss).
 
+use std::collections::VecDeque;
+
 use super::Channel;
 
-/// Packets remembered after sending: more than the 65 an ack reaches back, so a packet is
-/// judged by time, not pushed out, at any rate a flush allows.
-const SENT_RECORDS: usize = 128;
+/// Packets remembered after sending: as many as an ack reaches back (the newest and 64 before
+/// it), so a packet is judged by its ack or by time, not pushed out, at the rate a flush allows.
+const SENT_RECORDS: usize = 64;
 /// Weight of one packet in the loss average: about the last 40 packets count.
 const LOSS_WEIGHT: f32 = 0.025;
 
@@ -22,19 +24,27 @@ enum State {
     Acked,
 }
 
-/// A packet sent: when, and the reliable parts it carried.
-#[derive(Debug, Default)]
+/// A packet sent: when, and where its reliable parts are in the shared queue.
+#[derive(Clone, Copy, Debug, Default)]
 struct Sent {
-    sequence: u16,
     sent_at: u64,
+    /// The number of its first part, counted over all parts ever carried.
+    first_part: u32,
+    sequence: u16,
+    parts: u16,
     state: State,
-    reliable: Vec<ReliablePart>,
 }
 
-/// The packets sent, by sequence, until each is acknowledged or judged lost.
+/// The packets sent, by sequence, until each is acknowledged or judged lost. Their reliable
+/// parts wait in one queue in sending order (a packet's are together), and leave it as their
+/// packets are judged, oldest first: no list per packet, 24 bytes a record.
 #[derive(Debug)]
 pub(crate) struct SentPackets {
-    records: Box<[Sent; SENT_RECORDS]>,
+    /// Empty until the first packet: a session that sends nothing holds none.
+    records: Vec<Sent>,
+    parts: VecDeque<ReliablePart>,
+    /// The number of `parts[0]`.
+    parts_base: u32,
     /// The next sequence to send. From 1: ack 0 with no bits then means "nothing received".
     next: u16,
     /// The oldest sequence not yet counted in the loss.
@@ -45,13 +55,16 @@ pub(crate) struct SentPackets {
 
 impl Default for SentPackets {
     fn default() -> SentPackets {
-        SentPackets { records: Box::new(std::array::from_fn(|_| Sent::default())), next: 1, unjudged: 1, loss: 0.0 }
+        SentPackets { records: Vec::new(), parts: VecDeque::new(), parts_base: 0, next: 1, unjudged: 1, loss: 0.0 }
     }
 }
 
 impl SentPackets {
     /// A new packet's sequence, its record ready for its reliable parts.
     pub(crate) fn start(&mut self, now: u64) -> u16 {
+        if self.records.is_empty() {
+            self.records = vec![Sent::default(); SENT_RECORDS];
+        }
         let sequence = self.next;
         if usize::from(sequence.wrapping_sub(self.unjudged)) >= SENT_RECORDS {
             // The ring is full of packets not yet judged: the oldest is judged now.
@@ -59,35 +72,34 @@ impl SentPackets {
             self.judge(oldest);
         }
         self.next = sequence.wrapping_add(1);
-        let record = &mut self.records[usize::from(sequence) % SENT_RECORDS];
-        record.sequence = sequence;
-        record.sent_at = now;
-        record.state = State::Waiting;
-        record.reliable.clear();
+        let first_part = self.parts_base.wrapping_add(self.parts.len() as u32);
+        self.records[usize::from(sequence) % SENT_RECORDS] =
+            Sent { sent_at: now, first_part, sequence, parts: 0, state: State::Waiting };
         sequence
     }
 
     /// Notes a reliable part in the packet being written.
     pub(crate) fn carried(&mut self, part: ReliablePart) {
         let sequence = self.next.wrapping_sub(1);
-        self.records[usize::from(sequence) % SENT_RECORDS].reliable.push(part);
+        self.records[usize::from(sequence) % SENT_RECORDS].parts += 1;
+        self.parts.push_back(part);
     }
 
-    /// Packet `sequence` was acknowledged: its send time and reliable parts (to hand back with
-    /// [`give_back`](SentPackets::give_back)), or `None` if it was already, or is unknown.
-    pub(crate) fn acknowledged(&mut self, sequence: u16) -> Option<(u64, Vec<ReliablePart>)> {
-        let record = &mut self.records[usize::from(sequence) % SENT_RECORDS];
+    /// Packet `sequence` was acknowledged: its send time and the positions of its reliable parts
+    /// (read with [`part`](SentPackets::part)), or `None` if it was already, or is unknown.
+    pub(crate) fn acknowledged(&mut self, sequence: u16) -> Option<(u64, std::ops::Range<usize>)> {
+        let record = self.records.get_mut(usize::from(sequence) % SENT_RECORDS)?;
         if record.state != State::Waiting || record.sequence != sequence {
             return None;
         }
         record.state = State::Acked;
-        Some((record.sent_at, std::mem::take(&mut record.reliable)))
+        let start = record.first_part.wrapping_sub(self.parts_base) as usize;
+        Some((record.sent_at, start..start + usize::from(record.parts)))
     }
 
-    /// Returns a record's list of parts, emptied, so its capacity is reused.
-    pub(crate) fn give_back(&mut self, sequence: u16, mut parts: Vec<ReliablePart>) {
-        parts.clear();
-        self.records[usize::from(sequence) % SENT_RECORDS].reliable = parts;
+    /// The reliable part at `position` of the queue.
+    pub(crate) fn part(&self, position: usize) -> ReliablePart {
+        self.parts[position]
     }
 
     /// Counts in the loss every packet, oldest first, acknowledged or sent more than
@@ -103,10 +115,13 @@ impl SentPackets {
         }
     }
 
+    /// The oldest packet's fate goes into the loss, and its parts leave the queue.
     fn judge(&mut self, sequence: u16) {
         let record = &mut self.records[usize::from(sequence) % SENT_RECORDS];
         let lost = if record.state == State::Waiting { 1.0 } else { 0.0 };
         record.state = State::Free;
+        self.parts.drain(..usize::from(record.parts));
+        self.parts_base = self.parts_base.wrapping_add(u32::from(record.parts));
         self.loss += (lost - self.loss) * LOSS_WEIGHT;
         self.unjudged = sequence.wrapping_add(1);
     }

@@ -457,15 +457,15 @@ impl Channels {
     /// Packet `sequence` reached the other side: its reliable parts are done. The newest ack
     /// also times the round trip.
     fn acknowledged(&mut self, now: u64, sequence: u16, newest: bool) {
-        let Some((sent_at, reliable)) = self.sent.acknowledged(sequence) else { return };
+        let Some((sent_at, parts)) = self.sent.acknowledged(sequence) else { return };
         if newest {
             let sample = now.saturating_sub(sent_at) as f32;
             self.rtt_millis += (sample - self.rtt_millis) / 8.0;
         }
-        for &(channel, id, fragment) in &reliable {
+        for position in parts {
+            let (channel, id, fragment) = self.sent.part(position);
             self.senders[channel as usize - 2].acked(id, fragment, &mut self.pool);
         }
-        self.sent.give_back(sequence, reliable);
     }
 
     /// How long a reliable message waits for its ack before going again: the round trip and

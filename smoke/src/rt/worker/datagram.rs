@@ -7,7 +7,6 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::demux::DEMUX_POLL_MS;
 use super::{EventLoop, Service, guarded};
 use crate::rt::conn::CloseReason;
 use crate::rt::core::Core;
@@ -36,8 +35,6 @@ pub(super) struct Datagrams<P, D> {
     /// The ring's interface's addresses: where a datagram for a socket bound to the
     /// unspecified address may be going.
     ring_addresses: Vec<IpAddr>,
-    /// When the demultiplexed sockets' machines are polled next; `None` without any.
-    pub(super) demux_poll_at: Option<u64>,
 }
 
 pub(super) struct Endpoint<D> {
@@ -46,6 +43,8 @@ pub(super) struct Endpoint<D> {
     /// The machine that takes every datagram of this socket, for a demultiplexed listener;
     /// `None` for a listener of peers.
     pub(super) demux: Option<D>,
+    /// The wheel's entry that polls `demux` every `DEMUX_POLL_MS`.
+    pub(super) demux_poll: Option<EntryId>,
     /// The socket's address: where a datagram from the packet ring must be going to be its
     /// (`None` if the socket could not say, and then none is).
     local: Option<SocketAddr>,
@@ -157,10 +156,9 @@ impl<P, D> Datagrams<P, D> {
             .map(|(i, socket)| {
                 let local = socket.local_addr().ok();
                 let demux = listeners.get(i).and_then(|&listener| service.open_demux(listener, local));
-                Endpoint { socket, queue: SendQueue::default(), local, demux }
+                Endpoint { socket, queue: SendQueue::default(), local, demux, demux_poll: None }
             })
             .collect();
-        let demux_poll_at = endpoints.iter().any(|e| e.demux.is_some()).then_some(DEMUX_POLL_MS);
         let ring_addresses = ring.as_mut().map(|ring| std::mem::take(&mut ring.addresses)).unwrap_or_default();
         Datagrams {
             endpoints,
@@ -169,7 +167,6 @@ impl<P, D> Datagrams<P, D> {
             closing: Vec::new(),
             ring,
             ring_addresses,
-            demux_poll_at,
         }
     }
 }

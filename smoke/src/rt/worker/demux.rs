@@ -1,11 +1,14 @@
 //! The demultiplexed UDP sockets' path: every datagram to the socket's one machine on this
-//! worker, which is polled after each batch and every `DEMUX_POLL_MS` for its own timers.
+//! worker, which is polled after each batch and every `DEMUX_POLL_MS` (a timer on the wheel)
+//! for its own timers.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::{EventLoop, Service, guarded};
 use crate::rt::demux::DemuxIo;
-use crate::rt::token::ConnId;
+use crate::rt::token::{ConnId, Kind, Token};
+use crate::rt::wheel::EntryId;
 use crate::stats::bump;
 
 /// How often a worker's demultiplexers are polled: the resolution of their timers (a reliable
@@ -26,26 +29,39 @@ impl<S: Service> EventLoop<S> {
         self.with_demux(endpoint, "demux poll", |service, demux, io| service.on_demux_poll(demux, io));
     }
 
-    /// Polls every demultiplexer when their interval has come.
-    pub(super) fn poll_demuxes_when_due(&mut self) {
-        let Some(at) = self.datagrams.demux_poll_at else { return };
-        let now = self.core.clock.now();
-        if now < at {
+    /// Arms each demultiplexed socket's poll on the timer wheel (no cost to a worker without
+    /// one, and none to the loop's turn: the wheel's next deadline already covers it).
+    pub(super) fn arm_demux_polls(&mut self) {
+        let deadline = self.core.clock.deadline(Duration::from_millis(DEMUX_POLL_MS));
+        for (index, endpoint) in self.datagrams.endpoints.iter_mut().enumerate() {
+            if endpoint.demux.is_some() {
+                self.core.timers.arm(&mut endpoint.demux_poll, Token::of(Kind::Udp, index), deadline);
+            }
+        }
+    }
+
+    /// The wheel fired `fired` for the socket `endpoint`: its machine's poll, then the next.
+    pub(super) fn demux_timer(&mut self, endpoint: usize, fired: EntryId) {
+        let Some(socket) = self.datagrams.endpoints.get_mut(endpoint) else { return };
+        if socket.demux_poll != Some(fired) {
             return;
         }
-        self.datagrams.demux_poll_at = Some(now + DEMUX_POLL_MS);
-        for endpoint in 0..self.datagrams.endpoints.len() {
-            self.poll_demux(endpoint);
-        }
+        socket.demux_poll = None;
+        self.poll_demux(endpoint);
         self.flush_udp();
+        if self.drain_deadline.is_none() {
+            let deadline = self.core.clock.deadline(Duration::from_millis(DEMUX_POLL_MS));
+            let socket = &mut self.datagrams.endpoints[endpoint];
+            self.core.timers.arm(&mut socket.demux_poll, Token::of(Kind::Udp, endpoint), deadline);
+        }
     }
 
     /// The server is stopping: each machine says its last words, sent at once.
     pub(super) fn shut_demuxes_down(&mut self) {
         for endpoint in 0..self.datagrams.endpoints.len() {
             self.with_demux(endpoint, "demux shutdown", |service, demux, io| service.on_demux_shutdown(demux, io));
+            self.core.timers.disarm_entry(&mut self.datagrams.endpoints[endpoint].demux_poll);
         }
-        self.datagrams.demux_poll_at = None;
         self.flush_udp();
     }
 

@@ -194,7 +194,7 @@ impl<S: Service> EventLoop<S> {
             }
             None => None,
         };
-        Ok(EventLoop {
+        let mut event_loop = EventLoop {
             connections: SessionTable::new(core.limits.fd_cache),
             listeners: Listeners::new(sockets.listeners),
             datagrams: Datagrams::new(sockets.udp, &sockets.udp_listeners, sockets.ring, &core, &*service),
@@ -207,7 +207,9 @@ impl<S: Service> EventLoop<S> {
             mail: Mailbox::default(),
             delivered: Vec::new(),
             published: Vec::new(),
-        })
+        };
+        event_loop.arm_demux_polls();
+        Ok(event_loop)
     }
 
     pub(crate) fn run(mut self) {
@@ -278,7 +280,6 @@ impl<S: Service> EventLoop<S> {
             self.core.timers.next_deadline(),
             self.listeners.paused_until,
             self.idle_sweep.as_ref().map(IdleSweep::next_deadline),
-            self.datagrams.demux_poll_at,
             self.drain_deadline,
         ];
         // Runs every loop turn: a fold the compiler unrolls, one conversion at the end.
@@ -319,11 +320,11 @@ impl<S: Service> EventLoop<S> {
                     }
                 }
                 Kind::Peer => self.peer_timer(token, fired),
+                Kind::Udp => self.demux_timer(token.index(), fired),
                 _ => {}
             }
         }
         self.settle_peers();
-        self.poll_demuxes_when_due();
         self.resume_accepting();
         if let Some(idle) = self.idle_sweep.as_mut().and_then(|sweep| sweep.due(&self.core.clock)) {
             let idle_connections = self.connections.iter_mut().filter(|(_, c)| idle(c.last_active));
