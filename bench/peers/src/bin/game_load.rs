@@ -19,10 +19,12 @@ mod game;
 #[path = "../report.rs"]
 mod report;
 
-/// One client of either server, one loop turn at a time.
+/// One client of either server, one loop turn at a time. (A few hundred at most, in one Vec:
+/// their sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Client {
     Smoke { netcode: Box<NetcodeClient>, socket: UdpSocket, channels: Channels },
-    Renet { client: RenetClient, transport: NetcodeClientTransport },
+    Renet { client: Box<RenetClient>, transport: Box<NetcodeClientTransport> },
 }
 
 impl Client {
@@ -42,7 +44,10 @@ impl Client {
             _ => {
                 let auth = ClientAuthentication::Secure { connect_token: token };
                 let transport = NetcodeClientTransport::new(game::unix_now(), auth, socket).unwrap();
-                Client::Renet { client: RenetClient::new(ConnectionConfig::default()), transport }
+                Client::Renet {
+                    client: Box::new(RenetClient::new(ConnectionConfig::default())),
+                    transport: Box::new(transport),
+                }
             }
         }
     }
