@@ -121,10 +121,14 @@ impl<T: Session> GameEndpoint<T> {
     fn deliver_inbox(&mut self, slot: u32) {
         let mut inbox = std::mem::take(&mut self.inbox);
         let mut start = 0;
-        self.messages += inbox.messages.len() as u64;
         for &(channel, end) in &inbox.messages {
             let message = &inbox.bytes[start..end];
             start = end;
+            // A player kicked by one message's handler hears nothing after it.
+            if matches!(self.players.get(slot as usize), Some(Some(state)) if state.kick) {
+                break;
+            }
+            self.messages += 1;
             self.call(slot, |user, player| user.on_game_message(player, channel, message));
         }
         inbox.bytes.clear();
