@@ -11,6 +11,7 @@ pub(crate) mod files;
 pub(crate) mod inherit;
 pub(crate) mod packet;
 pub(crate) mod process;
+#[cfg(feature = "game")]
 pub(crate) mod random;
 pub(crate) mod signal;
 pub(crate) mod socket;
@@ -22,6 +23,7 @@ pub(crate) use epoll::{Epoll, Events, Interest};
 pub(crate) use eventfd::EventFd;
 pub(crate) use files::{open_files, open_files_limit};
 pub(crate) use packet::PacketRing;
+#[cfg(feature = "game")]
 pub(crate) use random::fill_random;
 pub(crate) use signal::ShutdownSignals;
 #[cfg(feature = "tls")]
