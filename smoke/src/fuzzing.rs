@@ -181,37 +181,44 @@ pub fn channels(packets: &[&[u8]]) -> usize {
     delivered
 }
 
-/// A netcode server with one client that completed the handshake, then `datagrams`: a piece
-/// whose first byte is even is a payload the client seals and sends (so it reaches the channels
-/// behind the decryption); an odd one is sent as it is, from one of four addresses (the
-/// client's among them), as anyone could. Never a panic, and no datagram from anyone but the
-/// genuine client is answered with more bytes than it carried. Returns the messages delivered.
+/// The game target's client: its keys, and where it and three strangers send from.
 #[cfg(feature = "game")]
-pub fn game(datagrams: &[&[u8]]) -> usize {
-    use crate::proto::channel::Channels;
+const CLIENT_TO_SERVER: [u8; 32] = [1; 32];
+#[cfg(feature = "game")]
+const SERVER_TO_CLIENT: [u8; 32] = [2; 32];
+#[cfg(feature = "game")]
+const GAME_SOURCES: [&str; 4] = ["127.0.0.1:9001", "127.0.0.1:9002", "10.0.0.1:9", "[::1]:9"];
+
+/// A packet recorder for the server machine's answers.
+#[cfg(feature = "game")]
+#[derive(Default)]
+struct Sent(Vec<(std::net::SocketAddr, Vec<u8>)>);
+
+#[cfg(feature = "game")]
+impl crate::proto::netcode::server::Transmit for Sent {
+    fn send(&mut self, to: std::net::SocketAddr, packet: &[u8]) {
+        self.0.push((to, packet.to_vec()));
+    }
+}
+
+/// A netcode server (protocol 1, its key all 7s) with one client, from the first of
+/// `GAME_SOURCES`, that completed the handshake at Unix second 1000.
+#[cfg(feature = "game")]
+fn server_with_a_client() -> crate::proto::netcode::server::NetcodeServer {
     use crate::proto::netcode::packet::{self, CHALLENGE_BODY_BYTES, Kind};
-    use crate::proto::netcode::server::{NetcodeServer, Received, Seats, ServerConfig, Transmit};
+    use crate::proto::netcode::server::{NetcodeServer, Received, ServerConfig};
+    use crate::proto::netcode::shared::Shared;
     use crate::proto::netcode::token::{TokenContents, seal_private};
     use crate::proto::netcode::{MAX_PACKET_BYTES, VERSION_INFO};
-    use std::net::SocketAddr;
 
-    #[derive(Default)]
-    struct Sent(Vec<(SocketAddr, Vec<u8>)>);
-    impl Transmit for Sent {
-        fn send(&mut self, to: SocketAddr, packet: &[u8]) {
-            self.0.push((to, packet.to_vec()));
-        }
-    }
     const KEY: [u8; 32] = [7; 32];
-    let (c2s, s2c) = ([1u8; 32], [2u8; 32]);
-    let server_address: SocketAddr = "127.0.0.1:7000".parse().expect("an address");
-    let addresses: [SocketAddr; 4] =
-        ["127.0.0.1:9001", "127.0.0.1:9002", "10.0.0.1:9", "[::1]:9"].map(|a| a.parse().expect("an address"));
+    let server_address = "127.0.0.1:7000".parse().expect("an address");
+    let client = GAME_SOURCES[0].parse().expect("an address");
     let config = ServerConfig {
         protocol_id: 1,
         private_key: KEY,
         public_addresses: vec![server_address],
-        seats: std::sync::Arc::new(Seats::new(4)),
+        shared: std::sync::Arc::new(Shared::new(4)),
         challenge_key: [3; 32],
     };
     let mut server = NetcodeServer::new(config);
@@ -222,8 +229,8 @@ pub fn game(datagrams: &[&[u8]]) -> usize {
         expire_timestamp: 2000,
         timeout_seconds: 5,
         server_addresses: &[server_address],
-        client_to_server_key: c2s,
-        server_to_client_key: s2c,
+        client_to_server_key: CLIENT_TO_SERVER,
+        server_to_client_key: SERVER_TO_CLIENT,
         user_data: &[0; 256],
     };
     let mut request = vec![0u8];
@@ -233,26 +240,43 @@ pub fn game(datagrams: &[&[u8]]) -> usize {
     request.extend_from_slice(&[5; 24]);
     request.extend_from_slice(&seal_private(&contents, &[5; 24], &KEY));
     let mut sent = Sent::default();
-    server.receive(0, 1000, addresses[0], &mut request, &mut sent);
+    server.receive(0, 1000, client, &mut request, &mut sent);
     let (_, mut challenge) = sent.0.pop().expect("a challenge");
     let header = packet::read_header(&challenge).expect("a header");
-    let body = packet::open(&mut challenge, header, 1, &s2c).expect("sealed for the client").to_vec();
+    let body = packet::open(&mut challenge, header, 1, &SERVER_TO_CLIENT).expect("sealed for the client").to_vec();
     let mut out = [0u8; MAX_PACKET_BYTES];
-    let len = packet::seal(&mut out, Kind::Response, 0, 1, &c2s, |room| {
+    let len = packet::seal(&mut out, Kind::Response, 0, 1, &CLIENT_TO_SERVER, |room| {
         room[..CHALLENGE_BODY_BYTES].copy_from_slice(&body);
         CHALLENGE_BODY_BYTES
     });
-    let joined = server.receive(0, 1000, addresses[0], &mut out[..len], &mut sent);
+    let joined = server.receive(0, 1000, client, &mut out[..len], &mut sent);
     assert!(matches!(joined, Received::Joined { .. }), "the handshake completes");
+    server
+}
 
+/// A netcode server with one client that completed the handshake, then `datagrams`: a piece
+/// whose first byte is even is a payload the client seals and sends (so it reaches the channels
+/// behind the decryption); an odd one is sent as it is, from one of four addresses (the
+/// client's among them), as anyone could. Never a panic, and no datagram from anyone but the
+/// genuine client is answered with more bytes than it carried. Returns the messages delivered.
+#[cfg(feature = "game")]
+pub fn game(datagrams: &[&[u8]]) -> usize {
+    use crate::proto::channel::Channels;
+    use crate::proto::netcode::MAX_PACKET_BYTES;
+    use crate::proto::netcode::packet::{self, Kind};
+    use crate::proto::netcode::server::Received;
+
+    let addresses: [std::net::SocketAddr; 4] = GAME_SOURCES.map(|a| a.parse().expect("an address"));
+    let mut server = server_with_a_client();
     let (mut channels, mut delivered, mut sequence) = (Channels::default(), 0, 1);
+    let (mut sent, mut out) = (Sent::default(), [0u8; MAX_PACKET_BYTES]);
     for (turn, datagram) in datagrams.iter().enumerate() {
         let Some((&first, rest)) = datagram.split_first() else { continue };
         let now = turn as u64 * 10;
         sent.0.clear();
         let mut packet = if first % 2 == 0 && !rest.is_empty() {
             let payload = &rest[..rest.len().min(1200)];
-            let len = packet::seal(&mut out, Kind::Payload, sequence, 1, &c2s, |room| {
+            let len = packet::seal(&mut out, Kind::Payload, sequence, 1, &CLIENT_TO_SERVER, |room| {
                 room[..payload.len()].copy_from_slice(payload);
                 payload.len()
             });

@@ -155,7 +155,7 @@ fn spawn_server<T: Server>(config: Config, inherited: Vec<InheritedSocket>) -> R
     let proxy_protocol = config.proxy_protocol;
     let (cluster, metrics, bind) = (config.cluster.clone(), config.metrics.clone(), config.runtime.bind);
     #[cfg(feature = "game")]
-    let game = config.game.clone().with_seats();
+    let game = config.game.clone().with_shared();
     let (runtime, http, ws, protocols) = config.into_parts();
     crate::driver::ws_conn::note_deflating(ws.deflate);
     let deflate = ws.deflate;

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use crate::driver::player::{LeaveReason, Player};
 use crate::driver::session::Session;
 use crate::proto::channel::{Channel, Channels};
-use crate::proto::netcode::server::{self as netcode, NetcodeServer, Received, Seats, ServerConfig, Transmit};
+use crate::proto::netcode::server::{self as netcode, NetcodeServer, Received, ServerConfig, Transmit};
+use crate::proto::netcode::shared::Shared;
 use crate::proto::netcode::{KEY_BYTES, Key};
 use crate::rt::demux::DemuxIo;
 
@@ -243,7 +244,7 @@ pub(crate) struct GameSettings {
     pub(crate) public: Vec<SocketAddr>,
     pub(crate) max_clients: Option<u32>,
     /// Shared by every worker's machine once the server starts.
-    seats: Option<Arc<Seats>>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl fmt::Debug for GameSettings {
@@ -278,19 +279,19 @@ impl GameSettings {
             protocol_id: self.protocol_id,
             private_key: self.key.ok_or_else(|| std::io::Error::other("no game key"))?,
             public_addresses,
-            seats: self.seats(),
+            shared: self.shared(),
             challenge_key,
         })
     }
 
-    /// The seats every worker shares, made on first use.
-    fn seats(&self) -> Arc<Seats> {
-        self.seats.clone().unwrap_or_else(|| Arc::new(Seats::new(self.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS))))
+    /// What every worker's machine shares (seats, client ids, tokens seen), made on first use.
+    fn shared(&self) -> Arc<Shared> {
+        self.shared.clone().unwrap_or_else(|| Arc::new(Shared::new(self.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS))))
     }
 
-    /// Fixes the seats before the settings are shared with the workers.
-    pub(crate) fn with_seats(mut self) -> GameSettings {
-        self.seats = Some(self.seats());
+    /// Fixes what the workers share before the settings are handed to them.
+    pub(crate) fn with_shared(mut self) -> GameSettings {
+        self.shared = Some(self.shared());
         self
     }
 }

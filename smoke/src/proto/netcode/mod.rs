@@ -12,6 +12,7 @@
 //! - `token.rs`: the connect token, public and private parts, and the challenge token.
 //! - `replay.rs`: the window of sequence numbers already received.
 //! - `server.rs`: the server's machine: requests, challenges, sessions, keep-alives, timeouts.
+//! - `shared.rs`: what every worker's machine shares: seats, client ids, tokens seen.
 //!
 //! Where renetcode (the Rust implementation players' clients are likeliest to run) departs from
 //! the text, the server accepts both: a packet whose sequence is 0 written with no sequence
@@ -21,6 +22,7 @@ mod crypto;
 pub(crate) mod packet;
 mod replay;
 pub(crate) mod server;
+pub(crate) mod shared;
 pub(crate) mod token;
 
 #[cfg(test)]

@@ -17,6 +17,11 @@ pub(crate) struct ReplayWindow {
 impl ReplayWindow {
     /// True when `sequence` must be refused: accepted before, or too old to tell.
     pub(crate) fn already_received(&self, sequence: u64) -> bool {
+        // The last sequence would wrap the window's "next" to 0 and forget every packet before:
+        // no session lives to send it honestly, so it is refused.
+        if sequence == u64::MAX {
+            return true;
+        }
         if sequence >= self.next {
             return false;
         }
@@ -64,6 +69,7 @@ mod tests {
         assert!(!window.already_received(45));
         assert!(window.already_received(300));
         assert!(!window.already_received(u64::MAX - 1));
+        assert!(window.already_received(u64::MAX), "the sequence that would wrap the window");
     }
 
     /// Against a set of everything accepted, over a pseudo-random walk with jumps, repeats and

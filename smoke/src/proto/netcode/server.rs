@@ -9,12 +9,12 @@
 
 use super::packet::{self, CHALLENGE_BODY_BYTES, Header, Kind, REQUEST_BYTES};
 use super::replay::ReplayWindow;
+use super::shared::{NoSeat, Shared, Tag};
 use super::token::{self, CHALLENGE_TOKEN_BYTES, PRIVATE_TOKEN_BYTES, PrivateToken};
 use super::{Key, MAC_BYTES, MAX_PACKET_BYTES, USER_DATA_BYTES, VERSION_INFO};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Where the machine's answers go: the driver queues them on its UDP socket.
 pub(crate) trait Transmit {
@@ -40,43 +40,11 @@ pub(crate) struct ServerConfig {
     /// The addresses clients are told to connect to; a token must name one of them. An
     /// unspecified IP here (`0.0.0.0:7000`) stands for any IP with its port.
     pub(crate) public_addresses: Vec<SocketAddr>,
-    /// Sessions at once, shared by every worker's machine (each has its own socket); a full
-    /// server answers requests with "denied".
-    pub(crate) seats: Arc<Seats>,
+    /// What every worker's machine shares (each has its own socket): the seats (a full server
+    /// answers "denied"), the client ids connected, the tokens seen.
+    pub(crate) shared: Arc<Shared>,
     /// The server's own key for challenge tokens, random at start.
     pub(crate) challenge_key: Key,
-}
-
-/// The seats of a server: sessions at once, across its workers.
-#[derive(Debug)]
-pub(crate) struct Seats {
-    taken: AtomicU32,
-    max: u32,
-}
-
-impl Seats {
-    pub(crate) fn new(max: u32) -> Seats {
-        Seats { taken: AtomicU32::new(0), max }
-    }
-
-    pub(crate) fn max(&self) -> u32 {
-        self.max
-    }
-
-    fn is_full(&self) -> bool {
-        self.taken.load(Ordering::Relaxed) >= self.max
-    }
-
-    /// Takes a seat; false when every one is taken.
-    fn take(&self) -> bool {
-        self.taken
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |taken| (taken < self.max).then_some(taken + 1))
-            .is_ok()
-    }
-
-    fn give_back(&self) {
-        self.taken.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// What one datagram meant to the application.
@@ -141,15 +109,8 @@ struct Mapping {
     send_sequence: u64,
     timeout_millis: Option<u64>,
     expires: u64,
-}
-
-/// A token seen in a request: where from, until when it matters, and the first sequence number
-/// its keys have not sealed with.
-#[derive(Debug)]
-struct UsedToken {
-    address: SocketAddr,
-    expire_timestamp: u64,
-    next_sequence: u64,
+    /// The token's tag, which the session, once made, marks used up.
+    tag: Tag,
 }
 
 #[derive(Debug)]
@@ -159,9 +120,7 @@ pub(crate) struct NetcodeServer {
     slots: Vec<Option<Box<Session>>>,
     free_slots: Vec<u32>,
     by_address: HashMap<SocketAddr, u32>,
-    by_client_id: HashMap<u64, u32>,
     pending: HashMap<SocketAddr, Mapping>,
-    used_tokens: HashMap<[u8; MAC_BYTES], UsedToken>,
     scratch: Box<[u8; MAX_PACKET_BYTES]>,
     counters: Counters,
 }
@@ -174,9 +133,7 @@ impl NetcodeServer {
             slots: Vec::new(),
             free_slots: Vec::new(),
             by_address: HashMap::new(),
-            by_client_id: HashMap::new(),
             pending: HashMap::new(),
-            used_tokens: HashMap::new(),
             scratch: Box::new([0; MAX_PACKET_BYTES]),
             counters: Counters::default(),
         }
@@ -239,21 +196,24 @@ impl NetcodeServer {
         // A request resent before the first response arrived continues its handshake; one with
         // another token from the same address starts a new one.
         let resent = self.pending.get(&from).is_some_and(|mapping| mapping.receive_key == token.client_to_server_key);
+        // Bounded by what can be connecting at once.
+        let tokens_limit = self.handshake_limit().max(1024);
+        let shared = &self.config.shared;
         if self.by_address.contains_key(&from)
-            || self.by_client_id.contains_key(&token.client_id)
-            || !self.use_token(tag, from, expire_timestamp, unix_seconds)
+            || shared.is_connected(token.client_id)
+            || !shared.use_token(tag, from, expire_timestamp, unix_seconds, tokens_limit)
             || (!resent && self.pending.len() >= self.handshake_limit())
         {
             self.counters.requests_ignored += 1;
             return;
         }
-        let full = self.config.seats.is_full();
+        let full = self.config.shared.is_full();
         let sequence = match self.pending.get_mut(&from) {
             Some(mapping) if resent => {
                 mapping.send_sequence += 1;
                 mapping.send_sequence - 1
             }
-            _ => self.reserve_sequences(&tag, if full { 1 } else { SEQUENCES_PER_MAPPING }),
+            _ => self.config.shared.reserve_sequences(&tag, if full { 1 } else { SEQUENCES_PER_MAPPING }),
         };
         let protocol_id = self.config.protocol_id;
         if full {
@@ -277,6 +237,7 @@ impl NetcodeServer {
                 send_sequence: sequence + 1,
                 timeout_millis,
                 expires: 0,
+                tag,
             };
             self.pending.insert(from, mapping);
         }
@@ -296,7 +257,7 @@ impl NetcodeServer {
 
     /// Handshakes in progress at once: four per seat, as the reference allows, and at least 256.
     fn handshake_limit(&self) -> usize {
-        (self.config.seats.max() as usize).saturating_mul(4).max(256)
+        (self.config.shared.max() as usize).saturating_mul(4).max(256)
     }
 
     /// The request's checks up to and including the token's decryption (in place) and reading.
@@ -315,31 +276,6 @@ impl NetcodeServer {
         token::open_private(sealed, protocol_id, expire_timestamp, &nonce, &self.config.private_key, |named| {
             addresses.iter().any(|ours| *ours == named || (ours.ip().is_unspecified() && ours.port() == named.port()))
         })
-    }
-
-    /// Records a token's use from `from`: false when another address used it first (a stolen
-    /// token replayed from elsewhere), or when too many unexpired tokens are already recorded.
-    fn use_token(&mut self, tag: [u8; MAC_BYTES], from: SocketAddr, expire_timestamp: u64, unix_seconds: u64) -> bool {
-        // Bounded by what can be connecting at once; an expired token cannot be used again, so
-        // its entry can go.
-        let limit = self.handshake_limit().max(1024);
-        if self.used_tokens.len() >= limit && !self.used_tokens.contains_key(&tag) {
-            self.used_tokens.retain(|_, used| used.expire_timestamp > unix_seconds);
-            if self.used_tokens.len() >= limit {
-                return false;
-            }
-        }
-        let used =
-            self.used_tokens.entry(tag).or_insert(UsedToken { address: from, expire_timestamp, next_sequence: 0 });
-        used.address == from
-    }
-
-    /// The first of `count` sequence numbers no earlier packet sealed under this token's keys
-    /// used: each handshake from one token gets its own range.
-    fn reserve_sequences(&mut self, tag: &[u8; MAC_BYTES], count: u64) -> u64 {
-        let used = self.used_tokens.get_mut(tag).expect("use_token recorded it");
-        used.next_sequence = used.next_sequence.saturating_add(count);
-        used.next_sequence - count
     }
 
     /// A connection response from an address with a mapping: a session, if it carries a challenge
@@ -369,19 +305,14 @@ impl NetcodeServer {
             self.counters.forged += 1;
             return Received::Nothing;
         };
-        if self.by_client_id.contains_key(&client_id) {
-            self.counters.requests_ignored += 1;
-            return Received::Nothing;
-        }
-        if !self.config.seats.take() {
-            self.counters.denied += 1;
-            let mapping = self.pending.get_mut(&from).expect("looked up above");
-            let sequence = mapping.send_sequence;
-            mapping.send_sequence += 1;
-            let key = mapping.send_key;
-            let len = packet::seal(&mut self.scratch, Kind::Denied, sequence, self.config.protocol_id, &key, |_| 0);
-            transmit.send(from, &self.scratch[..len]);
-            return Received::Nothing;
+        let tag = self.pending.get(&from).expect("looked up above").tag;
+        match self.config.shared.take_seat(client_id, &tag) {
+            Ok(()) => {}
+            Err(NoSeat::AlreadyConnected) => {
+                self.counters.requests_ignored += 1;
+                return Received::Nothing;
+            }
+            Err(NoSeat::Full) => return self.deny(from, transmit),
         }
         let mapping = self.pending.remove(&from).expect("looked up above");
         let session = Box::new(Session {
@@ -408,10 +339,21 @@ impl NetcodeServer {
             }
         };
         self.by_address.insert(from, slot);
-        self.by_client_id.insert(client_id, slot);
         self.counters.joined += 1;
         self.send_keep_alive(now, slot, transmit);
         Received::Joined { slot }
+    }
+
+    /// Answers the handshake of `from` with "denied", under its mapping's keys.
+    fn deny<'a>(&mut self, from: SocketAddr, transmit: &mut impl Transmit) -> Received<'a> {
+        self.counters.denied += 1;
+        let mapping = self.pending.get_mut(&from).expect("the caller found it");
+        let sequence = mapping.send_sequence;
+        mapping.send_sequence += 1;
+        let key = mapping.send_key;
+        let len = packet::seal(&mut self.scratch, Kind::Denied, sequence, self.config.protocol_id, &key, |_| 0);
+        transmit.send(from, &self.scratch[..len]);
+        Received::Nothing
     }
 
     /// A packet from a connected client: replay check, decryption, then by kind.
@@ -494,7 +436,7 @@ impl NetcodeServer {
     }
 
     fn send_keep_alive(&mut self, now: u64, slot: u32, transmit: &mut impl Transmit) {
-        let max_clients = self.config.seats.max();
+        let max_clients = self.config.shared.max();
         self.send_sealed(now, slot, Kind::KeepAlive, transmit, |body| {
             body[..4].copy_from_slice(&slot.to_le_bytes());
             body[4..8].copy_from_slice(&max_clients.to_le_bytes());
@@ -527,9 +469,8 @@ impl NetcodeServer {
     fn remove(&mut self, slot: u32) -> Box<Session> {
         let session = self.slots[slot as usize].take().expect("caller checked the slot");
         self.by_address.remove(&session.address);
-        self.by_client_id.remove(&session.client_id);
         self.free_slots.push(slot);
-        self.config.seats.give_back();
+        self.config.shared.release(session.client_id);
         session
     }
 }

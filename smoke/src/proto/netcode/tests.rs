@@ -362,7 +362,49 @@ fn config(max_clients: u32) -> ServerConfig {
         protocol_id: PROTOCOL,
         private_key: PRIVATE_KEY,
         public_addresses: vec![server_address()],
-        seats: std::sync::Arc::new(super::server::Seats::new(max_clients)),
+        shared: std::sync::Arc::new(super::shared::Shared::new(max_clients)),
         challenge_key: [9; 32],
     }
+}
+
+/// Two workers' machines share one `Shared`, as a server's do. A request copied and sent from
+/// another address, reaching the other worker, is ignored there: that worker would otherwise
+/// seal under the same keys with the same sequence numbers (found in review). And a client id
+/// connected on one worker is not connected again on the other.
+#[test]
+fn the_workers_machines_share_tokens_and_client_ids() {
+    let shared = std::sync::Arc::new(super::shared::Shared::new(8));
+    let machine = || NetcodeServer::new(ServerConfig { shared: shared.clone(), ..config(8) });
+    let (mut first, mut second) = (machine(), machine());
+    let request = request_of(smoke_token(22, &[server_address()], 5));
+    let (mut sent_first, mut sent_second) = (Sent::default(), Sent::default());
+    first.receive(1_000, NOW_UNIX, "127.0.0.1:50012".parse().unwrap(), &mut request.clone(), &mut sent_first);
+    second.receive(1_000, NOW_UNIX, "127.0.0.1:50013".parse().unwrap(), &mut request.clone(), &mut sent_second);
+    assert_eq!((sent_first.0.len(), sent_second.0.len()), (1, 0), "one challenge, from the first worker");
+    assert_eq!(second.counters().requests_ignored, 1);
+
+    let mut pair = Pair::new(first, smoke_token(23, &[server_address()], 5), "127.0.0.1:50014");
+    pair.connect();
+    let again = request_of(smoke_token(23, &[server_address()], 5));
+    let mut sent = Sent::default();
+    second.receive(1_000, NOW_UNIX, "127.0.0.1:50015".parse().unwrap(), &mut again.clone(), &mut sent);
+    assert!(sent.0.is_empty(), "client 23 is connected on the other worker");
+}
+
+/// A token makes one session: after it ends, the captured request (and response) replayed from
+/// the same address start nothing, where the standard alone would let a blind spoofer bring the
+/// session back with an empty replay window (found in review).
+#[test]
+fn a_token_that_made_a_session_makes_no_other() {
+    let token = smoke_token(24, &[server_address()], 5);
+    let request = request_of(token.clone());
+    let mut pair = Pair::new(server(4), token, "127.0.0.1:50016");
+    pair.connect();
+    let (_, packet) = pair.client.disconnect().unwrap();
+    let packet = packet.to_vec();
+    pair.deliver_to_server(packet);
+    assert_eq!(pair.server.connected(), 0);
+    let mut sent = Sent::default();
+    pair.server.receive(pair.now, NOW_UNIX, pair.address, &mut request.clone(), &mut sent);
+    assert!(sent.0.is_empty(), "no challenge for a used-up token");
 }
