@@ -78,6 +78,12 @@ impl SentPackets {
         sequence
     }
 
+    /// Whether a packet can start without judging one still waiting for its ack: the packets
+    /// in flight are bounded by what acks can reach.
+    pub(crate) fn has_room(&self) -> bool {
+        usize::from(self.next.wrapping_sub(self.unjudged)) < SENT_RECORDS
+    }
+
     /// Notes a reliable part in the packet being written.
     pub(crate) fn carried(&mut self, part: ReliablePart) {
         let sequence = self.next.wrapping_sub(1);

@@ -50,7 +50,7 @@ impl Reassembly {
             Some(at) => at,
             None => {
                 if !channel.is_reliable() {
-                    self.make_room(now);
+                    self.make_room(now, pool);
                 }
                 let mut buffer = pool.take();
                 buffer.resize(usize::from(count) * FRAGMENT_BYTES, 0);
@@ -82,16 +82,19 @@ impl Reassembly {
         Some(done.bytes)
     }
 
-    /// Whether a reliable fragment of a message of `count` fragments can be taken.
-    pub(crate) fn has_room(&self, channel: Channel, id: u16, count: u8, limit: usize) -> bool {
+    /// Whether the message `id` of `channel` is being assembled (its room is held already).
+    pub(crate) fn holds(&self, channel: Channel, id: u16) -> bool {
         self.assemblies.iter().any(|a| a.channel == channel && a.id == id)
-            || self.reliable_bytes + usize::from(count) * FRAGMENT_BYTES <= limit
     }
 
-    /// Drops unreliable assemblies that waited too long, and the oldest if too many remain.
-    fn make_room(&mut self, now: u64) {
-        self.assemblies
-            .retain(|a| a.channel.is_reliable() || now.saturating_sub(a.started) < UNRELIABLE_ASSEMBLY_MILLIS);
+    /// Drops unreliable assemblies that waited too long, and the oldest if too many remain;
+    /// their buffers go back to `pool`.
+    fn make_room(&mut self, now: u64, pool: &mut Pool) {
+        let stale =
+            |a: &Assembly| !a.channel.is_reliable() && now.saturating_sub(a.started) >= UNRELIABLE_ASSEMBLY_MILLIS;
+        while let Some(at) = self.assemblies.iter().position(stale) {
+            pool.give(self.assemblies.swap_remove(at).bytes);
+        }
         let unreliable = self.assemblies.iter().filter(|a| !a.channel.is_reliable()).count();
         if unreliable >= UNRELIABLE_ASSEMBLIES {
             let oldest = self
@@ -102,7 +105,7 @@ impl Reassembly {
                 .min_by_key(|(_, a)| a.started)
                 .map(|(at, _)| at);
             if let Some(at) = oldest {
-                self.assemblies.swap_remove(at);
+                pool.give(self.assemblies.swap_remove(at).bytes);
             }
         }
     }

@@ -233,7 +233,7 @@ impl Channels {
                     index += 1;
                     continue;
                 }
-                if pending.last_sent.is_none() && pending.cursor == 0 {
+                if !pending.started {
                     if !sender.may_start(index) {
                         break;
                     }
@@ -342,7 +342,7 @@ impl Channels {
             self.finish_packet(now, transmit);
             *packets += 1;
         }
-        if *packets >= PACKETS_PER_FLUSH {
+        if *packets >= PACKETS_PER_FLUSH || !self.sent.has_room() {
             return false;
         }
         self.start_packet(now);
@@ -373,6 +373,15 @@ impl Channels {
             return;
         };
         if !self.has_room_for(parts) {
+            // Refused unacknowledged, so all of it comes again; but the next ordered message is
+            // taken now, since delivering it is what frees the room, and it may always travel
+            // with parts that do not fit.
+            let Some((_, parts)) = wire::read(packet) else { return };
+            for part in parts.filter_map(Result::ok) {
+                if self.is_next(&part) {
+                    self.take_part(now, part, &mut deliver);
+                }
+            }
             return;
         }
         if !self.received.record(header.sequence) {
@@ -399,16 +408,34 @@ impl Channels {
         }
     }
 
-    /// Whether every reliable part in a packet can be held until its turn.
+    /// Whether every reliable part in a packet can be held until its turn, within one budget
+    /// for all that is held (assemblies and early ordered messages): twice what a conforming
+    /// sender has in flight on both channels. The next ordered message needs no room: it is
+    /// delivered, and frees what waited for it.
     fn has_room_for(&self, parts: wire::Parts<'_>) -> bool {
         let limit = 2 * reliable::IN_FLIGHT_BYTES;
-        parts.filter_map(Result::ok).all(|part| match (part.channel, part.fragment) {
-            (Channel::ReliableOrdered | Channel::ReliableUnordered, Some((_, count))) => {
-                !self.wanted(part.channel, part.id) || self.reassembly.has_room(part.channel, part.id, count, limit)
+        let mut held = self.reassembly.reliable_bytes + self.ordered.early_bytes();
+        for part in parts.filter_map(Result::ok) {
+            if !part.channel.is_reliable() || !self.wanted(part.channel, part.id) || self.is_next(&part) {
+                continue;
             }
-            (Channel::ReliableOrdered, None) => self.ordered.has_room(part.id, part.bytes.len()),
-            _ => true,
-        })
+            held += match part.fragment {
+                Some(_) if self.reassembly.holds(part.channel, part.id) => 0,
+                Some((_, count)) => usize::from(count) * FRAGMENT_BYTES,
+                // Whole unordered messages are delivered at once; whole ordered ones wait.
+                None if part.channel == Channel::ReliableOrdered => part.bytes.len(),
+                None => 0,
+            };
+            if held > limit {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether a part belongs to the next ordered message.
+    fn is_next(&self, part: &Part<'_>) -> bool {
+        part.channel == Channel::ReliableOrdered && part.id == self.ordered.next()
     }
 
     /// Whether a reliable message is still to be delivered (its fragments worth assembling).

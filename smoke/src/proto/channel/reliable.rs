@@ -29,6 +29,8 @@ pub(crate) struct Pending {
     pub(crate) last_sent: Option<u64>,
     /// The next fragment to send in the current round (a round can span packets and flushes).
     pub(crate) cursor: u8,
+    /// Counted in the bytes in flight (once: its first round can span flushes).
+    pub(crate) started: bool,
 }
 
 impl Pending {
@@ -56,7 +58,7 @@ impl Sender {
         let mut data = pool.take();
         data.extend_from_slice(message);
         self.queued_bytes += message.len();
-        self.queue.push_back(Pending { data, fragments, acked: 0, last_sent: None, cursor: 0 });
+        self.queue.push_back(Pending { data, fragments, acked: 0, last_sent: None, cursor: 0, started: false });
         true
     }
 
@@ -71,9 +73,13 @@ impl Sender {
         index < WINDOW && (self.in_flight_bytes == 0 || self.in_flight_bytes + len <= IN_FLIGHT_BYTES)
     }
 
-    /// The message at `index` was sent for the first time.
+    /// The message at `index` goes out for the first time: it counts in the bytes in flight.
     pub(crate) fn started(&mut self, index: usize) {
-        self.in_flight_bytes += self.queue[index].data.len();
+        let pending = &mut self.queue[index];
+        if !pending.started {
+            pending.started = true;
+            self.in_flight_bytes += pending.data.len();
+        }
     }
 
     /// Fragment `fragment` of message `id` was acknowledged; fully acknowledged messages at the
@@ -112,13 +118,14 @@ pub(crate) struct OrderedReceiver {
 }
 
 impl OrderedReceiver {
-    /// Whether a message `id` of `len` bytes can be taken without exceeding what a conforming
-    /// sender can have in flight: a packet carrying one that cannot is not acknowledged.
-    pub(crate) fn has_room(&self, id: u16, len: usize) -> bool {
-        match ahead_of(id, self.next) {
-            None | Some(0) => true,
-            Some(ahead) => ahead < WINDOW && self.early_bytes + len <= 2 * IN_FLIGHT_BYTES,
-        }
+    /// The id to deliver next: the one message that is never held.
+    pub(crate) fn next(&self) -> u16 {
+        self.next
+    }
+
+    /// Bytes held for messages that came early.
+    pub(crate) fn early_bytes(&self) -> usize {
+        self.early_bytes
     }
 
     /// Whether message `id` is still wanted: not delivered, not held.
