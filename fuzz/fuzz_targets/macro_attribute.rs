@@ -9,6 +9,8 @@ use proc_macro2::TokenStream;
 
 #[path = "../../smoke-macros/src/expand.rs"]
 mod expand;
+#[path = "../../smoke-macros/src/keys.rs"]
+mod keys;
 #[path = "../../smoke-macros/src/methods.rs"]
 mod methods;
 #[path = "../../smoke-macros/src/model.rs"]

@@ -13,12 +13,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Rng;
 use common::game::GameClient;
-use common::netns::{Namespaces, must, run};
+use common::netns::{Namespaces, must, run, spawn_test_in};
 use smoke::game::TokenIssuer;
 use smoke::prelude::*;
 
@@ -82,19 +81,11 @@ fn counted(ns: &Namespaces, chain: &str) -> [(u64, u64); 2] {
     [next(), next()]
 }
 
-/// A re-run of this test binary, one ignored test of it, inside `netns`.
-fn spawn_half(netns: &str, test: &str, env: &[(&str, &str)]) -> std::process::Child {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", netns]).arg(std::env::current_exe().unwrap());
-    command.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"]);
-    command.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap()
-}
-
 #[test]
 fn over_a_lossy_reordering_link_channels_keep_their_promises_and_attacks_are_counted() {
     let ns = Namespaces::create("g", SERVER_IP, CLIENT_IP);
     lossy_server_link(&ns);
-    let mut server = spawn_half(&ns.server, "game_server", &[("GAME_SERVER", "1")]);
+    let mut server = spawn_test_in(&ns.server, "game_server", &[("GAME_SERVER", "1")]);
     let mut ask = server.stdin.take().unwrap();
     let mut answers = BufReader::new(server.stdout.take().unwrap()).lines().map(|line| line.unwrap());
     assert!(answers.any(|line| line.contains("ready")), "the game server started");
@@ -109,7 +100,7 @@ fn over_a_lossy_reordering_link_channels_keep_their_promises_and_attacks_are_cou
     };
 
     let flood_file = std::env::temp_dir().join(format!("smoke-flood-{}.bin", std::process::id()));
-    let client = spawn_half(&ns.client, "game_client", &[("GAME_CLIENT", flood_file.to_str().unwrap())]);
+    let client = spawn_test_in(&ns.client, "game_client", &[("GAME_CLIENT", flood_file.to_str().unwrap())]);
     let output = client.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success() && said.contains("client done"), "the client: {said}");

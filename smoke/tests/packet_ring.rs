@@ -6,10 +6,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::{Namespaces, must, run};
+use common::netns::{Namespaces, must, run, spawn_test_in};
 use smoke::prelude::*;
 
 const SERVER_IP: &str = "10.214.0.1";
@@ -44,16 +43,7 @@ fn namespaces() -> Namespaces {
 #[test]
 fn the_ring_delivers_only_what_the_socket_would_have() {
     let ns = namespaces();
-    let this = std::env::current_exe().unwrap();
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &ns.server])
-        .arg(&this)
-        .args(["--exact", "ring_server", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("RING_SERVER", &ns.server_link)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = spawn_test_in(&ns.server, "ring_server", &[("RING_SERVER", &ns.server_link)]);
     let mut ask = server.stdin.take().unwrap();
     let mut answers = BufReader::new(server.stdout.take().unwrap()).lines().map(|line| line.unwrap());
     assert!(answers.any(|line| line.contains("ready")), "the ring server started");

@@ -1,7 +1,7 @@
 //! Two network namespaces joined by a veth pair, made by a test (as root, as CI runs) and
 //! removed when dropped: a server's host and a client's, with a link between them.
 
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
@@ -12,6 +12,15 @@ pub fn must(program: &str, args: &[&str]) -> String {
     let output = run(program, args);
     assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// This test binary again, running only its ignored test `test`, inside `netns`, with `env`
+/// set and its stdin and stdout piped: the half of a test that lives on another host.
+pub fn spawn_test_in(netns: &str, test: &str, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", netns]).arg(std::env::current_exe().unwrap());
+    command.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"]);
+    command.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap()
 }
 
 pub struct Namespaces {
