@@ -51,11 +51,22 @@ pub(crate) struct SentPackets {
     unjudged: u16,
     /// Fraction of recent packets lost.
     pub(crate) loss: f32,
+    /// The newest ack the other side sent, and the 64 before it that it also reported, as
+    /// taken so far: a header's acks are mostly repeats of the last one's.
+    acks_seen: Option<(u16, u64)>,
 }
 
 impl Default for SentPackets {
     fn default() -> SentPackets {
-        SentPackets { records: Vec::new(), parts: VecDeque::new(), parts_base: 0, next: 1, unjudged: 1, loss: 0.0 }
+        SentPackets {
+            records: Vec::new(),
+            parts: VecDeque::new(),
+            parts_base: 0,
+            next: 1,
+            unjudged: 1,
+            loss: 0.0,
+            acks_seen: None,
+        }
     }
 }
 
@@ -76,6 +87,28 @@ impl SentPackets {
         self.records[usize::from(sequence) % SENT_RECORDS] =
             Sent { sent_at: now, first_part, sequence, parts: 0, state: State::Waiting };
         sequence
+    }
+
+    /// Of a header's ack bits (bit `i`: `ack - 1 - i` arrived), the ones no earlier header
+    /// reported. A header older than the newest seen (reordered) has all of its bits returned.
+    pub(crate) fn unseen_acks(&mut self, ack: u16, bits: u64) -> u64 {
+        let Some((newest, seen_bits)) = self.acks_seen else {
+            self.acks_seen = Some((ack, bits));
+            return bits;
+        };
+        let ahead = ack.wrapping_sub(newest);
+        if ahead >= 0x8000 {
+            return bits;
+        }
+        // What was seen, as bits relative to `ack`: the old newest is `ahead` behind it.
+        let shift = u32::from(ahead);
+        let seen = match shift {
+            0 => seen_bits,
+            1..=64 => (seen_bits << (shift - 1) << 1) | 1 << (shift - 1),
+            _ => 0,
+        };
+        self.acks_seen = Some((ack, seen | bits));
+        bits & !seen
     }
 
     /// Whether a packet can start without judging one still waiting for its ack: the packets
@@ -170,5 +203,25 @@ impl Received {
         let repeat = self.bits & 1 << (behind - 1) != 0;
         self.bits |= 1 << (behind - 1);
         !repeat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SentPackets;
+
+    /// Each header's acks are the newest and the 64 before it; only the ones no earlier header
+    /// reported are handed on, and a reordered (older) header is handed on whole.
+    #[test]
+    fn only_acks_not_seen_before_are_handed_on() {
+        let mut sent = SentPackets::default();
+        assert_eq!(sent.unseen_acks(10, 0b101), 0b101, "the first header: all of it");
+        assert_eq!(sent.unseen_acks(10, 0b111), 0b010, "the same newest: the new bit only");
+        // 12 now: 10 is 2 behind (bit 1), and 10's bits move up by 2.
+        assert_eq!(sent.unseen_acks(12, 0b11111), 0b00001, "11 is new; 10, 9, 8, 7 were seen");
+        assert_eq!(sent.unseen_acks(11, 0b1), 0b1, "an older header is handed on whole");
+        assert_eq!(sent.unseen_acks(12 + 200, u64::MAX), u64::MAX, "far ahead: nothing seen applies");
+        assert_eq!(sent.unseen_acks(12 + 200 + 64, 0), 0);
+        assert_eq!(sent.unseen_acks(12 + 200 + 64, 1 << 63), 0, "the old newest, 64 behind, was seen");
     }
 }

@@ -393,10 +393,12 @@ impl Channels {
         // Sequences start at 1: ack 0 with no bits is "nothing received yet".
         if header.ack != 0 || header.ack_bits != 0 {
             self.acknowledged(now, header.ack, true);
-            for behind in 0..64 {
-                if header.ack_bits & (1 << behind) != 0 {
-                    self.acknowledged(now, header.ack.wrapping_sub(behind + 1), false);
-                }
+            // Only the acks this header adds: each packet repeats the last 64.
+            let mut new = self.sent.unseen_acks(header.ack, header.ack_bits);
+            while new != 0 {
+                let behind = new.trailing_zeros() as u16;
+                new &= new - 1;
+                self.acknowledged(now, header.ack.wrapping_sub(behind + 1), false);
             }
         }
         let Some((_, parts)) = wire::read(packet) else { return };
