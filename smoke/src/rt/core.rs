@@ -97,6 +97,17 @@ impl Core {
     }
 
     #[inline]
+    /// A demultiplexed socket's view of this worker for one call, sending into `queue`.
+    pub(crate) fn demux_io<'a>(&'a self, queue: &'a mut crate::sys::SendQueue) -> crate::rt::demux::DemuxIo<'a> {
+        let clock = &self.clock;
+        crate::rt::demux::DemuxIo {
+            queue,
+            now: clock.now(),
+            unix_seconds: clock.unix_seconds(),
+            counters: &self.own.counters,
+        }
+    }
+
     pub(crate) fn counters(&self) -> &Counters {
         &self.own.counters
     }

@@ -19,14 +19,13 @@ pub(crate) struct DemuxIo<'a> {
     pub(crate) now: u64,
     /// Seconds since the Unix epoch, as of this wake-up.
     pub(crate) unix_seconds: u64,
-    pub(crate) worker: usize,
     /// The worker's counters, for the machine's own.
     pub(crate) counters: &'a Counters,
 }
 
 impl std::fmt::Debug for DemuxIo<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DemuxIo").field("now", &self.now).field("worker", &self.worker).finish_non_exhaustive()
+        f.debug_struct("DemuxIo").field("now", &self.now).finish_non_exhaustive()
     }
 }
 

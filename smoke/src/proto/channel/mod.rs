@@ -372,11 +372,10 @@ impl Channels {
             self.malformed += 1;
             return;
         };
-        if !self.has_room_for(parts) {
+        if !self.has_room_for(parts.clone()) {
             // Refused unacknowledged, so all of it comes again; but the next ordered message is
             // taken now, since delivering it is what frees the room, and it may always travel
             // with parts that do not fit.
-            let Some((_, parts)) = wire::read(packet) else { return };
             for part in parts.filter_map(Result::ok) {
                 if self.is_next(&part) {
                     self.take_part(now, part, &mut deliver);
@@ -401,7 +400,6 @@ impl Channels {
                 self.acknowledged(now, header.ack.wrapping_sub(behind + 1), false);
             }
         }
-        let Some((_, parts)) = wire::read(packet) else { return };
         for part in parts {
             match part {
                 Ok(part) => self.take_part(now, part, &mut deliver),

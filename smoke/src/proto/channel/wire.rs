@@ -66,7 +66,7 @@ pub(crate) fn read(packet: &[u8]) -> Option<(Header, Parts<'_>)> {
 
 /// The parts of a packet, in order. A malformed part ends the iteration with `Err`: the packet
 /// came through an authenticated session, so it is a broken peer, and nothing after it is read.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Parts<'a> {
     rest: &'a [u8],
 }

@@ -70,13 +70,7 @@ impl<S: Service> EventLoop<S> {
     fn with_demux(&mut self, endpoint: usize, what: &str, run: impl FnOnce(&S, &mut S::Demux, &mut DemuxIo<'_>)) {
         let Some(socket) = self.datagrams.endpoints.get_mut(endpoint) else { return };
         let Some(demux) = socket.demux.as_mut() else { return };
-        let mut io = DemuxIo {
-            queue: &mut socket.queue,
-            now: self.core.clock.now(),
-            unix_seconds: self.core.clock.unix_seconds(),
-            worker: self.core.index,
-            counters: &self.core.own.counters,
-        };
+        let mut io = self.core.demux_io(&mut socket.queue);
         let id = ConnId::new(self.core.index, 0);
         let service = &*self.service;
         guarded(&self.core.own.counters, id, what, || run(service, demux, &mut io));

@@ -122,17 +122,9 @@ impl<St, P, D> Tick<'_, St, P, D> {
     /// Calls `visit` with each demultiplexed socket's machine on this worker and its I/O.
     #[cfg_attr(not(feature = "game"), allow(dead_code))]
     pub(crate) fn for_each_demux(&mut self, mut visit: impl FnMut(&mut D, &mut DemuxIo<'_>)) {
-        let (now, unix_seconds) = (self.core.clock.now(), self.core.clock.unix_seconds());
         for endpoint in &mut self.datagrams.endpoints {
             let Some(demux) = endpoint.demux.as_mut() else { continue };
-            let mut io = DemuxIo {
-                queue: &mut endpoint.queue,
-                now,
-                unix_seconds,
-                worker: self.core.index,
-                counters: &self.core.own.counters,
-            };
-            visit(demux, &mut io);
+            visit(demux, &mut self.core.demux_io(&mut endpoint.queue));
         }
     }
 
