@@ -148,10 +148,34 @@ class Server:
             self.process.kill()
 
 
-def smoke(binary, variable, udp=False):
-    port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
-    env = dict(os.environ, **{variable: f"127.0.0.1:{port}"}, SMOKE_THREADS="1", SMOKE_LOG="error")
-    return lambda: Server("smoke", [release(binary)], port, env, udp=udp)
+def smoke(binary, variable, udp=False, metrics=False):
+    """With `metrics`, the example also serves its metrics, which `run_load` reads for the
+    server's own part of the fan-out latency."""
+    def start():
+        port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        env = dict(os.environ, **{variable: f"127.0.0.1:{port}"}, SMOKE_THREADS="1", SMOKE_LOG="error")
+        metrics_port = free_port() if metrics else None
+        if metrics_port:
+            env["SMOKE_METRICS"] = f"127.0.0.1:{metrics_port}"
+        server = Server("smoke", [release(binary)], port, env, udp=udp)
+        server.metrics_port = metrics_port
+        return server
+
+    return start
+
+
+def publish_delivery(server):
+    """smoke's `smoke_publish_delivery_seconds` so far: (sum, count, count within 5 ms), or None
+    for a server without it."""
+    if not getattr(server, "metrics_port", None):
+        return None
+    with socket.create_connection(("127.0.0.1", server.metrics_port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        text = b"".join(iter(lambda: s.recv(65536), b"")).decode()
+    value = lambda pattern: float(re.search(pattern, text, re.M).group(1))
+    return (value(r"^smoke_publish_delivery_seconds_sum (\S+)"),
+            value(r"^smoke_publish_delivery_seconds_count (\S+)"),
+            value(r'^smoke_publish_delivery_seconds_bucket\{le="0\.005"\} (\S+)'))
 
 
 def smoke_tls(binary, plain_variable, tls_variable, cert):
@@ -179,6 +203,15 @@ def peer_server(name, binary, udp=False):
     def start():
         port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         return Server(name, [peer(binary), str(port), "1"], port, udp=udp)
+
+    return start
+
+
+def extra_server(name, command):
+    """A `--peer` server: its command line, given the port to listen on."""
+    def start():
+        port = free_port()
+        return Server(name, command.format(port=port).split(), port)
 
     return start
 
@@ -237,9 +270,9 @@ def closes_on_request(port):
 
 def run_load(server, command, seconds, env=None):
     """Runs a bench/peers load client; it prints `messages=N ... p50_us=A p99_us=B [lost=L]`."""
-    before = cpu_seconds(server.pids)
+    before, own_before = cpu_seconds(server.pids), publish_delivery(server)
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, env=env)
-    after = cpu_seconds(server.pids)
+    after, own_after = cpu_seconds(server.pids), publish_delivery(server)
     fields = dict(re.findall(r"(\w+)=(\S+)", output.stdout))
     if "messages" not in fields:
         raise RuntimeError(f"{' '.join(command)} failed: {output.stdout} {output.stderr}")
@@ -252,7 +285,17 @@ def run_load(server, command, seconds, env=None):
         "p99": f"{int(fields['p99_us'])}us",
         "problems": f"{lost} lost" if lost else "",
         "command": " ".join(command).replace(str(server.port), "PORT"),
+        "own": own_share(own_before, own_after),
     }
+
+
+def own_share(before, after):
+    """From two `publish_delivery` readings: the mean time from a publication to its last
+    subscriber's send, and the share of publications sent to all within 5 ms; None without them."""
+    if not before or not after or after[1] <= before[1]:
+        return None
+    publications = after[1] - before[1]
+    return (after[0] - before[0]) / publications, (after[2] - before[2]) / publications
 
 
 def rss_bytes(pids):
@@ -399,8 +442,8 @@ CALLGRIND_SCENARIOS = {
 
 
 def parse_extra_peers(specs):
-    """`--callgrind-peer 'NAME|SCENARIO PREFIX|COMMAND {port}'`: a peer built elsewhere (a
-    uWebSockets echo server, say), run on the scenarios whose name starts with the prefix."""
+    """`--callgrind-peer` or `--peer 'NAME|SCENARIO PREFIX|COMMAND {port}'`: a peer built
+    elsewhere (a uWebSockets server, say), run on the scenarios whose name starts with the prefix."""
     peers = []
     for spec in specs:
         name, prefix, command = spec.split("|", 2)
@@ -471,6 +514,8 @@ def main():
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections for the memory scenario")
     parser.add_argument("--callgrind-peer", action="append", default=[], metavar="'NAME|SCENARIO PREFIX|COMMAND {port}'",
                         help="another server for the callgrind rows, built elsewhere (a uWebSockets echo server, say)")
+    parser.add_argument("--peer", action="append", default=[], metavar="'NAME|SCENARIO PREFIX|COMMAND {port}'",
+                        help="another server for the load rows, built elsewhere (a uWebSockets pub/sub server, say)")
     args = parser.parse_args()
     groups = args.groups.split(",")
     needs_peers = any(group != "cluster" for group in groups)
@@ -518,7 +563,9 @@ def main():
         servers = [smoke("ws_echo", "SMOKE_WS"), peer_server("tokio-tungstenite", "tokio_ws")]
         plan.append(("ws-echo-100", lambda server, t: run_load(server, [peer("ws_load"), "echo", f"ws://127.0.0.1:{server.port}/", "100", str(t)], t), servers))
     if "fanout" in groups:
-        servers = [smoke("fanout", "SMOKE_WS"), peer_server("tokio-tungstenite", "tokio_ws")]
+        # The bare epoll loop does nothing but the kernel's part: the floor any server's row sits on.
+        servers = [smoke("fanout", "SMOKE_WS", metrics=True), peer_server("tokio-tungstenite", "tokio_ws"),
+                   peer_server("bare epoll loop", "epoll_fanout")]
         fanout = lambda rate: lambda server, t: run_load(server, [peer("fanout_load"), f"ws://127.0.0.1:{server.port}", "1000", str(t), rate], t)
         # 200 publications a second for the CPU per delivery; 20 (a game's tick) for latency.
         plan.append(("fanout-1x1000", fanout("200"), servers))
@@ -533,7 +580,10 @@ def main():
         plan.append(("game-echo-32x500", game, game_servers))
 
     results, commands, names, notes = {}, {}, {}, []
+    load_peers = parse_extra_peers(args.peer)
     for scenario, run, starters in plan:
+        starters = starters + [extra_server(name, command) for name, prefix, command in load_peers
+                               if scenario.startswith(prefix)]
         # Fresh servers per scenario, started once and run interleaved.
         servers = [start() for start in starters]
         names[scenario] = [server.name for server in servers]
@@ -614,6 +664,14 @@ def main():
     if cluster is not None:
         lines += ["", "Topics across nodes (`bench/cluster.py`: nats-server and two chat nodes, one worker each; "
                   "latency paced at 1,000 msg/s):", ""] + cluster
+    for scenario, _, _ in plan:
+        own = [r["own"] for r in results[scenario, "smoke"] if r.get("own")]
+        if own:
+            mean = statistics.median(o[0] for o in own) * 1e3
+            within = statistics.median(o[1] for o in own) * 100
+            notes.append(f"{scenario}: smoke's own part (`smoke_publish_delivery_seconds`), from a publication to "
+                         f"the last subscriber's send, is {mean:.2f} ms on average; {within:.0f}% of publications "
+                         f"are sent to all within 5 ms (medians of the rounds).")
     if notes:
         lines += [""] + [f"Note: {note}" for note in notes]
     table = "\n".join(lines)
@@ -642,7 +700,9 @@ tokio-based peers: a one-worker runtime), on loopback, with the load generator o
 core: wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (`ws_load`, one
 thread: 100 clients with 8 messages in flight each; `fanout_load`: one publisher at 200 msg/s,
 or 20 for the latency row, and 1,000 subscribers read by two threads, each with its own epoll
-and a hand-written frame reader, so the client's own queueing stays out of the latency) and
+and a hand-written frame reader, so the client's own queueing stays out of the latency; beside
+the servers, a bare epoll loop, `epoll_fanout`, that does nothing but read the publication and
+`write` it to each subscriber: the floor the kernel's loopback path sets for one thread) and
 UDP (`udp_load`, one thread: 32 sockets with 8 datagrams in flight each), and game sessions
 (`game_load`, one thread: 32 netcode clients, renetcode's, each sending 500 stamped 32-byte
 messages a second on the unreliable channel, over smoke's channels or renet's own; renet's
@@ -665,7 +725,9 @@ current-thread runtime) for UDP. tokio-tungstenite is left out: it zeroes a 128 
 on every read with `rep stosb`, which callgrind counts once per byte. Others built elsewhere join
 with `--callgrind-peer 'NAME|SCENARIO PREFIX|COMMAND {{port}}'`: the rows above include
 uWebSockets when it was given, an echo server (`/*` echoes, `/plaintext` answers "Hello,
-World!", compression off) on uWebSockets and uSockets built with `-O3 -DLIBUS_NO_SSL`.
+World!", compression off) on uWebSockets and uSockets built with `-O3 -DLIBUS_NO_SSL`. The
+same goes for the load rows with `--peer`: the fan-out rows include uWebSockets when it was
+given, a pub/sub server on the same build (`/sub` subscribes, `/pub` publishes to them).
 
 {table}
 
