@@ -34,6 +34,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "bench/peers")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# CPUs for the servers and for the load generators (`--cpus`): apart, the load can neither take
+# a server's CPU nor be woken onto it and preempt it there.
+PLACEMENT = {"server": None, "load": None}
+
+
+def on_cpus(role, command):
+    cpus = PLACEMENT[role]
+    return ["taskset", "-c", cpus, *command] if cpus else list(command)
 
 
 def release(name):
@@ -132,7 +140,8 @@ def raise_fd_limit():
 class Server:
     def __init__(self, name, command, port, env=None, udp=False, children=False):
         self.name, self.command, self.port = name, command, port
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(on_cpus("server", command), env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
         wait_listening(port, udp)
         self.pids = [self.process.pid]
         if children:
@@ -239,7 +248,7 @@ def run_wrk(server, scenario, seconds, lua_path):
     url = f"{scheme}://127.0.0.1:{server.port}/plaintext"
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]
     before = cpu_seconds(server.pids)
-    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    output = subprocess.run(on_cpus("load", command), capture_output=True, text=True, timeout=seconds + 60).stdout
     after = cpu_seconds(server.pids)
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Socket errors: (.*)", output)
@@ -271,7 +280,7 @@ def closes_on_request(port):
 def run_load(server, command, seconds, env=None):
     """Runs a bench/peers load client; it prints `messages=N ... p50_us=A p99_us=B [lost=L]`."""
     before, own_before = cpu_seconds(server.pids), publish_delivery(server)
-    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, env=env)
+    output = subprocess.run(on_cpus("load", command), capture_output=True, text=True, timeout=seconds + 120, env=env)
     after, own_after = cpu_seconds(server.pids), publish_delivery(server)
     fields = dict(re.findall(r"(\w+)=(\S+)", output.stdout))
     if "messages" not in fields:
@@ -516,7 +525,12 @@ def main():
                         help="another server for the callgrind rows, built elsewhere (a uWebSockets echo server, say)")
     parser.add_argument("--peer", action="append", default=[], metavar="'NAME|SCENARIO PREFIX|COMMAND {port}'",
                         help="another server for the load rows, built elsewhere (a uWebSockets pub/sub server, say)")
+    parser.add_argument("--cpus", default=None, metavar="SERVER:LOAD",
+                        help="taskset CPU lists for the servers and the load (default 0:1-N on 2 or more CPUs; 'none')")
     args = parser.parse_args()
+    cpus = args.cpus or (f"0:1-{os.cpu_count() - 1}" if os.cpu_count() >= 2 else "none")
+    if cpus != "none":
+        PLACEMENT["server"], PLACEMENT["load"] = cpus.split(":")
     groups = args.groups.split(",")
     needs_peers = any(group != "cluster" for group in groups)
     needs_load_tools = any(group not in ("callgrind", "cluster") for group in groups)
@@ -697,7 +711,7 @@ Versions: {version(["rustc", "--version"])}; {version(["nginx", "-v"])}; {versio
 
 Every server runs **one worker thread** (nginx: one worker process, its master counted too;
 tokio-based peers: a one-worker runtime), on loopback, with the load generator on the other
-core: wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (`ws_load`, one
+core (`taskset`: servers on CPUs {PLACEMENT["server"] or "any"}, load on {PLACEMENT["load"] or "any"}): wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (`ws_load`, one
 thread: 100 clients with 8 messages in flight each; `fanout_load`: one publisher at 200 msg/s,
 or 20 for the latency row, and 1,000 subscribers read by two threads, each with its own epoll
 and a hand-written frame reader, so the client's own queueing stays out of the latency; beside

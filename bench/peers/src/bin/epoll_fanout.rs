@@ -36,7 +36,10 @@ fn main() {
     let mut chunk = vec![0u8; 64 * 1024];
     let mut frame = Vec::with_capacity(64 * 1024);
     loop {
-        poll.poll(&mut events, None).unwrap();
+        match poll.poll(&mut events, None) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            result => result.expect("epoll_wait"),
+        }
         for event in &events {
             if event.token() == LISTENER {
                 while let Ok((mut stream, _)) = listener.accept() {
