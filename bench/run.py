@@ -526,9 +526,10 @@ def main():
     parser.add_argument("--peer", action="append", default=[], metavar="'NAME|SCENARIO PREFIX|COMMAND {port}'",
                         help="another server for the load rows, built elsewhere (a uWebSockets pub/sub server, say)")
     parser.add_argument("--cpus", default=None, metavar="SERVER:LOAD",
-                        help="taskset CPU lists for the servers and the load (default 0:1-N on 2 or more CPUs; 'none')")
+                        help="taskset CPU lists for the servers and the load (default 0:1-N, or 0:1 on two CPUs; "
+                             "'none' leaves placement to the scheduler)")
     args = parser.parse_args()
-    cpus = args.cpus or (f"0:1-{os.cpu_count() - 1}" if os.cpu_count() >= 2 else "none")
+    cpus = args.cpus or {1: "none", 2: "0:1"}.get(os.cpu_count(), f"0:1-{os.cpu_count() - 1}")
     if cpus != "none":
         PLACEMENT["server"], PLACEMENT["load"] = cpus.split(":")
     groups = args.groups.split(",")
@@ -711,7 +712,7 @@ Versions: {version(["rustc", "--version"])}; {version(["nginx", "-v"])}; {versio
 
 Every server runs **one worker thread** (nginx: one worker process, its master counted too;
 tokio-based peers: a one-worker runtime), on loopback, with the load generator on the other
-core (`taskset`: servers on CPUs {PLACEMENT["server"] or "any"}, load on {PLACEMENT["load"] or "any"}): wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (`ws_load`, one
+core (`taskset`: servers on CPU {PLACEMENT["server"] or "any"}, the load on CPU {PLACEMENT["load"] or "any"}): wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (`ws_load`, one
 thread: 100 clients with 8 messages in flight each; `fanout_load`: one publisher at 200 msg/s,
 or 20 for the latency row, and 1,000 subscribers read by two threads, each with its own epoll
 and a hand-written frame reader, so the client's own queueing stays out of the latency; beside
