@@ -223,8 +223,8 @@ fn websocket_messages_and_publications_allocate_nothing_in_steady_state() {
     let after = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     assert_eq!(after - before, 0, "the worker allocated during 20 publications to 300");
 
-    // Bursts of publications in one turn to as many: the earlier ones queue while the pool has
-    // buffers, and go straight to the socket once it has none.
+    // Bursts of publications in one turn to as many: the earlier ones queue while the pool can
+    // lend (it grows to the 256 buffers it keeps), and go straight to the socket past that.
     publish_to_all(&mut clients, b"burst to every client", BURST, 3);
     let before = WORKER_ALLOCATIONS[WS_WORKER].load(Ordering::Relaxed);
     publish_to_all(&mut clients, b"burst to every client", BURST, 10);

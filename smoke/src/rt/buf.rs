@@ -12,6 +12,9 @@ const MAX_POOLED_CAPACITY: usize = 256 << 10;
 /// of partial reads and backpressured writes. Counted in bytes, not buffers, since buffers that
 /// grew (up to `MAX_POOLED_CAPACITY`) are pooled too: 256 of those would pin 64 MiB.
 const MAX_POOLED_BYTES: usize = 256 * POOL_BUFFER_SIZE;
+/// Buffers lent and kept together, past which [`BufPool::can_lend`] says no: as many fresh
+/// buffers as the pool would keep.
+const MAX_BUFFERS: usize = MAX_POOLED_BYTES / POOL_BUFFER_SIZE;
 
 /// Lends buffers to connections and takes them back, so a busy server recycles instead of
 /// allocating, and an idle connection holds none. `held` mirrors into the worker's counters.
@@ -49,9 +52,14 @@ impl BufPool {
         }
     }
 
-    /// True when the next [`take`](BufPool::take) would allocate.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.free.is_empty()
+    /// True when a buffer can be lent for a while without allocating in steady state: one is
+    /// free, or the pool has not yet grown to what it keeps, so a buffer allocated now comes
+    /// back to be kept. Past that (more buffers out at once than the pool would keep), a
+    /// caller that has another way, as a delivery sent at once, takes it. The buffers out are
+    /// the `buffers_held` gauge, which only this pool moves: no count of its own on the hot path.
+    pub(crate) fn can_lend(&self, counters: &Counters) -> bool {
+        let lent = counters.buffers_held.load(std::sync::atomic::Ordering::Relaxed) as usize;
+        !self.free.is_empty() || lent + self.free.len() < MAX_BUFFERS
     }
 
     /// Bytes the pool keeps for reuse.
@@ -136,6 +144,25 @@ mod tests {
         assert_eq!(counters.snapshot().buffers_held, 0);
         let reused = pool.take(&counters);
         assert!(reused.capacity() >= POOL_BUFFER_SIZE, "the drained buffer was pooled");
+    }
+
+    #[test]
+    fn the_pool_lends_until_it_holds_what_it_keeps_then_only_recycles() {
+        let (mut pool, counters) = (BufPool::default(), Counters::default());
+        let mut lent: Vec<Vec<u8>> = Vec::new();
+        while pool.can_lend(&counters) {
+            lent.push(pool.take(&counters));
+        }
+        assert_eq!(lent.len(), MAX_BUFFERS, "an empty pool lends as many fresh buffers as it keeps");
+        pool.give(&mut lent.pop().unwrap(), &counters);
+        assert!(pool.can_lend(&counters), "a buffer given back can be lent again");
+        lent.push(pool.take(&counters));
+        assert!(!pool.can_lend(&counters));
+        for buf in &mut lent {
+            pool.give(buf, &counters);
+        }
+        assert_eq!(pool.free_bytes(), MAX_POOLED_BYTES, "all of them came back to be kept");
+        assert!(pool.can_lend(&counters));
     }
 
     #[test]

@@ -378,14 +378,17 @@ impl<S: Service> EventLoop<S> {
             // The turn's last publication goes straight to each subscriber's socket when it has
             // nothing queued (a game's tick: one publication to a thousand players): no buffer
             // per subscriber, no copy. Earlier ones queue, so several publications in one turn
-            // leave in one send, while the pool has buffers to lend: past that, a subscriber
-            // with nothing queued is sent to at once rather than given a new buffer.
+            // leave in one send, while the pool can lend (it grows to the buffers it keeps, then
+            // only recycles them): past that, a subscriber with nothing queued is sent to at once
+            // rather than given a buffer that would be allocated on every turn.
             let before = deliveries;
             pubsub::for_each_subscriber(topic, |fd, id| {
                 deliveries += 1;
                 let Some(c) = self.connections.get_mut(fd).filter(|c| c.id == id) else { return };
                 let flags = c.state.flags;
-                if (last || self.core.pool.is_empty()) && c.state.out.pending() == 0 && !flags.has(Flags::NOT_SENT_NOW)
+                if (last || !self.core.pool.can_lend(&self.core.own.counters))
+                    && c.state.out.pending() == 0
+                    && !flags.has(Flags::NOT_SENT_NOW)
                 {
                     c.state.flags.set(Flags::SEND_NOW);
                 }
