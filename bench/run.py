@@ -581,10 +581,14 @@ def main():
         # The bare epoll loop does nothing but the kernel's part: the floor any server's row sits on.
         servers = [smoke("fanout", "SMOKE_WS", metrics=True), peer_server("tokio-tungstenite", "tokio_ws"),
                    peer_server("bare epoll loop", "epoll_fanout")]
-        fanout = lambda rate: lambda server, t: run_load(server, [peer("fanout_load"), f"ws://127.0.0.1:{server.port}", "1000", str(t), rate], t)
-        # 200 publications a second for the CPU per delivery; 20 (a game's tick) for latency.
-        plan.append(("fanout-1x1000", fanout("200"), servers))
-        plan.append(("fanout-1x1000-20hz", fanout("20"), servers))
+        fanout = lambda subscribers, rate: lambda server, t: run_load(
+            server, [peer("fanout_load"), f"ws://127.0.0.1:{server.port}", subscribers, str(t), rate], t)
+        # 100,000 to 200,000 deliveries a second for the CPU per delivery, from 10 subscribers
+        # to 1,000; then 20 publications a second (a game's tick) to 1,000 for latency.
+        plan.append(("fanout-1x10", fanout("10", "10000"), servers))
+        plan.append(("fanout-1x100", fanout("100", "2000"), servers))
+        plan.append(("fanout-1x1000", fanout("1000", "200"), servers))
+        plan.append(("fanout-1x1000-20hz", fanout("1000", "20"), servers))
     if "udp" in groups:
         servers = [smoke("udp_echo", "SMOKE_UDP", udp=True), peer_server("tokio", "tokio_udp", udp=True)]
         plan.append(("udp-echo-32", lambda server, t: run_load(server, [peer("udp_load"), f"127.0.0.1:{server.port}", "32", str(t)], t), servers))
@@ -682,10 +686,11 @@ def main():
     for scenario, _, _ in plan:
         own = [r["own"] for r in results[scenario, "smoke"] if r.get("own")]
         if own:
-            mean = statistics.median(o[0] for o in own) * 1e3
+            mean = statistics.median(o[0] for o in own)
+            mean = f"{mean * 1e3:.2f} ms" if mean >= 1e-3 else f"{mean * 1e6:.0f} µs"
             within = statistics.median(o[1] for o in own) * 100
             notes.append(f"{scenario}: smoke's own part (`smoke_publish_delivery_seconds`), from a publication to "
-                         f"the last subscriber's send, is {mean:.2f} ms on average; {within:.0f}% of publications "
+                         f"the last subscriber's send, is {mean} on average; {within:.0f}% of publications "
                          f"are sent to all within 5 ms (medians of the rounds).")
     if notes:
         lines += [""] + [f"Note: {note}" for note in notes]
@@ -713,8 +718,9 @@ Versions: {version(["rustc", "--version"])}; {version(["nginx", "-v"])}; {versio
 Every server runs **one worker thread** (nginx: one worker process, its master counted too;
 tokio-based peers: a one-worker runtime), on loopback, with the load generator on the other
 core (`taskset`: servers on CPU {PLACEMENT["server"] or "any"}, the load on CPU {PLACEMENT["load"] or "any"}): wrk with one thread for HTTP, the clients of `bench/peers` for WebSocket (`ws_load`, one
-thread: 100 clients with 8 messages in flight each; `fanout_load`: one publisher at 200 msg/s,
-or 20 for the latency row, and 1,000 subscribers read by two threads, each with its own epoll
+thread: 100 clients with 8 messages in flight each; `fanout_load`: one publisher to 10
+subscribers at 10,000 msg/s, 100 at 2,000, 1,000 at 200, or 1,000 at 20 for the latency row,
+the subscribers read by two threads, each with its own epoll
 and a hand-written frame reader, so the client's own queueing stays out of the latency; beside
 the servers, a bare epoll loop, `epoll_fanout`, that does nothing but read the publication and
 `write` it to each subscriber: the floor the kernel's loopback path sets for one thread) and
