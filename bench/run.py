@@ -140,6 +140,7 @@ def raise_fd_limit():
 class Server:
     def __init__(self, name, command, port, env=None, udp=False, children=False):
         self.name, self.command, self.port = name, command, port
+        self.metrics_port = None  # smoke's metrics listener, when `smoke(..., metrics=True)` started it
         self.process = subprocess.Popen(on_cpus("server", command), env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         wait_listening(port, udp)
@@ -176,7 +177,7 @@ def smoke(binary, variable, udp=False, metrics=False):
 def publish_delivery(server):
     """smoke's `smoke_publish_delivery_seconds` so far: (sum, count, count within 5 ms), or None
     for a server without it."""
-    if not getattr(server, "metrics_port", None):
+    if not server.metrics_port:
         return None
     with socket.create_connection(("127.0.0.1", server.metrics_port), timeout=5) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -96,7 +96,6 @@ impl Core {
         }
     }
 
-    #[inline]
     /// A demultiplexed socket's view of this worker for one call, sending into `queue`.
     pub(crate) fn demux_io<'a>(&'a self, queue: &'a mut crate::sys::SendQueue) -> crate::rt::demux::DemuxIo<'a> {
         let clock = &self.clock;
@@ -108,6 +107,7 @@ impl Core {
         }
     }
 
+    #[inline]
     pub(crate) fn counters(&self) -> &Counters {
         &self.own.counters
     }
